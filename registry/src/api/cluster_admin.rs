@@ -1,0 +1,192 @@
+//! `/v1/cluster*`: cluster status on any replica, and membership changes for operators
+//! (add a learner, promote it, remove a replica, hand leadership over).
+
+use openraft::type_config::async_runtime::watch::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use openraft::{BasicNode, ChangeMembers};
+use plum_types::{ClusterStatus, MemberStatus, MembershipChange, headers as h};
+
+use super::Shared;
+use super::error::ApiError;
+use super::extract::JsonBody;
+use crate::cluster::WriteError;
+use crate::cluster::internal::ReplicaStatus;
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
+
+pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
+    let cluster = &state.cluster;
+    let (members, me) = {
+        let m = cluster.raft.metrics();
+        let m = m.borrow_watched();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members: BTreeMap<u64, (String, bool)> =
+            membership.nodes().map(|(id, node)| (*id, (node.addr.clone(), voters.contains(id)))).collect();
+        (members, cluster.status())
+    };
+    let probes = members.iter().map(|(id, (addr, voter))| {
+        let me = me.clone();
+        async move {
+            let status = if *id == cluster.id {
+                Some(me)
+            } else {
+                cluster.call_peer::<_, ReplicaStatus>(addr, "status", &(), PROBE_TIMEOUT).await.ok()
+            };
+            MemberStatus {
+                id: *id,
+                api_addr: format!("http://{addr}"),
+                role: status.as_ref().map(|s| s.state.clone()).unwrap_or_else(|| "unknown".into()),
+                voter: *voter,
+                last_log_index: status.as_ref().and_then(|s| s.last_log_index),
+                applied_index: status.as_ref().and_then(|s| s.applied_index),
+                reachable: status.is_some(),
+            }
+        }
+    });
+    let members = futures::future::join_all(probes).await;
+    Json(ClusterStatus { replica_id: cluster.id, leader_id: me.leader, term: me.term, members })
+}
+
+/// Membership changes run on the leader; a follower passes the request on, one hop.
+async fn on_leader(state: &Shared, headers: &HeaderMap, req_path: &str, method: reqwest::Method, body: Bytes) -> Option<Response> {
+    let leader = state.cluster.leader()?;
+    if leader.id == state.cluster.id || headers.contains_key(h::FORWARDED) {
+        return None;
+    }
+    let url = format!("http://{}{req_path}", leader.addr);
+    let sent = state
+        .cluster
+        .http
+        .request(method, &url)
+        .header(h::FORWARDED, state.cluster.id.to_string())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .timeout(LEARNER_CATCH_UP + Duration::from_secs(2))
+        .send()
+        .await;
+    Some(match sent {
+        Ok(resp) => {
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = resp.bytes().await.unwrap_or_default();
+            (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+        }
+        Err(e) => ApiError::Write(WriteError::Unavailable(format!("forwarding to leader: {e}"))).into_response(),
+    })
+}
+
+fn membership_json(state: &Shared) -> serde_json::Value {
+    let m = state.cluster.raft.metrics();
+    let m = m.borrow_watched();
+    let membership = m.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let learners: Vec<u64> = membership.learner_ids().collect();
+    serde_json::json!({ "voters": voters, "learners": learners })
+}
+
+fn raft_failure<E: std::fmt::Display>(e: E) -> ApiError {
+    ApiError::Write(WriteError::Unavailable(e.to_string()))
+}
+
+async fn body_and_parts(req: Request) -> Result<(HeaderMap, String, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| ApiError::TooLarge)?;
+    Ok((parts.headers, path, bytes))
+}
+
+fn parse_change(bytes: &Bytes) -> Result<MembershipChange, ApiError> {
+    let change: MembershipChange = serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
+    if change.id == 0 {
+        return Err(ApiError::bad("`id` must be a positive integer"));
+    }
+    Ok(change)
+}
+
+pub async fn add_learner(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
+    let (headers, path, bytes) = body_and_parts(req).await?;
+    let change = parse_change(&bytes)?;
+    let addr = change.api_addr.clone().ok_or_else(|| ApiError::bad("`apiAddr` is required"))?;
+    let addr = addr.trim_start_matches("http://").trim_end_matches('/').to_string();
+    if !addr.contains(':') {
+        return Err(ApiError::bad("`apiAddr` must be host:port"));
+    }
+    if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
+        return Ok(resp);
+    }
+    let adding = state.cluster.raft.add_learner(change.id, BasicNode { addr }, true);
+    match tokio::time::timeout(LEARNER_CATCH_UP, adding).await {
+        Ok(Ok(_)) => Ok((StatusCode::OK, Json(membership_json(&state))).into_response()),
+        Ok(Err(e)) => Err(raft_failure(e)),
+        // Added, still catching up: the operator watches /v1/cluster before promoting.
+        Err(_) => Ok((StatusCode::ACCEPTED, Json(membership_json(&state))).into_response()),
+    }
+}
+
+pub async fn promote(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
+    let (headers, path, bytes) = body_and_parts(req).await?;
+    let change = parse_change(&bytes)?;
+    if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
+        return Ok(resp);
+    }
+    let is_member = state.cluster.raft.metrics().borrow_watched().membership_config.membership().get_node(&change.id).is_some();
+    if !is_member {
+        return Err(ApiError::NotFound(format!("replica {} is not a learner; add it first", change.id)));
+    }
+    state
+        .cluster
+        .raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([change.id])), false)
+        .await
+        .map_err(raft_failure)?;
+    Ok(Json(membership_json(&state)).into_response())
+}
+
+pub async fn remove_member(State(state): State<Shared>, Path(id): Path<u64>, req: Request) -> Result<Response, ApiError> {
+    let (headers, path, bytes) = body_and_parts(req).await?;
+    if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::DELETE, bytes).await {
+        return Ok(resp);
+    }
+    let (is_voter, is_member) = {
+        let m = state.cluster.raft.metrics();
+        let m = m.borrow_watched();
+        let membership = m.membership_config.membership();
+        (membership.voter_ids().any(|v| v == id), membership.get_node(&id).is_some())
+    };
+    if !is_member {
+        return Err(ApiError::NotFound(format!("replica {id} is not a member")));
+    }
+    let change = if is_voter {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    };
+    state.cluster.raft.change_membership(change, false).await.map_err(raft_failure)?;
+    Ok(Json(membership_json(&state)).into_response())
+}
+
+pub async fn transfer_leader(State(state): State<Shared>, JsonBody(change): JsonBody<MembershipChange>) -> Result<Response, ApiError> {
+    let voters: Vec<u64> = state.cluster.raft.metrics().borrow_watched().membership_config.membership().voter_ids().collect();
+    if !voters.contains(&change.id) {
+        return Err(ApiError::bad(format!("replica {} is not a voter", change.id)));
+    }
+    let Some(leader) = state.cluster.leader() else {
+        return Err(ApiError::Write(WriteError::NoLeader { waited_ms: 0 }));
+    };
+    if leader.id == state.cluster.id {
+        state.cluster.raft.trigger().transfer_leader(change.id).await.map_err(raft_failure)?;
+    } else {
+        let body = serde_json::to_vec(&change).unwrap_or_default();
+        let url = format!("http://{}/v1/cluster/transfer-leader", leader.addr);
+        state.cluster.http.post(&url).body(body).timeout(Duration::from_secs(2)).send().await.map_err(raft_failure)?;
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}

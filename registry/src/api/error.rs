@@ -1,0 +1,71 @@
+//! Every error the API answers: a status and a JSON body `{"error": ...}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use plum_types::ErrorBody;
+
+use crate::cluster::{LeaderInfo, WriteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { message: String, detail: Option<serde_json::Value> },
+    #[error("payload too large")]
+    TooLarge,
+    /// The client asked to be redirected to the leader rather than forwarded.
+    #[error("not the leader")]
+    Redirect { leader: LeaderInfo, location: String },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let location = match &self {
+            ApiError::Redirect { location, .. } => Some(location.clone()),
+            _ => None,
+        };
+        let (status, mut body) = match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorBody::new(message)),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorBody::new(message)),
+            ApiError::Conflict { detail, .. } => (StatusCode::CONFLICT, ErrorBody { detail, ..ErrorBody::new(message) }),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorBody::new(message)),
+            ApiError::Redirect { leader, .. } => (
+                StatusCode::TEMPORARY_REDIRECT,
+                ErrorBody {
+                    retryable: true,
+                    leader_id: Some(leader.id),
+                    leader_addr: Some(format!("http://{}", leader.addr)),
+                    ..ErrorBody::new(message)
+                },
+            ),
+            ApiError::Write(WriteError::Fatal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new(message)),
+            ApiError::Write(WriteError::NoLeader { .. } | WriteError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorBody { retryable: true, ..ErrorBody::new(message) })
+            }
+        };
+        if body.error.is_empty() {
+            body.error = status.canonical_reason().unwrap_or("error").to_string();
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            resp.headers_mut().insert(header::LOCATION, loc);
+        }
+        resp
+    }
+}

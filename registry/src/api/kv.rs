@@ -1,0 +1,200 @@
+//! `/v1/kv*`: the config store. Versions per key, compare-and-set (`expectVersion`), and a
+//! long-poll watch on a namespace or prefix (`?watch=true&index=N`).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use plum_types::{KvBatchRequest, KvBatchResponse, KvKeys, KvNamespaces, KvPutRequest, KvWritten};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, Query};
+use super::validate::{self, MAX_BATCH, MAX_ID};
+use super::{Shared, with_index};
+use crate::state::{CommandResult, KvWrite, Op};
+
+const WATCH_DEFAULT: Duration = Duration::from_secs(30);
+const WATCH_MAX: Duration = Duration::from_secs(120);
+/// Header with the index a watch answer reflects; pass it back as `index` to resume.
+const INDEX_HEADER: &str = "x-plum-index";
+
+fn check_place(ns: &str, key: Option<&str>) -> Result<(), ApiError> {
+    validate::name("namespace", ns, MAX_ID)?;
+    if let Some(key) = key {
+        validate::name("key", key, MAX_ID)?;
+    }
+    Ok(())
+}
+
+fn parse_write(key: &str, value: Option<String>, kind: &str) -> Result<KvWrite, ApiError> {
+    let kind = validate::kv_type(kind)?;
+    let value = value.ok_or_else(|| ApiError::bad(format!("`value` is required for key `{key}`")))?;
+    validate::kv_value(&value, kind)?;
+    Ok(KvWrite { key: key.to_string(), value, kind })
+}
+
+pub async fn get(State(state): State<Shared>, query: Query, Path((ns, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let index = state.read_point(&query).await?;
+    match state.cluster.with_registry(|r| r.kv_get(&ns, &key)) {
+        Some(item) => Ok(with_index(index, Json(item))),
+        None => Err(ApiError::NotFound(format!("key `{ns}/{key}` not found"))),
+    }
+}
+
+pub async fn put(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path((ns, key)): Path<(String, String)>,
+    JsonBody(req): JsonBody<KvPutRequest>,
+) -> Result<Response, ApiError> {
+    check_place(&ns, Some(&key))?;
+    let write = parse_write(&key, req.value, &req.kind)?;
+    if let Some(id) = &req.request_id {
+        validate::text("requestId", id, MAX_ID)?;
+    }
+    let op = Op::KvPut { ns: ns.clone(), write, expect_version: req.expect_version, request_id: req.request_id };
+    let applied = state.write(&headers, &query, &uri, op).await?;
+    match applied.result {
+        CommandResult::KvWritten { record } => Ok(Json(KvWritten {
+            namespace: ns,
+            key,
+            value: record.value,
+            kind: record.kind,
+            version: record.version,
+        })
+        .into_response()),
+        CommandResult::KvConflict { current } => Err(conflict(current)),
+        other => Err(ApiError::Write(crate::cluster::WriteError::Unavailable(format!("unexpected result {other:?}")))),
+    }
+}
+
+fn conflict(current: u64) -> ApiError {
+    ApiError::Conflict {
+        message: format!("version mismatch: the key is at version {current}"),
+        detail: Some(serde_json::json!({ "currentVersion": current })),
+    }
+}
+
+pub async fn remove(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path((ns, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_place(&ns, Some(&key))?;
+    let expect_version = query.number("expectVersion")?;
+    let applied = state.write(&headers, &query, &uri, Op::KvDelete { ns, key, expect_version }).await?;
+    match applied.result {
+        CommandResult::KvConflict { current } => Err(conflict(current)),
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// `GET /v1/kv/{ns}[?prefix=p]`, or with `watch=true&index=N` a long poll that answers once
+/// something under the namespace/prefix changed after index N (or on timeout).
+pub async fn list(State(state): State<Shared>, query: Query, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    let prefix = query.get("prefix").unwrap_or("").to_string();
+    let mut index = state.read_point(&query).await?;
+    let mut change = state.cluster.with_registry(|r| r.kv_change_index(&ns, &prefix));
+    if query.flag("watch") {
+        let after = query.number("index")?.unwrap_or(0);
+        let timeout = query.number("timeoutMs")?.map(Duration::from_millis).unwrap_or(WATCH_DEFAULT).min(WATCH_MAX);
+        let mut applied = state.cluster.applied_watch();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let now = state.cluster.with_registry(|r| r.kv_change_index(&ns, &prefix));
+                if now > after {
+                    return now;
+                }
+                if applied.changed().await.is_err() {
+                    return now;
+                }
+            }
+        })
+        .await;
+        change = waited.unwrap_or(change.max(after));
+        index = state.cluster.applied_index();
+    }
+    let items = state.cluster.with_registry(|r| r.kv_list(&ns, &prefix));
+    let mut resp = with_index(index, Json(items));
+    resp.headers_mut().insert(INDEX_HEADER, HeaderValue::from(change));
+    Ok(resp)
+}
+
+pub async fn namespaces(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
+    let index = state.read_point(&query).await?;
+    Ok(with_index(index, Json(KvNamespaces { namespaces: state.cluster.with_registry(|r| r.kv_namespaces()) })))
+}
+
+pub async fn keys(State(state): State<Shared>, query: Query, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    let index = state.read_point(&query).await?;
+    let keys = state.cluster.with_registry(|r| r.kv_keys(&ns));
+    Ok(with_index(index, Json(KvKeys { namespace: ns, keys })))
+}
+
+pub async fn batch(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(ns): Path<String>,
+    JsonBody(req): JsonBody<KvBatchRequest>,
+) -> Result<Json<KvBatchResponse>, ApiError> {
+    check_place(&ns, None)?;
+    if req.items.len() > MAX_BATCH {
+        return Err(ApiError::bad(format!("more than {MAX_BATCH} items")));
+    }
+    // All-or-nothing: every item is checked before anything is proposed, and the batch is one
+    // log entry.
+    let mut writes = Vec::with_capacity(req.items.len());
+    for (i, item) in req.items.into_iter().enumerate() {
+        validate::name(&format!("items[{i}].key"), &item.key, MAX_ID)?;
+        writes.push(parse_write(&item.key, item.value, &item.kind)?);
+    }
+    let count = writes.len();
+    state.write(&headers, &query, &uri, Op::KvBatch { ns: ns.clone(), writes }).await?;
+    Ok(Json(KvBatchResponse { namespace: ns, count }))
+}
+
+// The compatible paths `/v1/kv/{ns}/keys` and `/v1/kv/{ns}/batch` are also keys named `keys`
+// and `batch` for every method they do not otherwise use; `/v1/kv/{ns}/key/{key}` addresses
+// any key unambiguously.
+
+pub async fn put_keys_named(
+    state: State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(ns): Path<String>,
+    body: JsonBody<KvPutRequest>,
+) -> Result<Response, ApiError> {
+    put(state, headers, query, uri, Path((ns, "keys".into())), body).await
+}
+
+pub async fn delete_keys_named(state: State<Shared>, headers: HeaderMap, query: Query, uri: Uri, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    remove(state, headers, query, uri, Path((ns, "keys".into()))).await
+}
+
+pub async fn get_batch_named(state: State<Shared>, query: Query, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    get(state, query, Path((ns, "batch".into()))).await
+}
+
+pub async fn put_batch_named(
+    state: State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(ns): Path<String>,
+    body: JsonBody<KvPutRequest>,
+) -> Result<Response, ApiError> {
+    put(state, headers, query, uri, Path((ns, "batch".into())), body).await
+}
+
+pub async fn delete_batch_named(state: State<Shared>, headers: HeaderMap, query: Query, uri: Uri, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    remove(state, headers, query, uri, Path((ns, "batch".into()))).await
+}

@@ -1,0 +1,77 @@
+//! `/v1/nodes*`: node heartbeats (registration on first sight), listing, deletion.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use plum_types::{NodeHeartbeat, NodeHeartbeatAck};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, Query};
+use super::validate::{self, MAX_ID};
+use super::{Shared, with_index};
+use crate::state::{CommandResult, Op};
+
+pub async fn heartbeat(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    JsonBody(hb): JsonBody<NodeHeartbeat>,
+) -> Result<Json<NodeHeartbeatAck>, ApiError> {
+    validate::name("nodeId", &hb.node_id, MAX_ID)?;
+    let ip = hb.address();
+    validate::text("ip", &ip, MAX_ID)?;
+    validate::labels("labels", &hb.labels)?;
+    // Registration (or a change of address, labels or capability, or a revival) is a write;
+    // an unchanged live node only renews, which is batched and never costs an fsync.
+    let unchanged = state.cluster.with_registry(|r| {
+        r.node_record(&hb.node_id)
+            .is_some_and(|n| n.alive && n.ip == ip && n.labels == hb.labels && n.can_run == hb.can_run_instances)
+    });
+    if unchanged {
+        state.batcher.renew(vec![hb.node_id], Vec::new()).await.map_err(|e| {
+            ApiError::Write(crate::cluster::WriteError::Unavailable(e.to_string()))
+        })?;
+    } else {
+        let op = Op::UpsertNode { node_id: hb.node_id, ip, labels: hb.labels, can_run: hb.can_run_instances };
+        state.write(&headers, &query, &uri, op).await?;
+    }
+    let live = &state.cluster.config.liveness;
+    Ok(Json(NodeHeartbeatAck {
+        ttl_sec: live.node_ttl.as_secs().max(1),
+        ttl_ms: live.node_ttl.as_millis() as u64,
+        heartbeat_interval_ms: (live.node_ttl.as_millis() as u64 / 4).max(50),
+    }))
+}
+
+pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
+    let index = state.read_point(&query).await?;
+    Ok(with_index(index, Json(state.cluster.with_registry(|r| r.nodes()))))
+}
+
+pub async fn get_one(State(state): State<Shared>, query: Query, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let index = state.read_point(&query).await?;
+    match state.cluster.with_registry(|r| r.node(&id)) {
+        Some(node) => Ok(with_index(index, Json(node))),
+        None => Err(ApiError::NotFound(format!("node `{id}` not found"))),
+    }
+}
+
+pub async fn remove(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    validate::name("nodeId", &id, MAX_ID)?;
+    let applied = state.write(&headers, &query, &uri, Op::DeleteNode { node_id: id.clone() }).await?;
+    match applied.result {
+        CommandResult::NodeBusy { instances } => Err(ApiError::Conflict {
+            message: format!("node `{id}` still has {} instance(s) assigned", instances.len()),
+            detail: Some(serde_json::json!({ "instances": instances })),
+        }),
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}

@@ -1,0 +1,153 @@
+//! `/v1/services*`: registration, instance heartbeats, deregistration, service names.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use plum_types::{EndpointSpec, HealthReport, RegisterRequest, ServiceHeartbeat};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, Query};
+use super::validate::{self, MAX_ENDPOINTS, MAX_ID, MAX_SHORT};
+use super::{Shared, with_index};
+use crate::cluster::WriteError;
+use crate::state::{EndpointRecord, Op};
+
+fn endpoint_record(i: usize, spec: &EndpointSpec) -> Result<EndpointRecord, ApiError> {
+    let field = |f: &str| format!("endpoints[{i}].{f}");
+    validate::name(&field("serviceName"), &spec.service_name, MAX_ID)?;
+    let port = validate::port(&field("port"), spec.port)?;
+    validate::text(&field("protocol"), &spec.protocol, MAX_SHORT)?;
+    validate::text(&field("version"), &spec.version, MAX_SHORT)?;
+    validate::labels(&field("labels"), &spec.labels)?;
+    Ok(EndpointRecord {
+        service_name: spec.service_name.clone(),
+        port,
+        protocol: spec.protocol.clone(),
+        version: spec.version.clone(),
+        labels: spec.labels.clone(),
+        healthy: spec.healthy.unwrap_or(true),
+    })
+}
+
+/// Checks a registration and turns it into the command that records it.
+fn register_op(req: RegisterRequest) -> Result<Op, ApiError> {
+    validate::name("instanceId", &req.instance_id, MAX_ID)?;
+    if req.endpoints.len() > MAX_ENDPOINTS {
+        return Err(ApiError::bad(format!("more than {MAX_ENDPOINTS} endpoints")));
+    }
+    let endpoints = req.endpoints.iter().enumerate().map(|(i, e)| endpoint_record(i, e)).collect::<Result<Vec<_>, _>>()?;
+    // `ip` and `nodeId` come from the top level, or from the endpoints when a client sends them there.
+    let pick = |top: &Option<String>, per: fn(&EndpointSpec) -> &Option<String>| {
+        top.clone().filter(|s| !s.is_empty()).or_else(|| req.endpoints.iter().find_map(|e| per(e).clone().filter(|s| !s.is_empty())))
+    };
+    let ip = pick(&req.ip, |e| &e.ip).unwrap_or_default();
+    let node_id = pick(&req.node_id, |e| &e.node_id).unwrap_or_default();
+    if ip.is_empty() && !endpoints.is_empty() {
+        return Err(ApiError::bad("`ip` is required (top level or per endpoint)"));
+    }
+    validate::text("ip", &ip, MAX_ID)?;
+    validate::text("nodeId", &node_id, MAX_ID)?;
+    Ok(Op::RegisterInstance { instance_id: req.instance_id, node_id, ip, endpoints })
+}
+
+pub async fn register(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> Result<StatusCode, ApiError> {
+    let op = register_op(req)?;
+    state.write(&headers, &query, &uri, op).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn heartbeat(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    JsonBody(hb): JsonBody<ServiceHeartbeat>,
+) -> Result<StatusCode, ApiError> {
+    validate::name("instanceId", &hb.instance_id, MAX_ID)?;
+    let reports = match &hb.health {
+        Some(list) => {
+            if list.len() > MAX_ENDPOINTS {
+                return Err(ApiError::bad(format!("more than {MAX_ENDPOINTS} health entries")));
+            }
+            let mut reports = Vec::with_capacity(list.len());
+            for (i, e) in list.iter().enumerate() {
+                validate::name(&format!("health[{i}].serviceName"), &e.service_name, MAX_ID)?;
+                let port = if e.port == 0 { None } else { Some(validate::port(&format!("health[{i}].port"), e.port)?) };
+                reports.push(HealthReport { service_name: e.service_name.clone(), port, healthy: e.healthy.unwrap_or(true) });
+            }
+            reports
+        }
+        None => Vec::new(),
+    };
+    // A health change is a write; an unchanged live instance only renews (batched).
+    let (known, needs_write) = state.cluster.with_registry(|r| match r.instance_record(&hb.instance_id) {
+        None => (false, false),
+        Some(inst) => {
+            let changes = reports.iter().any(|rep| {
+                inst.endpoints.iter().any(|ep| {
+                    ep.service_name == rep.service_name && rep.port.is_none_or(|p| p == ep.port) && ep.healthy != rep.healthy
+                })
+            });
+            (true, changes || !inst.alive && !reports.is_empty())
+        }
+    });
+    if needs_write {
+        state.write(&headers, &query, &uri, Op::SetHealth { instance_id: hb.instance_id, reports }).await?;
+    } else if known {
+        state
+            .batcher
+            .renew(Vec::new(), vec![hb.instance_id])
+            .await
+            .map_err(|e| ApiError::Write(WriteError::Unavailable(e.to_string())))?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn deregister(State(state): State<Shared>, headers: HeaderMap, query: Query, uri: Uri) -> Result<StatusCode, ApiError> {
+    let id = query.get("instanceId").ok_or_else(|| ApiError::bad("query parameter `instanceId` is required"))?.to_string();
+    validate::name("instanceId", &id, MAX_ID)?;
+    state.write(&headers, &query, &uri, Op::DeregisterInstance { instance_id: id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
+    let index = state.read_point(&query).await?;
+    Ok(with_index(index, Json(state.cluster.with_registry(|r| r.services()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, port: u32) -> EndpointSpec {
+        EndpointSpec { service_name: name.into(), port, ..EndpointSpec::default() }
+    }
+
+    #[test]
+    fn ip_and_node_fall_back_to_the_endpoints() {
+        let mut e = spec("svc", 80);
+        e.ip = Some("10.0.0.1".into());
+        e.node_id = Some("n1".into());
+        let req = RegisterRequest { instance_id: "i1".into(), endpoints: vec![e], ..RegisterRequest::default() };
+        let Op::RegisterInstance { ip, node_id, .. } = register_op(req).unwrap() else { panic!() };
+        assert_eq!((ip.as_str(), node_id.as_str()), ("10.0.0.1", "n1"));
+    }
+
+    #[test]
+    fn bad_registrations_are_refused() {
+        let ok = |eps: Vec<EndpointSpec>| RegisterRequest { instance_id: "i".into(), ip: Some("1.2.3.4".into()), endpoints: eps, node_id: None };
+        assert!(register_op(RegisterRequest::default()).is_err(), "missing instanceId");
+        assert!(register_op(ok(vec![spec("", 80)])).is_err(), "missing serviceName");
+        assert!(register_op(ok(vec![spec("s", 0)])).is_err(), "port 0");
+        assert!(register_op(ok(vec![spec("s", 65536)])).is_err(), "port too big");
+        assert!(register_op(RegisterRequest { ip: None, ..ok(vec![spec("s", 1)]) }).is_err(), "no ip anywhere");
+        assert!(register_op(ok(vec![spec("s", 1)])).is_ok());
+    }
+}

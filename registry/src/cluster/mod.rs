@@ -1,0 +1,282 @@
+//! The replica's place in the Raft cluster: the openraft handle and everything built on it:
+//! proposing (locally or forwarded one hop to the leader), linearizable reads, leader lookup.
+//! openraft's types do not leave this module tree.
+
+pub mod bootstrap;
+pub mod codec;
+pub mod internal;
+pub mod network;
+pub mod raft_routes;
+pub mod types;
+
+use openraft::type_config::async_runtime::watch::WatchReceiver;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::ReadPolicy;
+use openraft::ServerState;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::config::ControllerConfig;
+use crate::state::{Command, CommandResult, Op, Registry, RegistryApp};
+use internal::{ProposeReply, ProposeRequest, ReadIndexReply, ReplicaStatus};
+use types::Raft;
+
+/// Unix milliseconds from this replica's clock. Only the leader's value ever enters the log.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    pub id: u64,
+    /// host:port of its API (and Raft) listener.
+    pub addr: String,
+}
+
+/// A write that made it into the state machine.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub result: CommandResult,
+    pub index: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No leader appeared within the wait; retrying later may work.
+    #[error("no leader elected within {waited_ms} ms")]
+    NoLeader { waited_ms: u64 },
+    /// The leader could not be reached or lost leadership meanwhile; retrying may work.
+    #[error("leader unavailable: {0}")]
+    Unavailable(String),
+    /// Raft on this replica has stopped.
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+/// Why one attempt failed: try again (maybe elsewhere) or give up.
+enum Attempt {
+    Retry(String),
+    Fail(WriteError),
+}
+
+pub struct Cluster {
+    pub id: u64,
+    pub raft: Raft,
+    app: Arc<RwLock<RegistryApp>>,
+    applied: watch::Receiver<u64>,
+    pub http: reqwest::Client,
+    pub config: Arc<ControllerConfig>,
+}
+
+impl Cluster {
+    pub fn new(
+        id: u64,
+        raft: Raft,
+        app: Arc<RwLock<RegistryApp>>,
+        applied: watch::Receiver<u64>,
+        http: reqwest::Client,
+        config: Arc<ControllerConfig>,
+    ) -> Cluster {
+        Cluster { id, raft, app, applied, http, config }
+    }
+
+    /// The in-memory registry view. Hold the guard briefly and never across an `.await`.
+    pub fn view(&self) -> RwLockReadGuard<'_, RegistryApp> {
+        self.app.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
+        f(&self.view().registry)
+    }
+
+    /// Changes whenever the view applies an entry.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub fn leader(&self) -> Option<LeaderInfo> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some(LeaderInfo { id, addr })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    pub fn status(&self) -> ReplicaStatus {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let membership = m.membership_config.membership();
+        ReplicaStatus {
+            id: self.id,
+            initialized: m.last_log_index.is_some() || m.vote.leader_id.term > 0,
+            state: format!("{:?}", m.state).to_lowercase(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.as_ref().map(|l| l.index),
+            voters: membership.voter_ids().collect(),
+        }
+    }
+
+    /// Proposes `op` through the leader, waiting (bounded) for one to exist.
+    pub async fn write(&self, op: Op) -> Result<Applied, WriteError> {
+        let started = Instant::now();
+        let deadline = started + self.config.no_leader_wait;
+        let mut last_problem: Option<String>;
+        loop {
+            let attempt = match self.leader() {
+                Some(l) if l.id == self.id => self.propose_local(op.clone()).await,
+                Some(l) => self.forward(&l, &op, deadline).await,
+                None => Err(Attempt::Retry("no leader".into())),
+            };
+            match attempt {
+                Ok(applied) => return Ok(applied),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => last_problem = Some(why),
+            }
+            if Instant::now() >= deadline {
+                let waited_ms = started.elapsed().as_millis() as u64;
+                return Err(match (self.leader(), last_problem) {
+                    (None, _) => WriteError::NoLeader { waited_ms },
+                    (Some(_), Some(why)) => WriteError::Unavailable(why),
+                    (Some(_), None) => WriteError::NoLeader { waited_ms },
+                });
+            }
+            self.wait_for_leader_change(deadline).await;
+        }
+    }
+
+    /// Sleeps until Raft's view of the cluster changes or a short while passes.
+    async fn wait_for_leader_change(&self, deadline: Instant) {
+        let mut metrics = self.raft.metrics();
+        let pause = Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()));
+        let _ = tokio::time::timeout(pause, metrics.changed()).await;
+    }
+
+    /// Proposes `op` only if this replica is the leader: for leader-only duties (liveness),
+    /// whose decisions must not be carried out by anyone else.
+    pub async fn propose_if_leader(&self, op: Op) -> Result<Applied, WriteError> {
+        match self.propose_local(op).await {
+            Ok(a) => Ok(a),
+            Err(Attempt::Retry(why)) => Err(WriteError::Unavailable(why)),
+            Err(Attempt::Fail(e)) => Err(e),
+        }
+    }
+
+    /// Proposes on this replica, which believes it is the leader. Only the leader stamps time.
+    async fn propose_local(&self, op: Op) -> Result<Applied, Attempt> {
+        let command = Command { now_ms: unix_now_ms(), op };
+        match self.raft.client_write(command).await {
+            Ok(resp) => Ok(Applied { result: resp.data, index: resp.log_id.index }),
+            Err(e) => match e.forward_to_leader() {
+                Some(_) => Err(Attempt::Retry(format!("leadership moved: {e}"))),
+                None if e.fatal().is_some() => Err(Attempt::Fail(WriteError::Fatal(e.to_string()))),
+                None => Err(Attempt::Fail(WriteError::Unavailable(e.to_string()))),
+            },
+        }
+    }
+
+    async fn forward(&self, leader: &LeaderInfo, op: &Op, deadline: Instant) -> Result<Applied, Attempt> {
+        let request = ProposeRequest { op: op.clone() };
+        let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        match self.call_peer::<_, ProposeReply>(&leader.addr, "propose", &request, timeout).await {
+            Ok(ProposeReply::Applied { result, index }) => Ok(Applied { result, index }),
+            Ok(ProposeReply::NotLeader { .. }) => Err(Attempt::Retry(format!("replica {} is no longer leader", leader.id))),
+            Ok(ProposeReply::Failed { error }) => Err(Attempt::Fail(WriteError::Unavailable(error))),
+            Err(e) => Err(Attempt::Retry(e)),
+        }
+    }
+
+    /// Answers a proposal forwarded by another replica (never forwards it further).
+    pub async fn handle_forwarded(&self, op: Op) -> ProposeReply {
+        if !self.is_leader() {
+            return ProposeReply::NotLeader { leader: self.leader().map(|l| l.id) };
+        }
+        match self.propose_local(op).await {
+            Ok(a) => ProposeReply::Applied { result: a.result, index: a.index },
+            Err(Attempt::Retry(_)) => ProposeReply::NotLeader { leader: self.leader().map(|l| l.id) },
+            Err(Attempt::Fail(e)) => ProposeReply::Failed { error: e.to_string() },
+        }
+    }
+
+    /// Confirms leadership with a quorum and returns the index reads must wait for.
+    pub async fn leader_read_index(&self) -> ReadIndexReply {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read_log_id) => ReadIndexReply::Index(read_log_id.index()),
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => ReadIndexReply::NotLeader { leader: f.leader_id },
+                None => ReadIndexReply::Failed { error: e.to_string() },
+            },
+        }
+    }
+
+    /// Waits until this replica's view is at least as new as the leader's commit at the time
+    /// of the call: a read after this is linearizable.
+    pub async fn read_barrier(&self) -> Result<u64, WriteError> {
+        let deadline = Instant::now() + self.config.no_leader_wait;
+        let index = loop {
+            let reply = match self.leader() {
+                Some(l) if l.id == self.id => self.leader_read_index().await,
+                Some(l) => {
+                    let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+                    self.call_peer::<_, ReadIndexReply>(&l.addr, "read-index", &(), timeout)
+                        .await
+                        .unwrap_or_else(|error| ReadIndexReply::Failed { error })
+                }
+                None => ReadIndexReply::NotLeader { leader: None },
+            };
+            match reply {
+                ReadIndexReply::Index(i) => break i,
+                other if Instant::now() >= deadline => {
+                    return Err(WriteError::Unavailable(format!("linearizable read failed: {other:?}")));
+                }
+                _ => self.wait_for_leader_change(deadline).await,
+            }
+        };
+        let mut applied = self.applied.clone();
+        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+        match tokio::time::timeout(remaining, applied.wait_for(|a| *a >= index)).await {
+            Ok(Ok(_)) => Ok(index),
+            _ => Err(WriteError::Unavailable(format!("replica did not reach index {index} in time"))),
+        }
+    }
+
+    /// POSTs a MessagePack body to another replica's `/internal/v1/{route}`.
+    pub async fn call_peer<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        route: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, String> {
+        let bytes = codec::encode(body).map_err(|e| e.to_string())?;
+        let url = format!("http://{addr}/internal/v1/{route}");
+        let resp = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, codec::CONTENT_TYPE)
+            .header(plum_types::headers::FORWARDED, self.id.to_string())
+            .body(bytes)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{url}: HTTP {status}"));
+        }
+        codec::decode(&body).map_err(|e| format!("{url}: {e}"))
+    }
+}

@@ -1,0 +1,74 @@
+//! The receiving side of Raft RPCs: `/raft/*` on every replica.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use openraft::errors::RaftError;
+use openraft::storage::Snapshot;
+use serde::de::DeserializeOwned;
+
+use super::codec::{self, Binary};
+use super::network::SnapshotTransfer;
+use super::types::{Raft, TypeConfig};
+
+/// Snapshots carry the whole registry; allow them to be large.
+const MAX_RAFT_BODY: usize = 512 * 1024 * 1024;
+
+pub fn routes(raft: Arc<Raft>) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/pre-vote", post(pre_vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/raft/transfer-leader", post(transfer_leader))
+        .layer(DefaultBodyLimit::max(MAX_RAFT_BODY))
+        .with_state(raft)
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    codec::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("bad raft rpc body: {e}")).into_response())
+}
+
+async fn append(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+    match parse(&body) {
+        Ok(req) => Binary(raft.append_entries(req).await).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn vote(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+    match parse(&body) {
+        Ok(req) => Binary(raft.vote(req).await).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn pre_vote(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+    match parse(&body) {
+        Ok(req) => Binary(raft.pre_vote(req).await).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn snapshot(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+    match parse::<SnapshotTransfer>(&body) {
+        Ok(req) => {
+            let snapshot = Snapshot { meta: req.meta, snapshot: req.data };
+            Binary(raft.install_full_snapshot(req.vote, snapshot).await.map_err(RaftError::<TypeConfig>::Fatal))
+                .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn transfer_leader(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+    match parse(&body) {
+        Ok(req) => Binary(raft.handle_transfer_leader(req).await.map_err(RaftError::<TypeConfig>::Fatal)).into_response(),
+        Err(r) => r,
+    }
+}

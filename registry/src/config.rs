@@ -1,0 +1,230 @@
+//! Controller configuration: command-line flags, each with an environment variable, over an
+//! optional TOML file, over defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing required setting `{0}` (flag, environment variable or config file)")]
+    Missing(&'static str),
+    #[error("bad peer list entry `{0}`: expected ID=HOST:PORT")]
+    BadPeer(String),
+    #[error("this replica's id {0} is not in the peer list")]
+    SelfNotInPeers(u64),
+    #[error("cannot read config file {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("bad config file {path}: {source}")]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Flags. Every one is optional here so that the config file can fill what flags leave out.
+#[derive(Debug, Parser, Default)]
+#[command(name = "plum-controller", about = "Plum controller replica", version)]
+pub struct Args {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "PLUM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This replica's Raft id (a positive integer, unique in the cluster).
+    #[arg(long, env = "PLUM_ID")]
+    pub id: Option<u64>,
+    /// Address to listen on for the API and Raft, e.g. 127.0.0.1:7001.
+    #[arg(long, env = "PLUM_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address other replicas and clients use to reach this one (defaults to --listen).
+    #[arg(long, env = "PLUM_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for the RocksDB store.
+    #[arg(long, env = "PLUM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Initial replicas, ID=HOST:PORT separated by commas (used to form a fresh cluster).
+    #[arg(long, env = "PLUM_PEERS")]
+    pub peers: Option<String>,
+    /// Node heartbeat TTL: a node not heard from for this long is declared dead.
+    #[arg(long, env = "PLUM_NODE_TTL_MS")]
+    pub node_ttl_ms: Option<u64>,
+    /// Service-instance heartbeat TTL.
+    #[arg(long, env = "PLUM_INSTANCE_TTL_MS")]
+    pub instance_ttl_ms: Option<u64>,
+    /// How often the leader replicates coalesced heartbeats (one Raft entry each time).
+    #[arg(long, env = "PLUM_RENEW_FLUSH_MS")]
+    pub renew_flush_ms: Option<u64>,
+    /// How often the leader checks for expired nodes and instances.
+    #[arg(long, env = "PLUM_SWEEP_MS")]
+    pub sweep_ms: Option<u64>,
+    /// How long a replica collects heartbeats before sending them to the leader as one batch.
+    #[arg(long, env = "PLUM_HEARTBEAT_BATCH_MS")]
+    pub heartbeat_batch_ms: Option<u64>,
+    /// Raft leader heartbeat interval.
+    #[arg(long, env = "PLUM_RAFT_HEARTBEAT_MS")]
+    pub raft_heartbeat_ms: Option<u64>,
+    /// Raft election timeout, lower bound.
+    #[arg(long, env = "PLUM_ELECTION_MIN_MS")]
+    pub election_min_ms: Option<u64>,
+    /// Raft election timeout, upper bound.
+    #[arg(long, env = "PLUM_ELECTION_MAX_MS")]
+    pub election_max_ms: Option<u64>,
+    /// How long a write waits for a leader to appear before failing with a retryable 503.
+    #[arg(long, env = "PLUM_NO_LEADER_WAIT_MS")]
+    pub no_leader_wait_ms: Option<u64>,
+    /// Take a snapshot (and purge the log) after this many new entries.
+    #[arg(long, env = "PLUM_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+}
+
+/// The same settings from a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<u64>,
+    pub listen: Option<SocketAddr>,
+    pub advertise: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub peers: Option<String>,
+    pub node_ttl_ms: Option<u64>,
+    pub instance_ttl_ms: Option<u64>,
+    pub renew_flush_ms: Option<u64>,
+    pub sweep_ms: Option<u64>,
+    pub heartbeat_batch_ms: Option<u64>,
+    pub raft_heartbeat_ms: Option<u64>,
+    pub election_min_ms: Option<u64>,
+    pub election_max_ms: Option<u64>,
+    pub no_leader_wait_ms: Option<u64>,
+    pub snapshot_every: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LivenessConfig {
+    pub node_ttl: Duration,
+    pub instance_ttl: Duration,
+    pub renew_flush: Duration,
+    pub sweep: Duration,
+    pub heartbeat_batch: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    pub snapshot_every: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub id: u64,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub peers: BTreeMap<u64, String>,
+    pub liveness: LivenessConfig,
+    pub raft: RaftTiming,
+    pub no_leader_wait: Duration,
+}
+
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| ConfigError::BadPeer(part.to_string()))?;
+        let id: u64 = id.trim().parse().map_err(|_| ConfigError::BadPeer(part.to_string()))?;
+        let addr = addr.trim();
+        if id == 0 || addr.is_empty() || !addr.contains(':') {
+            return Err(ConfigError::BadPeer(part.to_string()));
+        }
+        peers.insert(id, addr.to_string());
+    }
+    Ok(peers)
+}
+
+impl ControllerConfig {
+    pub fn from_args(args: Args) -> Result<ControllerConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
+                toml::from_str::<FileConfig>(&text).map_err(|source| ConfigError::Toml { path: path.clone(), source })?
+            }
+            None => FileConfig::default(),
+        };
+        let id = args.id.or(file.id).ok_or(ConfigError::Missing("id"))?;
+        let listen = args.listen.or(file.listen).ok_or(ConfigError::Missing("listen"))?;
+        let advertise = args.advertise.or(file.advertise).unwrap_or_else(|| listen.to_string());
+        let data_dir = args.data_dir.or(file.data_dir).ok_or(ConfigError::Missing("data_dir"))?;
+        let peers = match args.peers.or(file.peers) {
+            Some(p) => parse_peers(&p)?,
+            None => BTreeMap::from([(id, advertise.clone())]),
+        };
+        if !peers.contains_key(&id) {
+            return Err(ConfigError::SelfNotInPeers(id));
+        }
+        let ms = Duration::from_millis;
+        let liveness = LivenessConfig {
+            node_ttl: ms(args.node_ttl_ms.or(file.node_ttl_ms).unwrap_or(1000)),
+            instance_ttl: ms(args.instance_ttl_ms.or(file.instance_ttl_ms).unwrap_or(5000)),
+            renew_flush: ms(args.renew_flush_ms.or(file.renew_flush_ms).unwrap_or(100)),
+            sweep: ms(args.sweep_ms.or(file.sweep_ms).unwrap_or(50)),
+            heartbeat_batch: ms(args.heartbeat_batch_ms.or(file.heartbeat_batch_ms).unwrap_or(5)),
+        };
+        let raft = RaftTiming {
+            heartbeat_ms: args.raft_heartbeat_ms.or(file.raft_heartbeat_ms).unwrap_or(50),
+            election_min_ms: args.election_min_ms.or(file.election_min_ms).unwrap_or(150),
+            election_max_ms: args.election_max_ms.or(file.election_max_ms).unwrap_or(300),
+            snapshot_every: args.snapshot_every.or(file.snapshot_every).unwrap_or(10_000),
+        };
+        if raft.election_min_ms <= raft.heartbeat_ms || raft.election_max_ms <= raft.election_min_ms {
+            return Err(ConfigError::Invalid(format!(
+                "need raft heartbeat < election min < election max, got {} / {} / {}",
+                raft.heartbeat_ms, raft.election_min_ms, raft.election_max_ms
+            )));
+        }
+        if liveness.node_ttl <= liveness.renew_flush || liveness.instance_ttl <= liveness.renew_flush {
+            return Err(ConfigError::Invalid("TTLs must be longer than the renewal flush interval".into()));
+        }
+        let no_leader_wait = ms(args.no_leader_wait_ms.or(file.no_leader_wait_ms).unwrap_or(3000));
+        Ok(ControllerConfig { id, listen, advertise, data_dir, peers, liveness, raft, no_leader_wait })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_reject_garbage() {
+        let p = parse_peers("1=127.0.0.1:7001, 2=127.0.0.1:7002,3=h:1").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[&2], "127.0.0.1:7002");
+        assert!(parse_peers("x=1:2").is_err());
+        assert!(parse_peers("1").is_err());
+        assert!(parse_peers("0=a:1").is_err());
+        assert!(parse_peers("1=nohost").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "id = 2\nlisten = \"127.0.0.1:9002\"\ndata_dir = \"/tmp/x\"\nnode_ttl_ms = 2500\npeers = \"2=127.0.0.1:9002\"\n").unwrap();
+        let args = Args { config: Some(path), node_ttl_ms: Some(700), ..Args::default() };
+        let cfg = ControllerConfig::from_args(args).unwrap();
+        assert_eq!(cfg.id, 2);
+        assert_eq!(cfg.liveness.node_ttl, Duration::from_millis(700));
+        assert_eq!(cfg.liveness.instance_ttl, Duration::from_millis(5000));
+        assert_eq!(cfg.advertise, "127.0.0.1:9002");
+    }
+
+    #[test]
+    fn unknown_file_keys_and_missing_id_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "idd = 2\n").unwrap();
+        assert!(matches!(ControllerConfig::from_args(Args { config: Some(path), ..Args::default() }), Err(ConfigError::Toml { .. })));
+        assert!(matches!(ControllerConfig::from_args(Args::default()), Err(ConfigError::Missing("id"))));
+    }
+}

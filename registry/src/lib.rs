@@ -1,0 +1,16 @@
+//! The Plum controller: one replica of the registry cluster.
+//!
+//! - [`config`]: flags, environment, TOML.
+//! - [`state`]: the deterministic registry state machine and its in-memory view.
+//! - [`cluster`]: openraft glue: storage types, Raft RPC transport, bootstrap, proposing and
+//!   forwarding writes, linearizable reads.
+//! - [`liveness`]: heartbeat batching, the leader's last-seen tracker, expiry.
+//! - [`api`]: the HTTP API every replica serves.
+//! - [`server`]: wiring, serving, graceful shutdown.
+
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod liveness;
+pub mod server;
+pub mod state;

@@ -1,0 +1,118 @@
+//! Every replica coalesces the heartbeats it receives and hands them to the leader in batches:
+//! one request per few milliseconds carrying many ids, instead of one per heartbeat. Each caller
+//! is answered only once the leader has recorded the batch its heartbeat rode in.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::tracker::Tracker;
+use crate::cluster::Cluster;
+use crate::cluster::internal::{RenewReply, RenewRequest};
+
+/// Ids per batch at most; a burst beyond this goes out in several batches.
+const MAX_BATCH_IDS: usize = 8192;
+/// How long a batch may wait for a leader to appear before its callers are told to retry.
+const LEADER_WAIT: Duration = Duration::from_millis(500);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenewError {
+    #[error("no leader to record the heartbeat")]
+    NoLeader,
+    #[error("leader did not record the heartbeat: {0}")]
+    Leader(String),
+}
+
+struct Waiting {
+    nodes: Vec<String>,
+    instances: Vec<String>,
+    done: oneshot::Sender<Result<(), RenewError>>,
+}
+
+#[derive(Clone)]
+pub struct RenewBatcher {
+    queue: mpsc::Sender<Waiting>,
+}
+
+impl RenewBatcher {
+    pub fn start(cluster: Arc<Cluster>, tracker: Arc<Tracker>) -> RenewBatcher {
+        let (queue, incoming) = mpsc::channel(65536);
+        tokio::spawn(collect(cluster, tracker, incoming));
+        RenewBatcher { queue }
+    }
+
+    /// Resolves once the leader has recorded these heartbeats.
+    pub async fn renew(&self, nodes: Vec<String>, instances: Vec<String>) -> Result<(), RenewError> {
+        let (done, result) = oneshot::channel();
+        self.queue
+            .send(Waiting { nodes, instances, done })
+            .await
+            .map_err(|_| RenewError::Leader("replica shutting down".into()))?;
+        result.await.map_err(|_| RenewError::Leader("batch dropped".into()))?
+    }
+}
+
+async fn collect(cluster: Arc<Cluster>, tracker: Arc<Tracker>, mut incoming: mpsc::Receiver<Waiting>) {
+    let window = cluster.config.liveness.heartbeat_batch;
+    while let Some(first) = incoming.recv().await {
+        let mut batch = vec![first];
+        let mut ids = batch[0].nodes.len() + batch[0].instances.len();
+        let until = tokio::time::Instant::now() + window;
+        while ids < MAX_BATCH_IDS {
+            tokio::select! {
+                next = incoming.recv() => match next {
+                    Some(w) => {
+                        ids += w.nodes.len() + w.instances.len();
+                        batch.push(w);
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+        // Deliver in the background: the next batch collects meanwhile.
+        tokio::spawn(deliver(cluster.clone(), tracker.clone(), batch));
+    }
+}
+
+async fn deliver(cluster: Arc<Cluster>, tracker: Arc<Tracker>, batch: Vec<Waiting>) {
+    let mut request = RenewRequest::default();
+    for w in &batch {
+        request.nodes.extend(w.nodes.iter().cloned());
+        request.instances.extend(w.instances.iter().cloned());
+    }
+    let result = send(&cluster, &tracker, &request).await;
+    if let Err(e) = &result {
+        tracing::debug!(id = cluster.id, error = %e, heartbeats = batch.len(), "heartbeat batch not recorded");
+    }
+    for w in batch {
+        let _ = w.done.send(result.clone());
+    }
+}
+
+async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> Result<(), RenewError> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        match cluster.leader() {
+            Some(l) if l.id == cluster.id => {
+                if tracker.record(&request.nodes, &request.instances) {
+                    return Ok(());
+                }
+            }
+            Some(l) => {
+                return match cluster.call_peer::<_, RenewReply>(&l.addr, "renew", request, FORWARD_TIMEOUT).await {
+                    Ok(RenewReply::Recorded) => Ok(()),
+                    Ok(RenewReply::NotLeader { .. }) => Err(RenewError::Leader(format!("replica {} is not leader", l.id))),
+                    Err(e) => Err(RenewError::Leader(e)),
+                };
+            }
+            None => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(RenewError::NoLeader);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

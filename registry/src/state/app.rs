@@ -1,0 +1,42 @@
+//! Plugs the registry into the raft store and tells waiters when the view moved.
+
+use plum_raft_store::{AppError, DataWrites, StateMachineApp};
+use tokio::sync::watch;
+
+use super::command::{Command, CommandResult};
+use super::view::Registry;
+
+pub struct RegistryApp {
+    pub registry: Registry,
+    applied: watch::Sender<u64>,
+}
+
+impl RegistryApp {
+    pub fn new() -> (RegistryApp, watch::Receiver<u64>) {
+        let (applied, rx) = watch::channel(0);
+        (RegistryApp { registry: Registry::default(), applied }, rx)
+    }
+}
+
+impl StateMachineApp for RegistryApp {
+    type Command = Command;
+    type Response = CommandResult;
+
+    fn apply(&mut self, index: u64, command: &Command, writes: &mut DataWrites) -> CommandResult {
+        let result = self.registry.apply(index, command, writes);
+        self.applied.send_replace(index);
+        result
+    }
+
+    fn skip(&mut self, index: u64) -> CommandResult {
+        self.registry.applied_index = index;
+        self.applied.send_replace(index);
+        CommandResult::Done
+    }
+
+    fn restore(&mut self, applied_index: u64, rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), AppError> {
+        self.registry = Registry::from_rows(applied_index, rows)?;
+        self.applied.send_replace(applied_index);
+        Ok(())
+    }
+}

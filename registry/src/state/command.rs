@@ -1,0 +1,75 @@
+//! Commands in the Raft log and their results.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use plum_types::{HealthReport, KvType};
+use serde::{Deserialize, Serialize};
+
+use super::records::{EndpointRecord, KvRecord};
+
+/// One entry of the registry's log: an operation and the leader's clock when it was proposed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unix milliseconds, stamped by the leader. The only time `apply` ever sees.
+    pub now_ms: u64,
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvWrite {
+    pub key: String,
+    pub value: String,
+    pub kind: KvType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Register a node or change what is known of it (address, labels, capability); revives it.
+    UpsertNode { node_id: String, ip: String, labels: BTreeMap<String, String>, can_run: bool },
+    /// Coalesced heartbeats: `(id, unix ms seen)` for nodes and for instances.
+    Renew { nodes: Vec<(String, u64)>, instances: Vec<(String, u64)> },
+    /// The leader's verdict: these were last seen at the given time and have expired. A newer
+    /// renewal in the log since then wins.
+    ExpireNodes { nodes: Vec<(String, u64)> },
+    ExpireInstances { instances: Vec<(String, u64)> },
+    DeleteNode { node_id: String },
+    RegisterInstance { instance_id: String, node_id: String, ip: String, endpoints: Vec<EndpointRecord> },
+    SetHealth { instance_id: String, reports: Vec<HealthReport> },
+    DeregisterInstance { instance_id: String },
+    KvPut { ns: String, write: KvWrite, expect_version: Option<u64>, request_id: Option<String> },
+    KvDelete { ns: String, key: String, expect_version: Option<u64> },
+    KvBatch { ns: String, writes: Vec<KvWrite> },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.op {
+            Op::UpsertNode { node_id, .. } => write!(f, "upsert-node {node_id}"),
+            Op::Renew { nodes, instances } => write!(f, "renew {} nodes {} instances", nodes.len(), instances.len()),
+            Op::ExpireNodes { nodes } => write!(f, "expire {} nodes", nodes.len()),
+            Op::ExpireInstances { instances } => write!(f, "expire {} instances", instances.len()),
+            Op::DeleteNode { node_id } => write!(f, "delete-node {node_id}"),
+            Op::RegisterInstance { instance_id, .. } => write!(f, "register {instance_id}"),
+            Op::SetHealth { instance_id, .. } => write!(f, "set-health {instance_id}"),
+            Op::DeregisterInstance { instance_id } => write!(f, "deregister {instance_id}"),
+            Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
+            Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
+            Op::KvBatch { ns, writes } => write!(f, "kv-batch {ns} ({} keys)", writes.len()),
+        }
+    }
+}
+
+/// What applying a command produced, returned to the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CommandResult {
+    #[default]
+    Done,
+    /// The node still has instances registered on it.
+    NodeBusy { instances: Vec<String> },
+    KvWritten { record: KvRecord },
+    /// Compare-and-set failed; `current` is the key's version (0: absent).
+    KvConflict { current: u64 },
+    /// How many records a renewal or expiry actually changed.
+    Changed { count: usize },
+}

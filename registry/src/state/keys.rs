@@ -1,0 +1,42 @@
+//! Row keys of the data column family. Prefixes keep record kinds apart; namespaces and keys
+//! never contain NUL (validated at the API), so NUL separates them.
+
+pub(crate) const NODE: &[u8] = b"n/";
+pub(crate) const INSTANCE: &[u8] = b"i/";
+pub(crate) const KV: &[u8] = b"k/";
+pub(crate) const KV_DELETED: &[u8] = b"d/";
+
+fn key(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p.as_bytes());
+    }
+    k
+}
+
+pub(crate) fn node(id: &str) -> Vec<u8> {
+    key(NODE, &[id])
+}
+
+pub(crate) fn instance(id: &str) -> Vec<u8> {
+    key(INSTANCE, &[id])
+}
+
+pub(crate) fn kv(ns: &str, k: &str) -> Vec<u8> {
+    key(KV, &[ns, k])
+}
+
+pub(crate) fn kv_deleted(ns: &str) -> Vec<u8> {
+    key(KV_DELETED, &[ns])
+}
+
+/// Splits a KV row key's rest (after the prefix) into namespace and key.
+pub(crate) fn split_kv(rest: &[u8]) -> Option<(String, String)> {
+    let sep = rest.iter().position(|b| *b == 0)?;
+    let ns = std::str::from_utf8(&rest[..sep]).ok()?;
+    let k = std::str::from_utf8(&rest[sep + 1..]).ok()?;
+    Some((ns.to_string(), k.to_string()))
+}

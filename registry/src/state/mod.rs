@@ -1,0 +1,17 @@
+//! The registry's replicated state: a deterministic state machine over nodes, their liveness,
+//! service instances with their endpoints, and the config KV.
+//!
+//! Invariant: `apply` reads no clock, randomness, network or environment. Time arrives inside
+//! each command, stamped by the leader.
+
+mod app;
+mod apply;
+mod command;
+mod keys;
+mod records;
+mod view;
+
+pub use app::RegistryApp;
+pub use command::{Command, CommandResult, KvWrite, Op};
+pub use records::{EndpointRecord, InstanceRecord, KvRecord, NodeRecord};
+pub use view::Registry;

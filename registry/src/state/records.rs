@@ -1,0 +1,55 @@
+//! Durable records, one RocksDB row each (MessagePack).
+
+use std::collections::BTreeMap;
+
+use plum_types::KvType;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub ip: String,
+    pub labels: BTreeMap<String, String>,
+    /// Declared by an agent that can run instances; only such nodes are placement targets.
+    pub can_run: bool,
+    /// False once the leader expired it; a later heartbeat revives it.
+    pub alive: bool,
+    /// Unix milliseconds (leader clock) of the last heartbeat the cluster recorded.
+    pub last_seen_ms: u64,
+    pub registered_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub service_name: String,
+    pub port: u16,
+    pub protocol: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    pub healthy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub instance_id: String,
+    /// Empty when the instance was registered without a node.
+    pub node_id: String,
+    pub ip: String,
+    pub endpoints: Vec<EndpointRecord>,
+    pub alive: bool,
+    pub last_seen_ms: u64,
+    pub registered_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvRecord {
+    pub value: String,
+    pub kind: KvType,
+    pub updated_ms: u64,
+    /// Writes since creation: 1 for a new key.
+    pub version: u64,
+    pub create_index: u64,
+    pub mod_index: u64,
+    /// The request id of the last write, so a retried write is applied once.
+    pub last_request_id: Option<String>,
+}

@@ -1,0 +1,215 @@
+//! The in-memory view: what every read is served from.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plum_types::{Endpoint, KvItem, NodeDetail, NodeHealth, NodeSummary};
+
+use super::keys;
+use super::records::{InstanceRecord, KvRecord, NodeRecord};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Registry {
+    pub(crate) nodes: BTreeMap<String, NodeRecord>,
+    pub(crate) instances: BTreeMap<String, InstanceRecord>,
+    /// service name -> ids of instances with an endpoint of it. Derived from `instances`.
+    pub(crate) by_service: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) kv: BTreeMap<String, BTreeMap<String, KvRecord>>,
+    /// namespace -> log index of its last deletion (watches wake on it).
+    pub(crate) kv_deleted: BTreeMap<String, u64>,
+    pub(crate) applied_index: u64,
+}
+
+fn secs(ms: u64) -> u64 {
+    ms / 1000
+}
+
+fn health(alive: bool) -> NodeHealth {
+    if alive { NodeHealth::Healthy } else { NodeHealth::Unhealthy }
+}
+
+impl Registry {
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    pub fn nodes(&self) -> Vec<NodeSummary> {
+        self.nodes
+            .values()
+            .map(|n| NodeSummary {
+                node_id: n.node_id.clone(),
+                ip: n.ip.clone(),
+                labels: n.labels.clone(),
+                last_seen: secs(n.last_seen_ms),
+                health: health(n.alive),
+            })
+            .collect()
+    }
+
+    pub fn node(&self, id: &str) -> Option<NodeDetail> {
+        self.nodes.get(id).map(|n| NodeDetail {
+            node_id: n.node_id.clone(),
+            ip: n.ip.clone(),
+            labels: n.labels.clone(),
+            last_seen: secs(n.last_seen_ms),
+            health: health(n.alive),
+            can_run_instances: n.can_run,
+        })
+    }
+
+    pub fn node_record(&self, id: &str) -> Option<&NodeRecord> {
+        self.nodes.get(id)
+    }
+
+    pub fn instance_record(&self, id: &str) -> Option<&InstanceRecord> {
+        self.instances.get(id)
+    }
+
+    pub fn node_records(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values()
+    }
+
+    pub fn instance_records(&self) -> impl Iterator<Item = &InstanceRecord> {
+        self.instances.values()
+    }
+
+    /// An instance is discoverable while it is alive and its node (if any is known) is alive:
+    /// discovery never hands out an endpoint of a node the cluster declared dead.
+    fn instance_live(&self, inst: &InstanceRecord) -> bool {
+        inst.alive && self.nodes.get(&inst.node_id).is_none_or(|n| n.alive)
+    }
+
+    /// Healthy, live endpoints of `service`, filtered by exact version and protocol.
+    pub fn discover(&self, service: &str, version: Option<&str>, protocol: Option<&str>) -> Vec<Endpoint> {
+        let Some(ids) = self.by_service.get(service) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for inst in ids.iter().filter_map(|id| self.instances.get(id)) {
+            if !self.instance_live(inst) {
+                continue;
+            }
+            for ep in &inst.endpoints {
+                if ep.service_name != service
+                    || !ep.healthy
+                    || version.is_some_and(|v| v != ep.version)
+                    || protocol.is_some_and(|p| p != ep.protocol)
+                {
+                    continue;
+                }
+                out.push(Endpoint {
+                    service_name: ep.service_name.clone(),
+                    instance_id: inst.instance_id.clone(),
+                    node_id: inst.node_id.clone(),
+                    ip: inst.ip.clone(),
+                    port: ep.port,
+                    protocol: ep.protocol.clone(),
+                    version: ep.version.clone(),
+                    labels: ep.labels.clone(),
+                    healthy: ep.healthy,
+                    last_seen: secs(inst.last_seen_ms),
+                });
+            }
+        }
+        out
+    }
+
+    /// Names of services with at least one registered instance.
+    pub fn services(&self) -> Vec<String> {
+        self.by_service.keys().cloned().collect()
+    }
+
+    fn item(ns: &str, key: &str, r: &KvRecord) -> KvItem {
+        KvItem {
+            namespace: ns.to_string(),
+            key: key.to_string(),
+            value: r.value.clone(),
+            kind: r.kind,
+            updated_at: secs(r.updated_ms),
+            version: r.version,
+            mod_index: r.mod_index,
+        }
+    }
+
+    pub fn kv_get(&self, ns: &str, key: &str) -> Option<KvItem> {
+        self.kv.get(ns)?.get(key).map(|r| Self::item(ns, key, r))
+    }
+
+    /// Keys of `ns` starting with `prefix`, sorted by key.
+    pub fn kv_list(&self, ns: &str, prefix: &str) -> Vec<KvItem> {
+        let Some(map) = self.kv.get(ns) else {
+            return Vec::new();
+        };
+        map.range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, r)| Self::item(ns, k, r))
+            .collect()
+    }
+
+    pub fn kv_namespaces(&self) -> Vec<String> {
+        self.kv.keys().cloned().collect()
+    }
+
+    pub fn kv_keys(&self, ns: &str) -> Vec<String> {
+        self.kv.get(ns).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The highest log index that changed anything under `ns`/`prefix` (deletions of any key in
+    /// the namespace count, so a watcher may wake without a change of its own, never miss one).
+    pub fn kv_change_index(&self, ns: &str, prefix: &str) -> u64 {
+        let deleted = self.kv_deleted.get(ns).copied().unwrap_or(0);
+        let modified = self.kv_list_records(ns, prefix).map(|r| r.mod_index).max().unwrap_or(0);
+        deleted.max(modified)
+    }
+
+    fn kv_list_records<'a>(&'a self, ns: &str, prefix: &'a str) -> impl Iterator<Item = &'a KvRecord> + 'a {
+        self.kv
+            .get(ns)
+            .into_iter()
+            .flat_map(move |m| m.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix)).map(|(_, r)| r))
+    }
+
+    /// Rebuilds the view from durable rows (start-up, snapshot install).
+    pub(crate) fn from_rows(applied_index: u64, rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Registry, String> {
+        let mut reg = Registry { applied_index, ..Registry::default() };
+        for (k, v) in rows {
+            let bad = |e: rmp_serde::decode::Error| format!("row {}: {e}", String::from_utf8_lossy(&k));
+            if let Some(rest) = k.strip_prefix(keys::NODE) {
+                let rec: NodeRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                debug_assert_eq!(rest, rec.node_id.as_bytes());
+                reg.nodes.insert(rec.node_id.clone(), rec);
+            } else if k.starts_with(keys::INSTANCE) {
+                let rec: InstanceRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                reg.index_instance(&rec);
+                reg.instances.insert(rec.instance_id.clone(), rec);
+            } else if let Some(rest) = k.strip_prefix(keys::KV) {
+                let (ns, key) = keys::split_kv(rest).ok_or_else(|| "malformed kv row key".to_string())?;
+                let rec: KvRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                reg.kv.entry(ns).or_default().insert(key, rec);
+            } else if let Some(rest) = k.strip_prefix(keys::KV_DELETED) {
+                let ns = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
+                let index: u64 = rmp_serde::from_slice(&v).map_err(bad)?;
+                reg.kv_deleted.insert(ns, index);
+            } else {
+                return Err(format!("unknown row {}", String::from_utf8_lossy(&k)));
+            }
+        }
+        Ok(reg)
+    }
+
+    pub(crate) fn index_instance(&mut self, inst: &InstanceRecord) {
+        for ep in &inst.endpoints {
+            self.by_service.entry(ep.service_name.clone()).or_default().insert(inst.instance_id.clone());
+        }
+    }
+
+    pub(crate) fn unindex_instance(&mut self, inst: &InstanceRecord) {
+        for ep in &inst.endpoints {
+            if let Some(ids) = self.by_service.get_mut(&ep.service_name) {
+                ids.remove(&inst.instance_id);
+                if ids.is_empty() {
+                    self.by_service.remove(&ep.service_name);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Local Plum controller cluster on 127.0.0.1.
+#   scripts/cluster.sh up       build what is missing, start 3 replicas, wait for a leader
+#   scripts/cluster.sh status   what each replica says of the cluster
+#   scripts/cluster.sh down     stop the replicas (data kept under .plum/cluster/data)
+#   scripts/cluster.sh wipe     stop and delete the data
+#   scripts/cluster.sh start-replica ID / stop-replica ID   one replica (used by chaos scripts)
+# Settings: PLUM_REPLICAS (3), PLUM_BASE_PORT (7101), PLUM_PROFILE (release), PLUM_HOME (.plum).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+wait_ready() {
+  local deadline=$((SECONDS + ${PLUM_UP_TIMEOUT:-60})) i ok leader
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    ok=1; leader=""
+    for i in $(seq 1 "$REPLICAS"); do
+      if ! replica_running "$i"; then
+        echo "replica $i exited; last log lines:" >&2; tail -n 20 "$(replica_log "$i")" >&2; exit 1
+      fi
+      curl -sf --max-time 1 "http://$(replica_addr "$i")/healthz" >/dev/null || ok=0
+      [ -n "$leader" ] || leader="$(leader_from "$i")"
+    done
+    if [ "$ok" = 1 ] && [ -n "$leader" ]; then echo "$leader"; return 0; fi
+    sleep 0.2
+  done
+  echo "cluster not ready after ${PLUM_UP_TIMEOUT:-60}s; logs under $CLUSTER_DIR/logs" >&2
+  exit 1
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  up)
+    ensure_built plum-controller
+    for i in $(seq 1 "$REPLICAS"); do start_replica "$i"; done
+    leader="$(wait_ready)"
+    mkdir -p "$PLUM_HOME"
+    echo "PLUM_CONTROLLERS=$(controllers_list)" >"$ENV_FILE"
+    echo "Plum cluster up: $REPLICAS replicas, leader is replica $leader"
+    for i in $(seq 1 "$REPLICAS"); do echo "  replica $i  http://$(replica_addr "$i")  pid $(replica_pid "$i")"; done
+    echo "Addresses written to $ENV_FILE; logs in $CLUSTER_DIR/logs"
+    ;;
+  status)
+    for i in $(seq 1 "$REPLICAS"); do
+      if replica_running "$i"; then
+        echo "replica $i (pid $(replica_pid "$i")): $(curl -s --max-time 2 "http://$(replica_addr "$i")/v1/cluster" || echo unreachable)"
+      else
+        echo "replica $i: not running"
+      fi
+    done
+    ;;
+  down)
+    for i in $(seq 1 "$REPLICAS"); do stop_replica "$i"; done
+    echo "Plum cluster stopped (data kept in $CLUSTER_DIR/data)"
+    ;;
+  wipe)
+    for i in $(seq 1 "$REPLICAS"); do stop_replica "$i"; done
+    rm -rf "$CLUSTER_DIR" "$ENV_FILE"
+    echo "Plum cluster stopped and its data deleted"
+    ;;
+  start-replica) start_replica "${2:?replica id}" ;;
+  stop-replica) stop_replica "${2:?replica id}" ;;
+  *) echo "usage: $0 up|status|down|wipe|start-replica ID|stop-replica ID" >&2; exit 2 ;;
+esac

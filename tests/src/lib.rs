@@ -1,0 +1,1 @@
+//! End-to-end test support: real `plum-controller` processes on loopback.

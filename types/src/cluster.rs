@@ -1,0 +1,34 @@
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The replica that answered.
+    pub replica_id: u64,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    pub id: u64,
+    pub api_addr: String,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub role: String,
+    pub voter: bool,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub reachable: bool,
+}
+
+/// `POST /v1/cluster/learners`, `/v1/cluster/voters`, `DELETE /v1/cluster/members/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipChange {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_addr: Option<String>,
+}

@@ -1,0 +1,18 @@
+//! Wire types of the Plum HTTP API, shared by the controller and its clients so the two can
+//! never disagree. JSON, camelCase, unknown fields ignored.
+
+pub mod cluster;
+pub mod endpoint;
+pub mod error;
+pub mod headers;
+pub mod kv;
+pub mod node;
+pub mod service;
+mod lenient;
+
+pub use cluster::{ClusterStatus, MemberStatus, MembershipChange};
+pub use endpoint::{Endpoint, EndpointSpec};
+pub use error::ErrorBody;
+pub use kv::{KvBatchItem, KvBatchRequest, KvBatchResponse, KvItem, KvKeys, KvNamespaces, KvPutRequest, KvType, KvWritten};
+pub use node::{NodeDetail, NodeHealth, NodeHeartbeat, NodeHeartbeatAck, NodeSummary};
+pub use service::{HealthReport, RegisterRequest, ServiceHeartbeat};

@@ -1,0 +1,41 @@
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::EndpointSpec;
+use crate::lenient::null_as_default;
+
+/// `POST /v1/services/register`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RegisterRequest {
+    #[serde(deserialize_with = "null_as_default")]
+    pub instance_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+/// `POST /v1/services/heartbeat`: `{"instanceId"}`, `{"instanceId","health":[...]}` or
+/// `{"instanceId","endpoints":[...]}` (the last one is a plain renewal).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceHeartbeat {
+    #[serde(deserialize_with = "null_as_default")]
+    pub instance_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Vec<EndpointSpec>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<EndpointSpec>>,
+}
+
+/// Health of one endpoint of an instance, as the controller records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    pub service_name: String,
+    /// `None` matches every endpoint of the service on that instance.
+    pub port: Option<u16>,
+    pub healthy: bool,
+}
