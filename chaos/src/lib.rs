@@ -1,1 +1,13 @@
+//! The lab: load and failure scenarios against a running local cluster.
+//!
+//! - [`target`]: finding the cluster (`PLUM_CONTROLLERS`, `.plum/cluster.env`) and its processes.
+//! - [`stats`]: latency percentiles.
+//! - [`failover`]: the leader-kill scenario behind `chaos/kill_leader.sh`.
+//! - [`load`]: discovery reads, registrations and node heartbeats from many concurrent clients.
+//!
+//! Every loop here is bounded in count and time and stops by itself.
 
+pub mod failover;
+pub mod load;
+pub mod stats;
+pub mod target;

@@ -27,7 +27,7 @@ pub use db::{FatalPolicy, StoreOptions};
 pub use error::StoreError;
 pub use group_commit::GroupCommitStats;
 pub use log_store::LogStore;
-pub use snapshot::{SnapshotBuilder, decode_rows, encode_rows};
+pub use snapshot::{Rows, SnapshotBuilder, decode_rows, encode_rows};
 pub use state_machine::StateMachine;
 pub use types::StoreTypes;
 

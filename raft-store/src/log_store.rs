@@ -6,10 +6,10 @@ use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use openraft::type_config::alias::{LogIdOf, VoteOf};
+use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::OptionalSend;
+use openraft::type_config::alias::{LogIdOf, VoteOf};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::codec::{decode, encode, index_key, key_index};
@@ -57,7 +57,11 @@ impl<C: StoreTypes> LogStore<C> {
         self.group_commit.stats()
     }
 
-    fn meta<T: serde::de::DeserializeOwned>(&self, key: &'static [u8], what: &'static str) -> Result<Option<T>, StoreError> {
+    fn meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &'static [u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
         match self.db.get(CF_RAFT_META, key)? {
             Some(bytes) => Ok(Some(decode(what, &bytes)?)),
             None => Ok(None),
@@ -106,7 +110,12 @@ impl<C: StoreTypes> LogStore<C> {
         }
     }
 
-    fn put_meta_synced<T: serde::Serialize>(&self, key: &'static [u8], what: &'static str, value: &T) -> Result<(), StoreError> {
+    fn put_meta_synced<T: serde::Serialize>(
+        &self,
+        key: &'static [u8],
+        what: &'static str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.db.cf(CF_RAFT_META), key, encode(what, value)?);
         self.db.write_synced(batch)
@@ -132,10 +141,7 @@ impl<C: StoreTypes> RaftLogStorage<C> for LogStore<C> {
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
         let last_purged: Option<LogIdOf<C>> = self.meta(KEY_LAST_PURGED, "last purged").map_err(|e| self.db.fail(e))?;
         let last = self.last_log_id().map_err(|e| self.db.fail(e))?;
-        Ok(LogState {
-            last_log_id: last.or_else(|| last_purged.clone()),
-            last_purged_log_id: last_purged,
-        })
+        Ok(LogState { last_log_id: last.or_else(|| last_purged.clone()), last_purged_log_id: last_purged })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

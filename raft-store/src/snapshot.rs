@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use openraft::RaftSnapshotBuilder;
-use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::SnapshotMeta;
+use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,9 @@ pub(crate) const KEY_MEMBERSHIP: &[u8] = b"last_membership";
 pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 const ROWS_MAGIC: &[u8; 4] = b"PSN1";
+
+/// Key-value rows of the data column family, in key order.
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Encodes data rows as: magic, row count, then per row key length, key, value length, value
 /// (lengths are big-endian u32).
@@ -38,7 +41,7 @@ pub fn encode_rows(rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Decodes [`encode_rows`] output, rejecting anything truncated or trailing.
-pub fn decode_rows(mut bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+pub fn decode_rows(mut bytes: &[u8]) -> Result<Rows, StoreError> {
     let corrupt = |detail: &str| StoreError::Corrupt { what: "snapshot data", detail: detail.to_string() };
     if bytes.len() < 12 || &bytes[..4] != ROWS_MAGIC {
         return Err(corrupt("bad header"));
@@ -104,14 +107,16 @@ impl<C: StoreTypes> SnapshotBuilder<C> {
     fn build_blocking(db: &Db, current_lock: &Mutex<()>) -> Result<StoredSnapshot<C>, StoreError> {
         // Meta and data from the same RocksDB snapshot: one applied index, whatever apply does.
         let view = db.db.snapshot();
-        let last_log_id: Option<LogIdOf<C>> = match view.get_cf(db.cf(CF_SM_META), KEY_LAST_APPLIED).map_err(StoreError::rocks("snapshot read"))? {
-            Some(b) => Some(decode("last applied", &b)?),
-            None => None,
-        };
-        let last_membership: StoredMembershipOf<C> = match view.get_cf(db.cf(CF_SM_META), KEY_MEMBERSHIP).map_err(StoreError::rocks("snapshot read"))? {
-            Some(b) => decode("membership", &b)?,
-            None => Default::default(),
-        };
+        let last_log_id: Option<LogIdOf<C>> =
+            match view.get_cf(db.cf(CF_SM_META), KEY_LAST_APPLIED).map_err(StoreError::rocks("snapshot read"))? {
+                Some(b) => Some(decode("last applied", &b)?),
+                None => None,
+            };
+        let last_membership: StoredMembershipOf<C> =
+            match view.get_cf(db.cf(CF_SM_META), KEY_MEMBERSHIP).map_err(StoreError::rocks("snapshot read"))? {
+                Some(b) => decode("membership", &b)?,
+                None => Default::default(),
+            };
         let mut rows = Vec::new();
         for item in view.iterator_cf(db.cf(CF_SM_DATA), IteratorMode::Start) {
             let (k, v) = item.map_err(StoreError::rocks("snapshot scan"))?;

@@ -5,9 +5,9 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, StreamExt};
-use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
+use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{OptionalSend, StoredMembership};
 use rocksdb::{IteratorMode, WriteBatch};
 
@@ -15,7 +15,9 @@ use crate::app::{DataOp, DataWrites, StateMachineApp};
 use crate::codec::{decode, encode};
 use crate::db::{CF_SM_DATA, CF_SM_META, Db};
 use crate::error::StoreError;
-use crate::snapshot::{KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_SNAPSHOT, SnapshotBuilder, StoredSnapshot, decode_rows, read_current};
+use crate::snapshot::{
+    KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_SNAPSHOT, SnapshotBuilder, StoredSnapshot, decode_rows, read_current,
+};
 use crate::types::StoreTypes;
 
 /// Entries applied per RocksDB batch at most; bounds the batch and the time readers wait.

@@ -75,7 +75,11 @@ impl StateMachineApp for KvApp {
         KvResponse::default()
     }
 
-    fn restore(&mut self, applied_index: u64, rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), AppError> {
+    fn restore(
+        &mut self,
+        applied_index: u64,
+        rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), AppError> {
         let mut map = BTreeMap::new();
         for (k, v) in rows {
             map.insert(String::from_utf8(k)?, String::from_utf8(v)?);

@@ -88,7 +88,11 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         assert_eq!(state["contiguous"], Value::Bool(true), "hole in the log: {state}");
         assert_eq!(num(&state, "first"), Some(1).filter(|_| num(&state, "count") > Some(0)), "log does not start at 1");
         let last = num(&state, "last");
-        assert!(last >= highest_ack.appended, "acknowledged append {:?} lost, log ends at {last:?}", highest_ack.appended);
+        assert!(
+            last >= highest_ack.appended,
+            "acknowledged append {:?} lost, log ends at {last:?}",
+            highest_ack.appended
+        );
         let applied = num(&state, "applied");
         assert!(applied >= highest_ack.applied, "applied {:?} lost, store has {applied:?}", highest_ack.applied);
         assert!(applied <= last, "applied {applied:?} beyond the log {last:?}");

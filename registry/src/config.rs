@@ -147,8 +147,10 @@ impl ControllerConfig {
     pub fn from_args(args: Args) -> Result<ControllerConfig, ConfigError> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
-                toml::from_str::<FileConfig>(&text).map_err(|source| ConfigError::Toml { path: path.clone(), source })?
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|source| ConfigError::Toml { path: path.clone(), source })?
             }
             None => FileConfig::default(),
         };
@@ -224,7 +226,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "idd = 2\n").unwrap();
-        assert!(matches!(ControllerConfig::from_args(Args { config: Some(path), ..Args::default() }), Err(ConfigError::Toml { .. })));
+        assert!(matches!(
+            ControllerConfig::from_args(Args { config: Some(path), ..Args::default() }),
+            Err(ConfigError::Toml { .. })
+        ));
         assert!(matches!(ControllerConfig::from_args(Args::default()), Err(ConfigError::Missing("id"))));
     }
 }

@@ -52,7 +52,8 @@ fn raft_config(config: &ControllerConfig) -> Result<openraft::Config, ServerErro
 pub async fn run(config: ControllerConfig) -> Result<(), ServerError> {
     let config = Arc::new(config);
     let store_dir = config.data_dir.join("raft");
-    std::fs::create_dir_all(&store_dir).map_err(|source| ServerError::DataDir { path: store_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&store_dir)
+        .map_err(|source| ServerError::DataDir { path: store_dir.display().to_string(), source })?;
 
     let (app, applied) = RegistryApp::new();
     let app = Arc::new(RwLock::new(app));
@@ -115,7 +116,11 @@ async fn step_down(cluster: &Cluster) {
         }
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().filter(|v| *v != cluster.id).collect();
         m.replication.as_ref().and_then(|repl| {
-            voters.iter().filter_map(|v| repl.get(v).map(|matched| (matched.as_ref().map(|l| l.index), *v))).max().map(|(_, v)| v)
+            voters
+                .iter()
+                .filter_map(|v| repl.get(v).map(|matched| (matched.as_ref().map(|l| l.index), *v)))
+                .max()
+                .map(|(_, v)| v)
         })
     };
     let Some(target) = target else { return };

@@ -1,1 +1,294 @@
-//! End-to-end test support: real `plum-controller` processes on loopback.
+//! End-to-end test support: real `plum-controller` processes on loopback, each with its own
+//! data directory, killed and restarted at will.
+//!
+//! The controller binary is looked up next to the test executable (`target/<profile>/`), or at
+//! `PLUM_CONTROLLER_BIN`. `scripts/test.sh` builds it before running the tests.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Clusters from different tests must not compete for the two cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn controller_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PLUM_CONTROLLER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/plum-controller
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("plum-controller");
+    assert!(bin.exists(), "{} not found: build it first (scripts/test.sh does)", bin.display());
+    bin
+}
+
+/// A port that is free now, chosen below the kernel's ephemeral range so that outgoing
+/// connections (which take ephemeral ports) cannot grab it before the replica binds it.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 2;
+    for _ in 0..10_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        let port = start + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found between 20000 and 32000");
+}
+
+struct Replica {
+    addr: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct TestCluster {
+    _dir: tempfile::TempDir,
+    replicas: BTreeMap<u64, Replica>,
+    peers: String,
+    extra_args: Vec<String>,
+    pub http: reqwest::Client,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl TestCluster {
+    /// Starts `n` replicas with ids 1..=n, plus any extra controller flags.
+    pub fn start(n: u64, extra_args: &[&str]) -> TestCluster {
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mut replicas = BTreeMap::new();
+        for id in 1..=n {
+            replicas.insert(
+                id,
+                Replica {
+                    addr: format!("127.0.0.1:{}", free_port()),
+                    data_dir: dir.path().join(format!("data-{id}")),
+                    log: dir.path().join(format!("replica-{id}.log")),
+                    child: None,
+                },
+            );
+        }
+        let peers = replicas.iter().map(|(id, r)| format!("{id}={}", r.addr)).collect::<Vec<_>>().join(",");
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("http client");
+        let mut cluster = TestCluster {
+            _dir: dir,
+            replicas,
+            peers,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            http,
+            _serial: serial,
+        };
+        let ids: Vec<u64> = cluster.replicas.keys().copied().collect();
+        for id in ids {
+            cluster.spawn(id);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let peers = self.peers.clone();
+        let extra = self.extra_args.clone();
+        let r = self.replicas.get_mut(&id).expect("known replica");
+        assert!(r.child.is_none(), "replica {id} already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&r.log).expect("log file");
+        let child = Command::new(controller_bin())
+            .args(["--id", &id.to_string(), "--listen", &r.addr, "--peers", &peers])
+            .arg("--data-dir")
+            .arg(&r.data_dir)
+            .args(&extra)
+            .env("PLUM_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn plum-controller");
+        r.child = Some(child);
+    }
+
+    /// Adds a replica that is not in the initial peer list (to be joined as a learner).
+    pub fn spawn_extra(&mut self, id: u64) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let peers = format!("{},{id}={addr}", self.peers);
+        let data_dir = self._dir.path().join(format!("data-{id}"));
+        let log = self._dir.path().join(format!("replica-{id}.log"));
+        self.replicas.insert(id, Replica { addr: addr.clone(), data_dir, log, child: None });
+        let saved = std::mem::replace(&mut self.peers, peers);
+        self.spawn(id);
+        self.peers = saved;
+        addr
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.replicas.keys().copied().collect()
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.replicas.iter().filter(|(_, r)| r.child.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.replicas[&id].addr)
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.replicas[&id].addr.clone()
+    }
+
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.replicas[&id].child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no chance to flush or hand anything over.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.replicas.get_mut(&id).and_then(|r| r.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit (bounded).
+    pub fn terminate(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let mut child = self.replicas.get_mut(&id).and_then(|r| r.child.take())?;
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        self.spawn(id);
+    }
+
+    /// Deletes a stopped replica's data directory.
+    pub fn wipe(&mut self, id: u64) {
+        let r = &self.replicas[&id];
+        assert!(r.child.is_none(), "stop replica {id} before wiping it");
+        let _ = std::fs::remove_dir_all(&r.data_dir);
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.replicas[&id].log).unwrap_or_default()
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, id: u64, path: &str) -> Result<T, String> {
+        let resp = self.http.get(format!("{}{path}", self.url(id))).send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("GET {path} -> {status}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("GET {path}: {e}: {text}"))
+    }
+
+    /// Sends a request and returns (status, JSON body or Null).
+    pub async fn call(
+        &self,
+        id: u64,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
+        let mut req = self.http.request(method, format!("{}{path}", self.url(id)));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// The leader as seen by any running replica, once all running replicas agree.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut seen = None;
+        for id in self.running() {
+            let status: Value = self.get_json(id, "/v1/cluster").await.ok()?;
+            let leader = status["leaderId"].as_u64()?;
+            if seen.is_some_and(|s| s != leader) {
+                return None;
+            }
+            seen = Some(leader);
+        }
+        seen.filter(|l| self.running().contains(l))
+    }
+
+    pub async fn wait_leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return leader;
+            }
+            assert!(Instant::now() < deadline, "no leader all running replicas agree on after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Applied index a replica reports for itself.
+    pub async fn applied(&self, id: u64) -> Option<u64> {
+        let status: Value = self.get_json(id, "/v1/cluster").await.ok()?;
+        status["members"].as_array()?.iter().find(|m| m["id"] == json!(id))?["appliedIndex"].as_u64()
+    }
+
+    pub async fn put_kv(&self, id: u64, ns: &str, key: &str, value: &str) -> Result<u16, String> {
+        let (status, _) =
+            self.call(id, reqwest::Method::PUT, &format!("/v1/kv/{ns}/{key}"), Some(json!({ "value": value }))).await?;
+        Ok(status)
+    }
+
+    pub async fn get_kv(&self, id: u64, ns: &str, key: &str) -> Option<String> {
+        let item: Value = self.get_json(id, &format!("/v1/kv/{ns}/{key}")).await.ok()?;
+        item["value"].as_str().map(str::to_string)
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        for (id, r) in self.replicas.iter_mut() {
+            if let Some(mut child) = r.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if failed {
+                let log = std::fs::read_to_string(&r.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- replica {id} log (last {} lines) ----", tail.len());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Polls `check` until it holds, failing the test after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

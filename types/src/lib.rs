@@ -6,13 +6,15 @@ pub mod endpoint;
 pub mod error;
 pub mod headers;
 pub mod kv;
+mod lenient;
 pub mod node;
 pub mod service;
-mod lenient;
 
 pub use cluster::{ClusterStatus, MemberStatus, MembershipChange};
 pub use endpoint::{Endpoint, EndpointSpec};
 pub use error::ErrorBody;
-pub use kv::{KvBatchItem, KvBatchRequest, KvBatchResponse, KvItem, KvKeys, KvNamespaces, KvPutRequest, KvType, KvWritten};
+pub use kv::{
+    KvBatchItem, KvBatchRequest, KvBatchResponse, KvItem, KvKeys, KvNamespaces, KvPutRequest, KvType, KvWritten,
+};
 pub use node::{NodeDetail, NodeHealth, NodeHeartbeat, NodeHeartbeatAck, NodeSummary};
 pub use service::{HealthReport, RegisterRequest, ServiceHeartbeat};

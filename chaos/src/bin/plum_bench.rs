@@ -1,1 +1,97 @@
-fn main() {}
+//! `plum-bench`: load and failure scenarios against a running Plum cluster (release build).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use plum_chaos::{failover, load, target};
+
+#[derive(Parser)]
+#[command(name = "plum-bench", about = "Load and chaos scenarios for a local Plum cluster")]
+struct Cli {
+    /// Controller URLs, comma-separated (default: PLUM_CONTROLLERS, then .plum/cluster.env).
+    #[arg(long, global = true)]
+    controllers: Option<String>,
+    /// Where scripts/cluster.sh keeps its files.
+    #[arg(long, global = true, default_value = ".plum")]
+    plum_home: PathBuf,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Kill the leader repeatedly while writing; prints the leader_recovery_ms line last.
+    Failover {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        #[arg(long, default_value_t = 6)]
+        writers: usize,
+        /// Command that restarts replica {id}.
+        #[arg(long, default_value = "scripts/cluster.sh start-replica {id}")]
+        restart_cmd: String,
+    },
+    /// Discovery reads from many concurrent clients.
+    Discovery {
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 20)]
+        services: usize,
+        #[arg(long, default_value_t = 5)]
+        instances_per_service: usize,
+    },
+    /// Service registrations (writes) from many concurrent clients.
+    Register {
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Fake nodes heartbeating at an agent's pace (the original tool's 50-node test).
+    Heartbeat {
+        #[arg(long, default_value_t = 50)]
+        nodes: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let urls = target::controllers(cli.controllers.as_deref(), &cli.plum_home.join("cluster.env"))?;
+    match cli.scenario {
+        Scenario::Failover { trials, writers, restart_cmd } => {
+            let opts = failover::FailoverOptions {
+                urls,
+                trials,
+                writers,
+                pid_dir: cli.plum_home.join("cluster/pids"),
+                restart_cmd,
+            };
+            let results = failover::run(&opts).await?;
+            println!("{}", failover::summary_line(&results));
+        }
+        Scenario::Discovery { clients, seconds, services, instances_per_service } => {
+            let opts = load::LoadOptions { urls, clients, duration: Duration::from_secs(seconds) };
+            println!("clients={clients} {}", load::discovery(&opts, services, instances_per_service).await?.line());
+        }
+        Scenario::Register { clients, seconds } => {
+            let opts = load::LoadOptions { urls, clients, duration: Duration::from_secs(seconds) };
+            println!("clients={clients} {}", load::registrations(&opts).await?.line());
+        }
+        Scenario::Heartbeat { nodes, seconds, interval_ms } => {
+            let opts = load::LoadOptions { urls, clients: nodes, duration: Duration::from_secs(seconds) };
+            println!(
+                "nodes={nodes} interval_ms={interval_ms} {}",
+                load::heartbeats(&opts, Duration::from_millis(interval_ms)).await?.line()
+            );
+        }
+    }
+    Ok(())
+}

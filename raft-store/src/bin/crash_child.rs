@@ -32,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
     let mode = args.next().unwrap_or_default();
     let dir = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!("usage: crash_child run|inspect DIR"))?);
     let app = Arc::new(RwLock::new(KvApp::default()));
-    let (log, sm) = plum_raft_store::open::<TestConfig, KvApp>(&dir, app.clone(), StoreOptions { fatal: FatalPolicy::Exit })?;
+    let (log, sm) =
+        plum_raft_store::open::<TestConfig, KvApp>(&dir, app.clone(), StoreOptions { fatal: FatalPolicy::Exit })?;
     // Both functions consume the store, so it is closed (threads joined) before main returns.
     match mode.as_str() {
         "run" => run(log, sm).await,
@@ -78,7 +79,8 @@ async fn run(
             }
             let command = KvCommand::Set { key: format!("k{next:08}"), value: format!("v{next}") };
             let (tx, rx) = TestConfig::oneshot();
-            log.append([Entry::new_normal(log_id::<TestConfig>(term, 1, next), command)], IOFlushed::signal(tx)).await?;
+            log.append([Entry::new_normal(log_id::<TestConfig>(term, 1, next), command)], IOFlushed::signal(tx))
+                .await?;
             pending.push_back((next, rx));
             next += 1;
         }

@@ -86,7 +86,9 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let appends = latencies.len();
     let syncs = stats.syncs.load(Ordering::Relaxed) - syncs_before;
-    let pct = |p: f64| latencies.get(((appends as f64 * p) as usize).min(appends.saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        latencies.get(((appends as f64 * p) as usize).min(appends.saturating_sub(1))).copied().unwrap_or_default()
+    };
     println!(
         "writers={} appends={} seconds={} appends_per_sec={:.0} syncs={} appends_per_sync={:.1} p50_ms={:.2} p99_ms={:.2}",
         args.writers,

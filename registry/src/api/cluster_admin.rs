@@ -57,7 +57,13 @@ pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
 }
 
 /// Membership changes run on the leader; a follower passes the request on, one hop.
-async fn on_leader(state: &Shared, headers: &HeaderMap, req_path: &str, method: reqwest::Method, body: Bytes) -> Option<Response> {
+async fn on_leader(
+    state: &Shared,
+    headers: &HeaderMap,
+    req_path: &str,
+    method: reqwest::Method,
+    body: Bytes,
+) -> Option<Response> {
     let leader = state.cluster.leader()?;
     if leader.id == state.cluster.id || headers.contains_key(h::FORWARDED) {
         return None;
@@ -104,7 +110,8 @@ async fn body_and_parts(req: Request) -> Result<(HeaderMap, String, Bytes), ApiE
 }
 
 fn parse_change(bytes: &Bytes) -> Result<MembershipChange, ApiError> {
-    let change: MembershipChange = serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
+    let change: MembershipChange =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
     if change.id == 0 {
         return Err(ApiError::bad("`id` must be a positive integer"));
     }
@@ -137,7 +144,8 @@ pub async fn promote(State(state): State<Shared>, req: Request) -> Result<Respon
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
         return Ok(resp);
     }
-    let is_member = state.cluster.raft.metrics().borrow_watched().membership_config.membership().get_node(&change.id).is_some();
+    let is_member =
+        state.cluster.raft.metrics().borrow_watched().membership_config.membership().get_node(&change.id).is_some();
     if !is_member {
         return Err(ApiError::NotFound(format!("replica {} is not a learner; add it first", change.id)));
     }
@@ -150,7 +158,11 @@ pub async fn promote(State(state): State<Shared>, req: Request) -> Result<Respon
     Ok(Json(membership_json(&state)).into_response())
 }
 
-pub async fn remove_member(State(state): State<Shared>, Path(id): Path<u64>, req: Request) -> Result<Response, ApiError> {
+pub async fn remove_member(
+    State(state): State<Shared>,
+    Path(id): Path<u64>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let (headers, path, bytes) = body_and_parts(req).await?;
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::DELETE, bytes).await {
         return Ok(resp);
@@ -173,8 +185,12 @@ pub async fn remove_member(State(state): State<Shared>, Path(id): Path<u64>, req
     Ok(Json(membership_json(&state)).into_response())
 }
 
-pub async fn transfer_leader(State(state): State<Shared>, JsonBody(change): JsonBody<MembershipChange>) -> Result<Response, ApiError> {
-    let voters: Vec<u64> = state.cluster.raft.metrics().borrow_watched().membership_config.membership().voter_ids().collect();
+pub async fn transfer_leader(
+    State(state): State<Shared>,
+    JsonBody(change): JsonBody<MembershipChange>,
+) -> Result<Response, ApiError> {
+    let voters: Vec<u64> =
+        state.cluster.raft.metrics().borrow_watched().membership_config.membership().voter_ids().collect();
     if !voters.contains(&change.id) {
         return Err(ApiError::bad(format!("replica {} is not a voter", change.id)));
     }

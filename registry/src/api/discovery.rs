@@ -27,7 +27,12 @@ impl Filter {
     }
 
     fn key(&self) -> String {
-        format!("{}\0{}\0{}", self.service, self.version.as_deref().unwrap_or(""), self.protocol.as_deref().unwrap_or(""))
+        format!(
+            "{}\0{}\0{}",
+            self.service,
+            self.version.as_deref().unwrap_or(""),
+            self.protocol.as_deref().unwrap_or("")
+        )
     }
 }
 
@@ -43,12 +48,12 @@ async fn endpoints(state: &Shared, query: &Query) -> Result<(Filter, Vec<Endpoin
 pub async fn all(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
     let limit = query.number("limit")?;
     let (_, mut eps, index) = endpoints(&state, &query).await?;
-    if let Some(limit) = limit.map(|l| l as usize) {
-        if limit < eps.len() {
-            // Spread load: a limited answer is a random subset, not always the first few.
-            eps.shuffle(&mut rand::rng());
-            eps.truncate(limit);
-        }
+    if let Some(limit) = limit.map(|l| l as usize)
+        && limit < eps.len()
+    {
+        // Spread load: a limited answer is a random subset, not always the first few.
+        eps.shuffle(&mut rand::rng());
+        eps.truncate(limit);
     }
     Ok(with_index(index, Json(eps)))
 }

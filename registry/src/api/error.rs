@@ -40,7 +40,9 @@ impl IntoResponse for ApiError {
         let (status, mut body) = match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorBody::new(message)),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorBody::new(message)),
-            ApiError::Conflict { detail, .. } => (StatusCode::CONFLICT, ErrorBody { detail, ..ErrorBody::new(message) }),
+            ApiError::Conflict { detail, .. } => {
+                (StatusCode::CONFLICT, ErrorBody { detail, ..ErrorBody::new(message) })
+            }
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorBody::new(message)),
             ApiError::Redirect { leader, .. } => (
                 StatusCode::TEMPORARY_REDIRECT,

@@ -57,7 +57,10 @@ impl Query {
 
     pub fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
         self.get(key)
-            .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad(format!("query parameter `{key}` must be a non-negative integer"))))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::bad(format!("query parameter `{key}` must be a non-negative integer")))
+            })
             .transpose()
     }
 }

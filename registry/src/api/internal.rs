@@ -52,4 +52,3 @@ async fn read_index(State(state): State<Shared>) -> Response {
 async fn status(State(state): State<Shared>) -> Response {
     Binary(state.cluster.status()).into_response()
 }
-

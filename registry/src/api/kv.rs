@@ -35,7 +35,11 @@ fn parse_write(key: &str, value: Option<String>, kind: &str) -> Result<KvWrite, 
     Ok(KvWrite { key: key.to_string(), value, kind })
 }
 
-pub async fn get(State(state): State<Shared>, query: Query, Path((ns, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<Shared>,
+    query: Query,
+    Path((ns, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let index = state.read_point(&query).await?;
     match state.cluster.with_registry(|r| r.kv_get(&ns, &key)) {
         Some(item) => Ok(with_index(index, Json(item))),
@@ -59,14 +63,10 @@ pub async fn put(
     let op = Op::KvPut { ns: ns.clone(), write, expect_version: req.expect_version, request_id: req.request_id };
     let applied = state.write(&headers, &query, &uri, op).await?;
     match applied.result {
-        CommandResult::KvWritten { record } => Ok(Json(KvWritten {
-            namespace: ns,
-            key,
-            value: record.value,
-            kind: record.kind,
-            version: record.version,
-        })
-        .into_response()),
+        CommandResult::KvWritten { record } => {
+            Ok(Json(KvWritten { namespace: ns, key, value: record.value, kind: record.kind, version: record.version })
+                .into_response())
+        }
         CommandResult::KvConflict { current } => Err(conflict(current)),
         other => Err(ApiError::Write(crate::cluster::WriteError::Unavailable(format!("unexpected result {other:?}")))),
     }
@@ -176,7 +176,13 @@ pub async fn put_keys_named(
     put(state, headers, query, uri, Path((ns, "keys".into())), body).await
 }
 
-pub async fn delete_keys_named(state: State<Shared>, headers: HeaderMap, query: Query, uri: Uri, Path(ns): Path<String>) -> Result<Response, ApiError> {
+pub async fn delete_keys_named(
+    state: State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
     remove(state, headers, query, uri, Path((ns, "keys".into()))).await
 }
 
@@ -195,6 +201,12 @@ pub async fn put_batch_named(
     put(state, headers, query, uri, Path((ns, "batch".into())), body).await
 }
 
-pub async fn delete_batch_named(state: State<Shared>, headers: HeaderMap, query: Query, uri: Uri, Path(ns): Path<String>) -> Result<Response, ApiError> {
+pub async fn delete_batch_named(
+    state: State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
     remove(state, headers, query, uri, Path((ns, "batch".into()))).await
 }

@@ -51,15 +51,22 @@ impl AppState {
     }
 
     /// Commits `op`, unless the client asked to be redirected to the leader instead.
-    pub async fn write(&self, headers: &HeaderMap, query: &Query, uri: &axum::http::Uri, op: Op) -> Result<Applied, ApiError> {
+    pub async fn write(
+        &self,
+        headers: &HeaderMap,
+        query: &Query,
+        uri: &axum::http::Uri,
+        op: Op,
+    ) -> Result<Applied, ApiError> {
         let wants_redirect = query.flag("redirect")
-            || headers.get(h::REDIRECT).and_then(|v| v.to_str().ok()).is_some_and(|v| matches!(v, "1" | "true" | "yes"));
-        if wants_redirect {
-            if let Some(leader) = self.cluster.leader().filter(|l| l.id != self.cluster.id) {
-                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let location = format!("http://{}{path}", leader.addr);
-                return Err(ApiError::Redirect { leader, location });
-            }
+            || headers
+                .get(h::REDIRECT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| matches!(v, "1" | "true" | "yes"));
+        if wants_redirect && let Some(leader) = self.cluster.leader().filter(|l| l.id != self.cluster.id) {
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let location = format!("http://{}{path}", leader.addr);
+            return Err(ApiError::Redirect { leader, location });
         }
         Ok(self.cluster.write(op).await?)
     }
@@ -97,7 +104,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/kv", get(kv::namespaces))
         .route("/v1/kv/{ns}", get(kv::list))
         .route("/v1/kv/{ns}/keys", get(kv::keys).put(kv::put_keys_named).delete(kv::delete_keys_named))
-        .route("/v1/kv/{ns}/batch", post(kv::batch).get(kv::get_batch_named).put(kv::put_batch_named).delete(kv::delete_batch_named))
+        .route(
+            "/v1/kv/{ns}/batch",
+            post(kv::batch).get(kv::get_batch_named).put(kv::put_batch_named).delete(kv::delete_batch_named),
+        )
         .route("/v1/kv/{ns}/key/{key}", get(kv::get).put(kv::put).delete(kv::remove))
         .route("/v1/kv/{ns}/{key}", get(kv::get).put(kv::put).delete(kv::remove))
         .route("/v1/cluster", get(cluster_admin::status))
@@ -110,11 +120,7 @@ pub fn router(state: Shared) -> Router {
         .with_state(state.clone());
     let internal = internal::routes(state.clone());
     let raft = crate::cluster::raft_routes::routes(Arc::new(state.cluster.raft.clone()));
-    Router::new()
-        .merge(api)
-        .merge(internal)
-        .merge(raft)
-        .layer(middleware::from_fn_with_state(state, common_headers))
+    Router::new().merge(api).merge(internal).merge(raft).layer(middleware::from_fn_with_state(state, common_headers))
 }
 
 async fn not_found() -> ApiError {

@@ -30,9 +30,11 @@ pub async fn heartbeat(
             .is_some_and(|n| n.alive && n.ip == ip && n.labels == hb.labels && n.can_run == hb.can_run_instances)
     });
     if unchanged {
-        state.batcher.renew(vec![hb.node_id], Vec::new()).await.map_err(|e| {
-            ApiError::Write(crate::cluster::WriteError::Unavailable(e.to_string()))
-        })?;
+        state
+            .batcher
+            .renew(vec![hb.node_id], Vec::new())
+            .await
+            .map_err(|e| ApiError::Write(crate::cluster::WriteError::Unavailable(e.to_string())))?;
     } else {
         let op = Op::UpsertNode { node_id: hb.node_id, ip, labels: hb.labels, can_run: hb.can_run_instances };
         state.write(&headers, &query, &uri, op).await?;

@@ -36,10 +36,13 @@ fn register_op(req: RegisterRequest) -> Result<Op, ApiError> {
     if req.endpoints.len() > MAX_ENDPOINTS {
         return Err(ApiError::bad(format!("more than {MAX_ENDPOINTS} endpoints")));
     }
-    let endpoints = req.endpoints.iter().enumerate().map(|(i, e)| endpoint_record(i, e)).collect::<Result<Vec<_>, _>>()?;
+    let endpoints =
+        req.endpoints.iter().enumerate().map(|(i, e)| endpoint_record(i, e)).collect::<Result<Vec<_>, _>>()?;
     // `ip` and `nodeId` come from the top level, or from the endpoints when a client sends them there.
     let pick = |top: &Option<String>, per: fn(&EndpointSpec) -> &Option<String>| {
-        top.clone().filter(|s| !s.is_empty()).or_else(|| req.endpoints.iter().find_map(|e| per(e).clone().filter(|s| !s.is_empty())))
+        top.clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| req.endpoints.iter().find_map(|e| per(e).clone().filter(|s| !s.is_empty())))
     };
     let ip = pick(&req.ip, |e| &e.ip).unwrap_or_default();
     let node_id = pick(&req.node_id, |e| &e.node_id).unwrap_or_default();
@@ -80,7 +83,11 @@ pub async fn heartbeat(
             for (i, e) in list.iter().enumerate() {
                 validate::name(&format!("health[{i}].serviceName"), &e.service_name, MAX_ID)?;
                 let port = if e.port == 0 { None } else { Some(validate::port(&format!("health[{i}].port"), e.port)?) };
-                reports.push(HealthReport { service_name: e.service_name.clone(), port, healthy: e.healthy.unwrap_or(true) });
+                reports.push(HealthReport {
+                    service_name: e.service_name.clone(),
+                    port,
+                    healthy: e.healthy.unwrap_or(true),
+                });
             }
             reports
         }
@@ -92,7 +99,9 @@ pub async fn heartbeat(
         Some(inst) => {
             let changes = reports.iter().any(|rep| {
                 inst.endpoints.iter().any(|ep| {
-                    ep.service_name == rep.service_name && rep.port.is_none_or(|p| p == ep.port) && ep.healthy != rep.healthy
+                    ep.service_name == rep.service_name
+                        && rep.port.is_none_or(|p| p == ep.port)
+                        && ep.healthy != rep.healthy
                 })
             });
             (true, changes || !inst.alive && !reports.is_empty())
@@ -110,8 +119,14 @@ pub async fn heartbeat(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn deregister(State(state): State<Shared>, headers: HeaderMap, query: Query, uri: Uri) -> Result<StatusCode, ApiError> {
-    let id = query.get("instanceId").ok_or_else(|| ApiError::bad("query parameter `instanceId` is required"))?.to_string();
+pub async fn deregister(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+) -> Result<StatusCode, ApiError> {
+    let id =
+        query.get("instanceId").ok_or_else(|| ApiError::bad("query parameter `instanceId` is required"))?.to_string();
     validate::name("instanceId", &id, MAX_ID)?;
     state.write(&headers, &query, &uri, Op::DeregisterInstance { instance_id: id }).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -142,7 +157,12 @@ mod tests {
 
     #[test]
     fn bad_registrations_are_refused() {
-        let ok = |eps: Vec<EndpointSpec>| RegisterRequest { instance_id: "i".into(), ip: Some("1.2.3.4".into()), endpoints: eps, node_id: None };
+        let ok = |eps: Vec<EndpointSpec>| RegisterRequest {
+            instance_id: "i".into(),
+            ip: Some("1.2.3.4".into()),
+            endpoints: eps,
+            node_id: None,
+        };
         assert!(register_op(RegisterRequest::default()).is_err(), "missing instanceId");
         assert!(register_op(ok(vec![spec("", 80)])).is_err(), "missing serviceName");
         assert!(register_op(ok(vec![spec("s", 0)])).is_err(), "port 0");

@@ -69,7 +69,8 @@ pub fn kv_value(value: &str, kind: KvType) -> Result<(), ApiError> {
 }
 
 pub fn kv_type(raw: &str) -> Result<KvType, ApiError> {
-    KvType::parse(raw).ok_or_else(|| ApiError::bad(format!("unknown type `{raw}`: use string, int, double, bool or bytes")))
+    KvType::parse(raw)
+        .ok_or_else(|| ApiError::bad(format!("unknown type `{raw}`: use string, int, double, bool or bytes")))
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use super::internal::ReplicaStatus;
 
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Entries a fresh cluster writes by itself: the initial membership and the first leader's blank.
+const BOOTSTRAP_ENTRIES: u64 = 1;
 
 pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
     if cluster.status().initialized {
@@ -33,7 +35,9 @@ pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
         let statuses = probe_peers(&cluster, &peers).await;
         let existing: Vec<&ReplicaStatus> = statuses.values().flatten().filter(|s| s.initialized).collect();
         if let Some(peer) = existing.first() {
-            if peer.voters.contains(&cluster.id) {
+            // Right after a fresh cluster forms its log holds only the bootstrap entries, so a
+            // peer that knows more is a cluster that ran without this replica's data.
+            if peer.voters.contains(&cluster.id) && peer.last_log_index.unwrap_or(0) > BOOTSTRAP_ENTRIES {
                 tracing::warn!(
                     id = cluster.id,
                     peer = peer.id,
@@ -41,7 +45,11 @@ pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
                      it rejoins as an empty follower. Safer: remove it and add it back as a learner"
                 );
             } else {
-                tracing::info!(id = cluster.id, peer = peer.id, "a cluster exists; waiting to be added as a learner");
+                tracing::info!(
+                    id = cluster.id,
+                    peer = peer.id,
+                    "a cluster exists; waiting for its leader to contact this replica"
+                );
             }
             return;
         }

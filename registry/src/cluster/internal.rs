@@ -28,15 +28,21 @@ pub struct RenewRequest {
 pub enum RenewReply {
     /// The leader has recorded every heartbeat of the batch.
     Recorded,
-    NotLeader { leader: Option<u64> },
+    NotLeader {
+        leader: Option<u64>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ReadIndexReply {
     /// Apply up to this index locally, then read.
     Index(u64),
-    NotLeader { leader: Option<u64> },
-    Failed { error: String },
+    NotLeader {
+        leader: Option<u64>,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// What one replica says of itself (`/internal/v1/status`).

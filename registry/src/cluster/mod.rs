@@ -192,7 +192,9 @@ impl Cluster {
         let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
         match self.call_peer::<_, ProposeReply>(&leader.addr, "propose", &request, timeout).await {
             Ok(ProposeReply::Applied { result, index }) => Ok(Applied { result, index }),
-            Ok(ProposeReply::NotLeader { .. }) => Err(Attempt::Retry(format!("replica {} is no longer leader", leader.id))),
+            Ok(ProposeReply::NotLeader { .. }) => {
+                Err(Attempt::Retry(format!("replica {} is no longer leader", leader.id)))
+            }
             Ok(ProposeReply::Failed { error }) => Err(Attempt::Fail(WriteError::Unavailable(error))),
             Err(e) => Err(Attempt::Retry(e)),
         }

@@ -78,7 +78,9 @@ impl From<CallError> for RPCError<TypeConfig> {
 impl From<CallError> for StreamingError<TypeConfig> {
     fn from(e: CallError) -> Self {
         match e {
-            CallError::Unreachable(m) | CallError::Remote(m) => StreamingError::Unreachable(Unreachable::from_string(m)),
+            CallError::Unreachable(m) | CallError::Remote(m) => {
+                StreamingError::Unreachable(Unreachable::from_string(m))
+            }
             CallError::Network(m) => StreamingError::Network(NetworkError::from_string(m)),
         }
     }

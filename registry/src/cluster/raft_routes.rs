@@ -30,28 +30,29 @@ pub fn routes(raft: Arc<Raft>) -> Router {
         .with_state(raft)
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    codec::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("bad raft rpc body: {e}")).into_response())
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    codec::decode(body)
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("bad raft rpc body: {e}")).into_response()))
 }
 
 async fn append(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
     match parse(&body) {
         Ok(req) => Binary(raft.append_entries(req).await).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn vote(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
     match parse(&body) {
         Ok(req) => Binary(raft.vote(req).await).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn pre_vote(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
     match parse(&body) {
         Ok(req) => Binary(raft.pre_vote(req).await).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -62,13 +63,15 @@ async fn snapshot(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
             Binary(raft.install_full_snapshot(req.vote, snapshot).await.map_err(RaftError::<TypeConfig>::Fatal))
                 .into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn transfer_leader(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
     match parse(&body) {
-        Ok(req) => Binary(raft.handle_transfer_leader(req).await.map_err(RaftError::<TypeConfig>::Fatal)).into_response(),
-        Err(r) => r,
+        Ok(req) => {
+            Binary(raft.handle_transfer_leader(req).await.map_err(RaftError::<TypeConfig>::Fatal)).into_response()
+        }
+        Err(r) => *r,
     }
 }

@@ -96,15 +96,15 @@ async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> R
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         match cluster.leader() {
-            Some(l) if l.id == cluster.id => {
-                if tracker.record(&request.nodes, &request.instances) {
-                    return Ok(());
-                }
+            Some(l) if l.id == cluster.id && tracker.record(&request.nodes, &request.instances) => {
+                return Ok(());
             }
             Some(l) => {
                 return match cluster.call_peer::<_, RenewReply>(&l.addr, "renew", request, FORWARD_TIMEOUT).await {
                     Ok(RenewReply::Recorded) => Ok(()),
-                    Ok(RenewReply::NotLeader { .. }) => Err(RenewError::Leader(format!("replica {} is not leader", l.id))),
+                    Ok(RenewReply::NotLeader { .. }) => {
+                        Err(RenewError::Leader(format!("replica {} is not leader", l.id)))
+                    }
                     Err(e) => Err(RenewError::Leader(e)),
                 };
             }

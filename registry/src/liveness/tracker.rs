@@ -31,8 +31,9 @@ pub enum Kind {
     Instance,
 }
 
-/// One verdict of a sweep: expire `id`, last seen at `seen_ms`.
-pub type Expired = Vec<(String, u64)>;
+/// Ids with a unix-ms time each: heartbeats to replicate, or a sweep's verdict (expire `id`,
+/// last seen at that time).
+pub type SeenList = Vec<(String, u64)>;
 
 /// A std mutex, never held across `.await`: every operation here is a few map updates.
 #[derive(Default)]
@@ -77,7 +78,7 @@ impl Tracker {
     }
 
     /// Takes the heartbeats to replicate in the next `Renew` entry.
-    pub fn take_pending(&self) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+    pub fn take_pending(&self) -> (SeenList, SeenList) {
         let mut l = self.lock();
         let nodes = l.pending_nodes.drain().collect();
         let instances = l.pending_instances.drain().collect();
@@ -88,7 +89,7 @@ impl Tracker {
     /// longer than `ttl`. Something this leader has not heard of yet starts its clock now; a
     /// replicated last-seen newer than what this leader knows (a registration, a revival)
     /// restarts it too. Things no longer alive are forgotten.
-    pub fn sweep<'a>(&self, kind: Kind, alive: impl Iterator<Item = (&'a str, u64)>, ttl: Duration) -> Expired {
+    pub fn sweep<'a>(&self, kind: Kind, alive: impl Iterator<Item = (&'a str, u64)>, ttl: Duration) -> SeenList {
         let now = Instant::now();
         let mut l = self.lock();
         if !l.active {

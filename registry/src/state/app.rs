@@ -34,7 +34,11 @@ impl StateMachineApp for RegistryApp {
         CommandResult::Done
     }
 
-    fn restore(&mut self, applied_index: u64, rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), AppError> {
+    fn restore(
+        &mut self,
+        applied_index: u64,
+        rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), AppError> {
         self.registry = Registry::from_rows(applied_index, rows)?;
         self.applied.send_replace(applied_index);
         Ok(())

@@ -1,12 +1,17 @@
 //! Deterministic apply: the only code that changes the registry.
 
+use std::collections::BTreeMap;
+
 use plum_raft_store::DataWrites;
 use serde::Serialize;
 
 use super::command::{Command, CommandResult, KvWrite, Op};
 use super::keys;
-use super::records::{InstanceRecord, KvRecord, NodeRecord};
+use super::records::{InstanceRecord, KvRecord, NodeRecord, RequestRecord};
 use super::view::Registry;
+
+/// How long a KV write's request id is remembered, so a client retry within it is applied once.
+pub const REQUEST_WINDOW_MS: u64 = 10 * 60 * 1000;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Records are plain structs of strings, integers and maps: encoding cannot fail.
@@ -37,23 +42,23 @@ impl Registry {
             Op::Renew { nodes, instances } => {
                 let mut count = 0;
                 for (id, seen) in nodes {
-                    if let Some(mut rec) = self.nodes.get(id).cloned() {
-                        if rec.last_seen_ms < *seen || !rec.alive {
-                            rec.last_seen_ms = rec.last_seen_ms.max(*seen);
-                            rec.alive = true;
-                            self.put_node(rec, writes);
-                            count += 1;
-                        }
+                    if let Some(mut rec) = self.nodes.get(id).cloned()
+                        && (rec.last_seen_ms < *seen || !rec.alive)
+                    {
+                        rec.last_seen_ms = rec.last_seen_ms.max(*seen);
+                        rec.alive = true;
+                        self.put_node(rec, writes);
+                        count += 1;
                     }
                 }
                 for (id, seen) in instances {
-                    if let Some(mut rec) = self.instances.get(id).cloned() {
-                        if rec.last_seen_ms < *seen || !rec.alive {
-                            rec.last_seen_ms = rec.last_seen_ms.max(*seen);
-                            rec.alive = true;
-                            self.put_instance(rec, writes);
-                            count += 1;
-                        }
+                    if let Some(mut rec) = self.instances.get(id).cloned()
+                        && (rec.last_seen_ms < *seen || !rec.alive)
+                    {
+                        rec.last_seen_ms = rec.last_seen_ms.max(*seen);
+                        rec.alive = true;
+                        self.put_instance(rec, writes);
+                        count += 1;
                     }
                 }
                 CommandResult::Changed { count }
@@ -61,12 +66,13 @@ impl Registry {
             Op::ExpireNodes { nodes } => {
                 let mut count = 0;
                 for (id, seen) in nodes {
-                    if let Some(mut rec) = self.nodes.get(id).cloned() {
-                        if rec.alive && rec.last_seen_ms <= *seen {
-                            rec.alive = false;
-                            self.put_node(rec, writes);
-                            count += 1;
-                        }
+                    if let Some(mut rec) = self.nodes.get(id).cloned()
+                        && rec.alive
+                        && rec.last_seen_ms <= *seen
+                    {
+                        rec.alive = false;
+                        self.put_node(rec, writes);
+                        count += 1;
                     }
                 }
                 CommandResult::Changed { count }
@@ -74,12 +80,13 @@ impl Registry {
             Op::ExpireInstances { instances } => {
                 let mut count = 0;
                 for (id, seen) in instances {
-                    if let Some(mut rec) = self.instances.get(id).cloned() {
-                        if rec.alive && rec.last_seen_ms <= *seen {
-                            rec.alive = false;
-                            self.put_instance(rec, writes);
-                            count += 1;
-                        }
+                    if let Some(mut rec) = self.instances.get(id).cloned()
+                        && rec.alive
+                        && rec.last_seen_ms <= *seen
+                    {
+                        rec.alive = false;
+                        self.put_instance(rec, writes);
+                        count += 1;
                     }
                 }
                 CommandResult::Changed { count }
@@ -115,9 +122,11 @@ impl Registry {
                     return CommandResult::Changed { count: 0 };
                 };
                 for report in reports {
-                    for ep in rec.endpoints.iter_mut().filter(|ep| {
-                        ep.service_name == report.service_name && report.port.is_none_or(|p| p == ep.port)
-                    }) {
+                    for ep in rec
+                        .endpoints
+                        .iter_mut()
+                        .filter(|ep| ep.service_name == report.service_name && report.port.is_none_or(|p| p == ep.port))
+                    {
                         ep.healthy = report.healthy;
                     }
                 }
@@ -134,24 +143,28 @@ impl Registry {
                 CommandResult::Done
             }
             Op::KvPut { ns, write, expect_version, request_id } => {
-                let existing = self.kv.get(ns).and_then(|m| m.get(&write.key));
-                if let (Some(id), Some(rec)) = (request_id, existing) {
-                    if rec.last_request_id.as_ref() == Some(id) {
+                if let Some(id) = request_id {
+                    self.forget_requests_before(now.saturating_sub(REQUEST_WINDOW_MS), writes);
+                    if let Some(done) = self.requests.get(id) {
                         // A retry of a write that already committed: answer as the first time.
-                        return CommandResult::KvWritten { record: rec.clone() };
+                        return CommandResult::KvWritten { record: done.result.clone() };
                     }
                 }
+                let existing = self.kv.get(ns).and_then(|m| m.get(&write.key));
                 let current = existing.map(|r| r.version).unwrap_or(0);
                 if expect_version.is_some_and(|v| v != current) {
                     return CommandResult::KvConflict { current };
                 }
-                if let Some(rec) = existing {
-                    if expect_version.is_none() && rec.value == write.value && rec.kind == write.kind {
-                        // Same value again: nothing changes, so a retry is harmless.
-                        return CommandResult::KvWritten { record: rec.clone() };
+                let record = match existing {
+                    // Same value again: nothing changes, so a retry is harmless.
+                    Some(rec) if expect_version.is_none() && rec.value == write.value && rec.kind == write.kind => {
+                        rec.clone()
                     }
+                    _ => self.put_kv(ns, write, index, now, writes),
+                };
+                if let Some(id) = request_id {
+                    self.remember_request(id, now, &record, writes);
                 }
-                let record = self.put_kv(ns, write, index, now, request_id.clone(), writes);
                 CommandResult::KvWritten { record }
             }
             Op::KvDelete { ns, key, expect_version } => {
@@ -173,15 +186,23 @@ impl Registry {
                 CommandResult::Done
             }
             Op::KvBatch { ns, writes: items } => {
-                let mut count = 0;
+                // The last write of a key in the batch wins; comparing each key's final value
+                // with the stored one makes a retried batch change nothing.
+                let mut last: BTreeMap<&str, &KvWrite> = BTreeMap::new();
                 for w in items {
-                    let unchanged = self.kv.get(ns).and_then(|m| m.get(&w.key)).is_some_and(|r| r.value == w.value && r.kind == w.kind);
-                    if !unchanged {
-                        self.put_kv(ns, w, index, now, None, writes);
-                    }
-                    count += 1;
+                    last.insert(w.key.as_str(), w);
                 }
-                CommandResult::Changed { count }
+                for w in last.into_values() {
+                    let unchanged = self
+                        .kv
+                        .get(ns)
+                        .and_then(|m| m.get(&w.key))
+                        .is_some_and(|r| r.value == w.value && r.kind == w.kind);
+                    if !unchanged {
+                        self.put_kv(ns, w, index, now, writes);
+                    }
+                }
+                CommandResult::Changed { count: items.len() }
             }
         }
     }
@@ -200,18 +221,30 @@ impl Registry {
         self.instances.insert(rec.instance_id.clone(), rec);
     }
 
-    fn put_kv(&mut self, ns: &str, w: &KvWrite, index: u64, now: u64, request_id: Option<String>, writes: &mut DataWrites) -> KvRecord {
+    fn remember_request(&mut self, id: &str, now: u64, result: &KvRecord, writes: &mut DataWrites) {
+        let rec = RequestRecord { at_ms: now, result: result.clone() };
+        writes.put(keys::request(id), encode(&rec));
+        self.requests_by_time.insert((now, id.to_string()));
+        self.requests.insert(id.to_string(), rec);
+    }
+
+    /// Forgets request ids recorded before `cutoff_ms` (leader time, so every replica agrees).
+    fn forget_requests_before(&mut self, cutoff_ms: u64, writes: &mut DataWrites) {
+        while let Some((at, id)) = self.requests_by_time.first().cloned() {
+            if at >= cutoff_ms {
+                break;
+            }
+            self.requests_by_time.remove(&(at, id.clone()));
+            self.requests.remove(&id);
+            writes.delete(keys::request(&id));
+        }
+    }
+
+    fn put_kv(&mut self, ns: &str, w: &KvWrite, index: u64, now: u64, writes: &mut DataWrites) -> KvRecord {
         let map = self.kv.entry(ns.to_string()).or_default();
         let (version, create_index) = map.get(&w.key).map(|r| (r.version + 1, r.create_index)).unwrap_or((1, index));
-        let record = KvRecord {
-            value: w.value.clone(),
-            kind: w.kind,
-            updated_ms: now,
-            version,
-            create_index,
-            mod_index: index,
-            last_request_id: request_id,
-        };
+        let record =
+            KvRecord { value: w.value.clone(), kind: w.kind, updated_ms: now, version, create_index, mod_index: index };
         writes.put(keys::kv(ns, &w.key), encode(&record));
         map.insert(w.key.clone(), record.clone());
         record

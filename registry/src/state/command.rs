@@ -26,20 +26,56 @@ pub struct KvWrite {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Register a node or change what is known of it (address, labels, capability); revives it.
-    UpsertNode { node_id: String, ip: String, labels: BTreeMap<String, String>, can_run: bool },
+    UpsertNode {
+        node_id: String,
+        ip: String,
+        labels: BTreeMap<String, String>,
+        can_run: bool,
+    },
     /// Coalesced heartbeats: `(id, unix ms seen)` for nodes and for instances.
-    Renew { nodes: Vec<(String, u64)>, instances: Vec<(String, u64)> },
+    Renew {
+        nodes: Vec<(String, u64)>,
+        instances: Vec<(String, u64)>,
+    },
     /// The leader's verdict: these were last seen at the given time and have expired. A newer
     /// renewal in the log since then wins.
-    ExpireNodes { nodes: Vec<(String, u64)> },
-    ExpireInstances { instances: Vec<(String, u64)> },
-    DeleteNode { node_id: String },
-    RegisterInstance { instance_id: String, node_id: String, ip: String, endpoints: Vec<EndpointRecord> },
-    SetHealth { instance_id: String, reports: Vec<HealthReport> },
-    DeregisterInstance { instance_id: String },
-    KvPut { ns: String, write: KvWrite, expect_version: Option<u64>, request_id: Option<String> },
-    KvDelete { ns: String, key: String, expect_version: Option<u64> },
-    KvBatch { ns: String, writes: Vec<KvWrite> },
+    ExpireNodes {
+        nodes: Vec<(String, u64)>,
+    },
+    ExpireInstances {
+        instances: Vec<(String, u64)>,
+    },
+    DeleteNode {
+        node_id: String,
+    },
+    RegisterInstance {
+        instance_id: String,
+        node_id: String,
+        ip: String,
+        endpoints: Vec<EndpointRecord>,
+    },
+    SetHealth {
+        instance_id: String,
+        reports: Vec<HealthReport>,
+    },
+    DeregisterInstance {
+        instance_id: String,
+    },
+    KvPut {
+        ns: String,
+        write: KvWrite,
+        expect_version: Option<u64>,
+        request_id: Option<String>,
+    },
+    KvDelete {
+        ns: String,
+        key: String,
+        expect_version: Option<u64>,
+    },
+    KvBatch {
+        ns: String,
+        writes: Vec<KvWrite>,
+    },
 }
 
 impl fmt::Display for Command {
@@ -66,10 +102,18 @@ pub enum CommandResult {
     #[default]
     Done,
     /// The node still has instances registered on it.
-    NodeBusy { instances: Vec<String> },
-    KvWritten { record: KvRecord },
+    NodeBusy {
+        instances: Vec<String>,
+    },
+    KvWritten {
+        record: KvRecord,
+    },
     /// Compare-and-set failed; `current` is the key's version (0: absent).
-    KvConflict { current: u64 },
+    KvConflict {
+        current: u64,
+    },
     /// How many records a renewal or expiry actually changed.
-    Changed { count: usize },
+    Changed {
+        count: usize,
+    },
 }

@@ -5,6 +5,7 @@ pub(crate) const NODE: &[u8] = b"n/";
 pub(crate) const INSTANCE: &[u8] = b"i/";
 pub(crate) const KV: &[u8] = b"k/";
 pub(crate) const KV_DELETED: &[u8] = b"d/";
+pub(crate) const REQUEST: &[u8] = b"r/";
 
 fn key(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -27,6 +28,10 @@ pub(crate) fn instance(id: &str) -> Vec<u8> {
 
 pub(crate) fn kv(ns: &str, k: &str) -> Vec<u8> {
     key(KV, &[ns, k])
+}
+
+pub(crate) fn request(id: &str) -> Vec<u8> {
+    key(REQUEST, &[id])
 }
 
 pub(crate) fn kv_deleted(ns: &str) -> Vec<u8> {

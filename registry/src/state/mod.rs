@@ -12,6 +12,7 @@ mod records;
 mod view;
 
 pub use app::RegistryApp;
+pub use apply::REQUEST_WINDOW_MS;
 pub use command::{Command, CommandResult, KvWrite, Op};
-pub use records::{EndpointRecord, InstanceRecord, KvRecord, NodeRecord};
+pub use records::{EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord};
 pub use view::Registry;

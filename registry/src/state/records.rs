@@ -50,6 +50,13 @@ pub struct KvRecord {
     pub version: u64,
     pub create_index: u64,
     pub mod_index: u64,
-    /// The request id of the last write, so a retried write is applied once.
-    pub last_request_id: Option<String>,
+}
+
+/// A recent KV write that carried a request id: a retry with that id is answered with the
+/// same result instead of being applied again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Leader time of the write; the record is forgotten `REQUEST_WINDOW_MS` later.
+    pub at_ms: u64,
+    pub result: KvRecord,
 }

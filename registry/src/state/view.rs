@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use plum_types::{Endpoint, KvItem, NodeDetail, NodeHealth, NodeSummary};
 
 use super::keys;
-use super::records::{InstanceRecord, KvRecord, NodeRecord};
+use super::records::{InstanceRecord, KvRecord, NodeRecord, RequestRecord};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Registry {
@@ -16,6 +16,9 @@ pub struct Registry {
     pub(crate) kv: BTreeMap<String, BTreeMap<String, KvRecord>>,
     /// namespace -> log index of its last deletion (watches wake on it).
     pub(crate) kv_deleted: BTreeMap<String, u64>,
+    /// Recent request ids of KV writes, and the same ordered by time (derived) for expiry.
+    pub(crate) requests: BTreeMap<String, RequestRecord>,
+    pub(crate) requests_by_time: BTreeSet<(u64, String)>,
     pub(crate) applied_index: u64,
 }
 
@@ -162,14 +165,16 @@ impl Registry {
     }
 
     fn kv_list_records<'a>(&'a self, ns: &str, prefix: &'a str) -> impl Iterator<Item = &'a KvRecord> + 'a {
-        self.kv
-            .get(ns)
-            .into_iter()
-            .flat_map(move |m| m.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix)).map(|(_, r)| r))
+        self.kv.get(ns).into_iter().flat_map(move |m| {
+            m.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix)).map(|(_, r)| r)
+        })
     }
 
     /// Rebuilds the view from durable rows (start-up, snapshot install).
-    pub(crate) fn from_rows(applied_index: u64, rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Registry, String> {
+    pub(crate) fn from_rows(
+        applied_index: u64,
+        rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<Registry, String> {
         let mut reg = Registry { applied_index, ..Registry::default() };
         for (k, v) in rows {
             let bad = |e: rmp_serde::decode::Error| format!("row {}: {e}", String::from_utf8_lossy(&k));
@@ -185,6 +190,11 @@ impl Registry {
                 let (ns, key) = keys::split_kv(rest).ok_or_else(|| "malformed kv row key".to_string())?;
                 let rec: KvRecord = rmp_serde::from_slice(&v).map_err(bad)?;
                 reg.kv.entry(ns).or_default().insert(key, rec);
+            } else if let Some(rest) = k.strip_prefix(keys::REQUEST) {
+                let id = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
+                let rec: RequestRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                reg.requests_by_time.insert((rec.at_ms, id.clone()));
+                reg.requests.insert(id, rec);
             } else if let Some(rest) = k.strip_prefix(keys::KV_DELETED) {
                 let ns = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
                 let index: u64 = rmp_serde::from_slice(&v).map_err(bad)?;

@@ -1,0 +1,176 @@
+//! Load from many concurrent clients, spread over every replica: discovery reads,
+//! registrations, and node heartbeats (the original Plum's 50-node test).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::stats::{ms, summarize};
+
+pub struct LoadOptions {
+    pub urls: Vec<String>,
+    pub clients: usize,
+    pub duration: Duration,
+}
+
+pub struct LoadReport {
+    pub name: &'static str,
+    pub ok: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+impl LoadReport {
+    pub fn line(self) -> String {
+        let per_sec = self.ok as f64 / self.elapsed.as_secs_f64();
+        let s = summarize(self.latencies);
+        format!(
+            "{} ok={} errors={} seconds={:.1} per_sec={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            self.name,
+            self.ok,
+            self.errors,
+            self.elapsed.as_secs_f64(),
+            per_sec,
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.max)
+        )
+    }
+}
+
+/// Runs `clients` tasks until the duration is over; each calls `op(client, seq, url)` in a loop.
+/// `op` returns the latency of a successful request, `None` for a failed one.
+async fn drive<F, Fut>(name: &'static str, opts: &LoadOptions, op: F) -> LoadReport
+where
+    F: Fn(usize, u64, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<Duration>> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let until = started + opts.duration;
+    let mut tasks = Vec::new();
+    for c in 0..opts.clients {
+        let op = op.clone();
+        // Each client sticks to one replica, clients spread evenly over the replicas.
+        let url = opts.urls[c % opts.urls.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut lat) = (0usize, 0usize, Vec::new());
+            let mut seq = 0u64;
+            while Instant::now() < until {
+                seq += 1;
+                match op(c, seq, url.clone()).await {
+                    Some(latency) => {
+                        ok += 1;
+                        lat.push(latency);
+                    }
+                    None => errors += 1,
+                }
+            }
+            (ok, errors, lat)
+        }));
+    }
+    let mut report = LoadReport { name, ok: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for t in tasks {
+        if let Ok((ok, errors, lat)) = t.await {
+            report.ok += ok;
+            report.errors += errors;
+            report.latencies.extend(lat);
+        }
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Registers `services` x `per_service` instances to discover.
+async fn seed_services(http: &reqwest::Client, url: &str, services: usize, per_service: usize) -> Result<()> {
+    for s in 0..services {
+        for i in 0..per_service {
+            let body = json!({"instanceId": format!("bench-s{s}-i{i}"), "ip": format!("10.8.{s}.{i}"),
+                "endpoints": [{"serviceName": format!("bench-svc-{s}"), "port": 8000 + i, "protocol": "http", "version": "v1"}]});
+            let resp = http.post(format!("{url}/v1/services/register")).json(&body).send().await?;
+            if resp.status() != 204 {
+                bail!("seeding registration failed: {}", resp.status());
+            }
+            // Keep them alive for the length of the run (instance TTL is seconds).
+        }
+    }
+    Ok(())
+}
+
+pub async fn discovery(opts: &LoadOptions, services: usize, per_service: usize) -> Result<LoadReport> {
+    let http = crate::target::http_client(Duration::from_secs(2));
+    seed_services(&http, &opts.urls[0], services, per_service).await?;
+    // Renew the seeded instances during the run so none expires mid-measurement.
+    let renew = {
+        let (http, url, until) = (http.clone(), opts.urls[0].clone(), Instant::now() + opts.duration);
+        tokio::spawn(async move {
+            while Instant::now() < until {
+                for s in 0..services {
+                    for i in 0..per_service {
+                        let _ = http
+                            .post(format!("{url}/v1/services/heartbeat"))
+                            .json(&json!({"instanceId": format!("bench-s{s}-i{i}")}))
+                            .send()
+                            .await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    // Let every replica apply the registrations before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = drive("discovery", opts, move |c, seq, url| {
+        let http = http.clone();
+        async move {
+            let svc = (c + seq as usize) % services;
+            let t = Instant::now();
+            match http.get(format!("{url}/v1/discovery?service=bench-svc-{svc}")).send().await {
+                Ok(r) if r.status() == 200 => r.bytes().await.ok().map(|_| t.elapsed()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    renew.abort();
+    Ok(report)
+}
+
+pub async fn registrations(opts: &LoadOptions) -> Result<LoadReport> {
+    let http = crate::target::http_client(Duration::from_secs(5));
+    let run = std::process::id();
+    Ok(drive("registrations", opts, move |c, seq, url| {
+        let http = http.clone();
+        async move {
+            let body = json!({"instanceId": format!("reg-{run}-{c}-{seq}"), "ip": "10.7.0.1",
+                "endpoints": [{"serviceName": format!("reg-svc-{}", c % 10), "port": 9000, "protocol": "http", "version": "v1"}]});
+            let t = Instant::now();
+            match http.post(format!("{url}/v1/services/register")).json(&body).send().await {
+                Ok(r) if r.status() == 204 => Some(t.elapsed()),
+                _ => None,
+            }
+        }
+    })
+    .await)
+}
+
+/// `clients` fake nodes, each heartbeating every `interval` (what an agent does).
+pub async fn heartbeats(opts: &LoadOptions, interval: Duration) -> Result<LoadReport> {
+    let http = crate::target::http_client(Duration::from_secs(2));
+    let run = std::process::id();
+    Ok(drive("heartbeats", opts, move |c, _seq, url| {
+        let http = http.clone();
+        async move {
+            let started = Instant::now();
+            let body = json!({"nodeId": format!("hb-{run}-{c}"), "ip": "10.6.0.1"});
+            let ok = matches!(http.post(format!("{url}/v1/nodes/heartbeat")).json(&body).send().await, Ok(r) if r.status() == 200);
+            let latency = started.elapsed();
+            tokio::time::sleep(interval.saturating_sub(latency)).await;
+            ok.then_some(latency)
+        }
+    })
+    .await)
+}

@@ -1,0 +1,69 @@
+//! Where the cluster is: API addresses and, for scenarios that kill replicas, their PIDs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Controller URLs from an explicit list, `PLUM_CONTROLLERS`, or `.plum/cluster.env`.
+pub fn controllers(explicit: Option<&str>, env_file: &Path) -> Result<Vec<String>> {
+    let list = match explicit {
+        Some(l) => l.to_string(),
+        None => match std::env::var("PLUM_CONTROLLERS") {
+            Ok(l) => l,
+            Err(_) => {
+                let text = std::fs::read_to_string(env_file).with_context(|| {
+                    format!("no PLUM_CONTROLLERS and cannot read {}; run scripts/cluster.sh up", env_file.display())
+                })?;
+                text.lines()
+                    .find_map(|l| l.strip_prefix("PLUM_CONTROLLERS="))
+                    .map(str::to_string)
+                    .context("cluster.env has no PLUM_CONTROLLERS line")?
+            }
+        },
+    };
+    let urls: Vec<String> =
+        list.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+    if urls.is_empty() {
+        bail!("empty controller list");
+    }
+    Ok(urls)
+}
+
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(128)
+        .timeout(timeout)
+        .build()
+        .expect("HTTP client builds with static settings")
+}
+
+/// `GET /v1/cluster` from the first replica that answers.
+pub async fn cluster_status(http: &reqwest::Client, urls: &[String]) -> Option<Value> {
+    for url in urls {
+        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).timeout(Duration::from_millis(800)).send().await
+            && let Ok(v) = resp.json::<Value>().await
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The PID of a replica started by `scripts/cluster.sh`, checked to really be a controller.
+pub fn replica_pid(pid_dir: &Path, id: u64) -> Result<i32> {
+    let file: PathBuf = pid_dir.join(format!("{id}.pid"));
+    let pid: i32 = std::fs::read_to_string(&file)
+        .with_context(|| format!("read {}", file.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("bad pid in {}", file.display()))?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains("plum-controller") {
+        bail!("pid {pid} from {} is not a running plum-controller", file.display());
+    }
+    Ok(pid)
+}
