@@ -108,21 +108,19 @@ async fn wait_for_signal() {
 /// A leader that is asked to stop first hands leadership to its most up-to-date follower, so
 /// the cluster does not wait out an election timeout.
 async fn step_down(cluster: &Cluster) {
-    let target = {
-        let m = cluster.raft.metrics();
-        let m = m.borrow_watched();
+    let target = cluster.with_metrics(|m| {
         if m.state != ServerState::Leader {
-            return;
+            return None;
         }
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().filter(|v| *v != cluster.id).collect();
-        m.replication.as_ref().and_then(|repl| {
-            voters
-                .iter()
-                .filter_map(|v| repl.get(v).map(|matched| (matched.as_ref().map(|l| l.index), *v)))
-                .max()
-                .map(|(_, v)| v)
-        })
-    };
+        let replication = m.replication.as_ref()?;
+        // The voter with the highest matched log index catches up fastest.
+        voters
+            .iter()
+            .filter_map(|v| replication.get(v).map(|matched| (matched.as_ref().map(|l| l.index), *v)))
+            .max()
+            .map(|(_, v)| v)
+    });
     let Some(target) = target else { return };
     tracing::info!(id = cluster.id, to = target, "handing leadership over before shutdown");
     if cluster.raft.trigger().transfer_leader(target).await.is_err() {
@@ -131,8 +129,9 @@ async fn step_down(cluster: &Cluster) {
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut metrics = cluster.raft.metrics();
     while Instant::now() < deadline {
-        if metrics.borrow_watched().current_leader != Some(cluster.id) {
-            tracing::info!(id = cluster.id, new_leader = ?metrics.borrow_watched().current_leader, "leadership handed over");
+        let leader = cluster.with_metrics(|m| m.current_leader);
+        if leader != Some(cluster.id) {
+            tracing::info!(id = cluster.id, new_leader = ?leader, "leadership handed over");
             return;
         }
         let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
@@ -146,7 +145,8 @@ fn exit_on_raft_fatal(cluster: Arc<Cluster>) {
     tokio::spawn(async move {
         let mut metrics = cluster.raft.metrics();
         loop {
-            if let Err(fatal) = &metrics.borrow_watched().running_state {
+            let fatal = cluster.with_metrics(|m| m.running_state.as_ref().err().cloned());
+            if let Some(fatal) = fatal {
                 if !matches!(fatal, openraft::errors::Fatal::Stopped) {
                     tracing::error!(id = cluster.id, error = %fatal, "raft stopped with a fatal error; exiting");
                     std::process::exit(70);

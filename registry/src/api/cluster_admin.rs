@@ -1,8 +1,7 @@
 //! `/v1/cluster*`: cluster status on any replica, and membership changes for operators
 //! (add a learner, promote it, remove a replica, hand leadership over).
 
-use openraft::type_config::async_runtime::watch::WatchReceiver;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::Json;
@@ -24,16 +23,9 @@ const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
 
 pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
     let cluster = &state.cluster;
-    let (members, me) = {
-        let m = cluster.raft.metrics();
-        let m = m.borrow_watched();
-        let membership = m.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let members: BTreeMap<u64, (String, bool)> =
-            membership.nodes().map(|(id, node)| (*id, (node.addr.clone(), voters.contains(id)))).collect();
-        (members, cluster.status())
-    };
-    let probes = members.iter().map(|(id, (addr, voter))| {
+    let members = cluster.members();
+    let me = cluster.status();
+    let probes = members.iter().map(|(id, addr, voter)| {
         let me = me.clone();
         async move {
             let status = if *id == cluster.id {
@@ -90,11 +82,9 @@ async fn on_leader(
 }
 
 fn membership_json(state: &Shared) -> serde_json::Value {
-    let m = state.cluster.raft.metrics();
-    let m = m.borrow_watched();
-    let membership = m.membership_config.membership();
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    let learners: Vec<u64> = membership.learner_ids().collect();
+    let members = state.cluster.members();
+    let voters: Vec<u64> = members.iter().filter(|m| m.2).map(|m| m.0).collect();
+    let learners: Vec<u64> = members.iter().filter(|m| !m.2).map(|m| m.0).collect();
     serde_json::json!({ "voters": voters, "learners": learners })
 }
 
@@ -144,8 +134,7 @@ pub async fn promote(State(state): State<Shared>, req: Request) -> Result<Respon
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
         return Ok(resp);
     }
-    let is_member =
-        state.cluster.raft.metrics().borrow_watched().membership_config.membership().get_node(&change.id).is_some();
+    let is_member = state.cluster.members().iter().any(|m| m.0 == change.id);
     if !is_member {
         return Err(ApiError::NotFound(format!("replica {} is not a learner; add it first", change.id)));
     }
@@ -167,12 +156,8 @@ pub async fn remove_member(
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::DELETE, bytes).await {
         return Ok(resp);
     }
-    let (is_voter, is_member) = {
-        let m = state.cluster.raft.metrics();
-        let m = m.borrow_watched();
-        let membership = m.membership_config.membership();
-        (membership.voter_ids().any(|v| v == id), membership.get_node(&id).is_some())
-    };
+    let member = state.cluster.members().into_iter().find(|m| m.0 == id);
+    let (is_voter, is_member) = (member.as_ref().is_some_and(|m| m.2), member.is_some());
     if !is_member {
         return Err(ApiError::NotFound(format!("replica {id} is not a member")));
     }
@@ -189,8 +174,7 @@ pub async fn transfer_leader(
     State(state): State<Shared>,
     JsonBody(change): JsonBody<MembershipChange>,
 ) -> Result<Response, ApiError> {
-    let voters: Vec<u64> =
-        state.cluster.raft.metrics().borrow_watched().membership_config.membership().voter_ids().collect();
+    let voters: Vec<u64> = state.cluster.members().iter().filter(|m| m.2).map(|m| m.0).collect();
     if !voters.contains(&change.id) {
         return Err(ApiError::bad(format!("replica {} is not a voter", change.id)));
     }

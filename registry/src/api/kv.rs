@@ -163,9 +163,22 @@ pub async fn batch(
 
 // The compatible paths `/v1/kv/{ns}/keys` and `/v1/kv/{ns}/batch` are also keys named `keys`
 // and `batch` for every method they do not otherwise use; `/v1/kv/{ns}/key/{key}` addresses
-// any key unambiguously.
+// any key unambiguously. These take the key from the path's last segment.
 
-pub async fn put_keys_named(
+fn literal_key(uri: &Uri) -> String {
+    uri.path().rsplit('/').next().unwrap_or_default().to_string()
+}
+
+pub async fn get_literal(
+    state: State<Shared>,
+    query: Query,
+    uri: Uri,
+    Path(ns): Path<String>,
+) -> Result<Response, ApiError> {
+    get(state, query, Path((ns, literal_key(&uri)))).await
+}
+
+pub async fn put_literal(
     state: State<Shared>,
     headers: HeaderMap,
     query: Query,
@@ -173,40 +186,17 @@ pub async fn put_keys_named(
     Path(ns): Path<String>,
     body: JsonBody<KvPutRequest>,
 ) -> Result<Response, ApiError> {
-    put(state, headers, query, uri, Path((ns, "keys".into())), body).await
+    let key = literal_key(&uri);
+    put(state, headers, query, uri, Path((ns, key)), body).await
 }
 
-pub async fn delete_keys_named(
+pub async fn delete_literal(
     state: State<Shared>,
     headers: HeaderMap,
     query: Query,
     uri: Uri,
     Path(ns): Path<String>,
 ) -> Result<Response, ApiError> {
-    remove(state, headers, query, uri, Path((ns, "keys".into()))).await
-}
-
-pub async fn get_batch_named(state: State<Shared>, query: Query, Path(ns): Path<String>) -> Result<Response, ApiError> {
-    get(state, query, Path((ns, "batch".into()))).await
-}
-
-pub async fn put_batch_named(
-    state: State<Shared>,
-    headers: HeaderMap,
-    query: Query,
-    uri: Uri,
-    Path(ns): Path<String>,
-    body: JsonBody<KvPutRequest>,
-) -> Result<Response, ApiError> {
-    put(state, headers, query, uri, Path((ns, "batch".into())), body).await
-}
-
-pub async fn delete_batch_named(
-    state: State<Shared>,
-    headers: HeaderMap,
-    query: Query,
-    uri: Uri,
-    Path(ns): Path<String>,
-) -> Result<Response, ApiError> {
-    remove(state, headers, query, uri, Path((ns, "batch".into()))).await
+    let key = literal_key(&uri);
+    remove(state, headers, query, uri, Path((ns, key))).await
 }

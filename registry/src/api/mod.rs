@@ -103,10 +103,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/discovery/one", get(discovery::one))
         .route("/v1/kv", get(kv::namespaces))
         .route("/v1/kv/{ns}", get(kv::list))
-        .route("/v1/kv/{ns}/keys", get(kv::keys).put(kv::put_keys_named).delete(kv::delete_keys_named))
+        .route("/v1/kv/{ns}/keys", get(kv::keys).put(kv::put_literal).delete(kv::delete_literal))
         .route(
             "/v1/kv/{ns}/batch",
-            post(kv::batch).get(kv::get_batch_named).put(kv::put_batch_named).delete(kv::delete_batch_named),
+            post(kv::batch).get(kv::get_literal).put(kv::put_literal).delete(kv::delete_literal),
         )
         .route("/v1/kv/{ns}/key/{key}", get(kv::get).put(kv::put).delete(kv::remove))
         .route("/v1/kv/{ns}/{key}", get(kv::get).put(kv::put).delete(kv::remove))

@@ -104,7 +104,7 @@ pub async fn heartbeat(
                         && ep.healthy != rep.healthy
                 })
             });
-            (true, changes || !inst.alive && !reports.is_empty())
+            (true, changes)
         }
     });
     if needs_write {

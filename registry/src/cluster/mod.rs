@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::config::ControllerConfig;
 use crate::state::{Command, CommandResult, Op, Registry, RegistryApp};
 use internal::{ProposeReply, ProposeRequest, ReadIndexReply, ReplicaStatus};
-use types::Raft;
+use types::{Raft, RaftMetrics};
 
 /// Unix milliseconds from this replica's clock. Only the leader's value ever enters the log.
 pub fn unix_now_ms() -> u64 {
@@ -101,21 +101,41 @@ impl Cluster {
         *self.applied.borrow()
     }
 
+    /// Reads Raft's metrics. The metrics live behind a read-write lock that openraft's core
+    /// writes often: `f` must not read them again (a nested read waits behind a queued writer,
+    /// which waits for the outer read: a deadlock), and must not block.
+    pub fn with_metrics<T>(&self, f: impl FnOnce(&RaftMetrics) -> T) -> T {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        f(&m)
+    }
+
     pub fn leader(&self) -> Option<LeaderInfo> {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
-        Some(LeaderInfo { id, addr })
+        self.with_metrics(|m| {
+            let id = m.current_leader?;
+            let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+            Some(LeaderInfo { id, addr })
+        })
     }
 
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow_watched().state == ServerState::Leader
+        self.with_metrics(|m| m.state == ServerState::Leader)
+    }
+
+    /// Members as (id, address, voter?).
+    pub fn members(&self) -> Vec<(u64, String, bool)> {
+        self.with_metrics(|m| {
+            let membership = m.membership_config.membership();
+            let voters: Vec<u64> = membership.voter_ids().collect();
+            membership.nodes().map(|(id, node)| (*id, node.addr.clone(), voters.contains(id))).collect()
+        })
     }
 
     pub fn status(&self) -> ReplicaStatus {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
+        self.with_metrics(|m| self.status_from(m))
+    }
+
+    fn status_from(&self, m: &RaftMetrics) -> ReplicaStatus {
         let membership = m.membership_config.membership();
         ReplicaStatus {
             id: self.id,
