@@ -44,7 +44,7 @@ ensure_built() {
     ensure_build_deps
     local flag=""; [ "$PROFILE" = release ] && flag="--release"
     echo "building $* ($PROFILE; a first build compiles RocksDB and takes a while)" >&2
-    (cd "$ROOT" && cargo build $flag --bins -p plum-registry -p plum-chaos -p plum-sdk -p plum-agent) >&2
+    (cd "$ROOT" && cargo build $flag --workspace --bins) >&2
   fi
 }
 

@@ -174,3 +174,50 @@ pub async fn heartbeats(opts: &LoadOptions, interval: Duration) -> Result<LoadRe
     })
     .await)
 }
+
+/// Node-death detection: a node with one endpoint heartbeats for a second, then stops; measures
+/// the time from its last acknowledged heartbeat until discovery (asked on another replica) no
+/// longer returns the endpoint. One trial at a time.
+pub async fn expiry(urls: &[String], trials: usize, interval: Duration) -> Result<Vec<Duration>> {
+    let http = crate::target::http_client(Duration::from_secs(2));
+    let run = std::process::id();
+    let mut samples = Vec::new();
+    for t in 0..trials {
+        let node = format!("exp-{run}-{t}");
+        let service = format!("exp-svc-{run}-{t}");
+        let (write, read) = (&urls[t % urls.len()], &urls[(t + 1) % urls.len()]);
+        let beat =
+            || http.post(format!("{write}/v1/nodes/heartbeat")).json(&json!({"nodeId": node, "ip": "10.5.0.1"})).send();
+        if !matches!(beat().await, Ok(r) if r.status() == 200) {
+            bail!("first heartbeat of {node} failed");
+        }
+        let body = json!({"instanceId": format!("{node}-i"), "nodeId": node, "ip": "10.5.0.1",
+            "endpoints": [{"serviceName": service, "port": 80}]});
+        let reg = http.post(format!("{write}/v1/services/register")).json(&body).send().await?;
+        if reg.status() != 204 {
+            bail!("registration failed: {}", reg.status());
+        }
+        let mut last_ack = Instant::now();
+        let beat_until = last_ack + Duration::from_secs(1);
+        while Instant::now() < beat_until {
+            tokio::time::sleep(interval).await;
+            if matches!(beat().await, Ok(r) if r.status() == 200) {
+                last_ack = Instant::now();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let eps: Vec<serde_json::Value> =
+                http.get(format!("{read}/v1/discovery?service={service}")).send().await?.json().await?;
+            if eps.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("node {node} still discoverable 30 s after its last heartbeat");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples.push(last_ack.elapsed());
+    }
+    Ok(samples)
+}

@@ -270,7 +270,8 @@ impl Drop for TestCluster {
                 // Backtrace frames say little here; the panic line and the log lines do.
                 let is_frame = |l: &&str| {
                     let t = l.trim_start();
-                    t.starts_with("at ") || t.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+                    t.starts_with("at ")
+                        || t.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
                 };
                 let tail: Vec<&str> = log.lines().filter(|l| !is_frame(l)).rev().take(40).collect();
                 eprintln!("---- replica {id} log (last {} lines) ----", tail.len());

@@ -50,6 +50,13 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Time from a node's last heartbeat until its endpoint leaves discovery.
+    Expiry {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+    },
     /// Fake nodes heartbeating at an agent's pace (the original tool's 50-node test).
     Heartbeat {
         #[arg(long, default_value_t = 50)]
@@ -84,6 +91,18 @@ async fn main() -> Result<()> {
         Scenario::Register { clients, seconds } => {
             let opts = load::LoadOptions { urls, clients, duration: Duration::from_secs(seconds) };
             println!("clients={clients} {}", load::registrations(&opts).await?.line());
+        }
+        Scenario::Expiry { trials, interval_ms } => {
+            let s =
+                plum_chaos::stats::summarize(load::expiry(&urls, trials, Duration::from_millis(interval_ms)).await?);
+            let ms = plum_chaos::stats::ms;
+            println!(
+                "node_expiry_ms p50={:.0} p99={:.0} max={:.0} trials={}",
+                ms(s.p50),
+                ms(s.p99),
+                ms(s.max),
+                s.count
+            );
         }
         Scenario::Heartbeat { nodes, seconds, interval_ms } => {
             let opts = load::LoadOptions { urls, clients: nodes, duration: Duration::from_secs(seconds) };
