@@ -49,6 +49,9 @@ fn raft_config(config: &ControllerConfig) -> Result<openraft::Config, ServerErro
     raft.validate().map_err(|e| ServerError::RaftConfig(e.to_string()))
 }
 
+/// How long a stopping replica waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 pub async fn run(config: ControllerConfig) -> Result<(), ServerError> {
     let config = Arc::new(config);
     let store_dir = config.data_dir.join("raft");
@@ -81,13 +84,21 @@ pub async fn run(config: ControllerConfig) -> Result<(), ServerError> {
     tokio::spawn(bootstrap::run(cluster.clone(), config.peers.clone()));
 
     let shutdown_cluster = cluster.clone();
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            step_down(&shutdown_cluster).await;
-        })
-        .await
-        .map_err(ServerError::Serve)?;
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+    let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        step_down(&shutdown_cluster).await;
+        let _ = stopping_tx.send(());
+    });
+    // In-flight requests get a short grace period; long polls (KV watches) do not hold the
+    // process up: a stopping replica is already out of the cluster.
+    tokio::select! {
+        served = serve.into_future() => served.map_err(ServerError::Serve)?,
+        _ = async {
+            let _ = stopping.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::info!(id = config.id, "requests still open after the grace period are dropped"),
+    }
     let _ = cluster.raft.shutdown().await;
     tracing::info!(id = config.id, "controller replica stopped");
     Ok(())

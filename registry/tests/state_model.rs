@@ -217,13 +217,15 @@ struct Model {
     kv: BTreeMap<(String, String), KvRecord>,
     /// Namespace -> index of its last deletion.
     deleted_at: BTreeMap<String, u64>,
-    /// Request id -> (leader time, result) of recent KV writes that carried one.
-    requests: BTreeMap<String, (u64, KvRecord)>,
+    /// Request id -> (namespace, key, (leader time, result)) of recent KV writes that carried one.
+    requests: BTreeMap<String, (String, String, (u64, KvRecord))>,
 }
 
 impl Model {
     fn apply(&mut self, index: u64, cmd: &Command) -> CommandResult {
         let now = cmd.now_ms;
+        // Request ids older than the window are forgotten on every command (leader time).
+        self.requests.retain(|_, (_, _, (at, _))| *at >= now.saturating_sub(REQUEST_WINDOW_MS));
         match &cmd.op {
             Op::UpsertNode { node_id, ip, labels, can_run } => {
                 let old = self.nodes.get(node_id);
@@ -304,14 +306,15 @@ impl Model {
                 CommandResult::Done
             }
             Op::KvPut { ns, write, expect_version, request_id } => {
-                if let Some(id) = request_id {
-                    // Ids older than the window are forgotten first (leader time).
-                    self.requests.retain(|_, (at, _)| *at >= now.saturating_sub(REQUEST_WINDOW_MS));
-                    // A retry of a write that already committed is answered as the first time,
-                    // whatever happened to the key since.
-                    if let Some((_, done)) = self.requests.get(id) {
-                        return CommandResult::KvWritten { record: done.clone() };
-                    }
+                // A retry of a write that already committed, on the same key, is answered as the
+                // first time, whatever happened to the key since.
+                if let Some((done_ns, done_key, (_, done))) = request_id.as_ref().and_then(|id| self.requests.get(id))
+                    && *done_ns == *ns
+                    && *done_key == write.key
+                {
+                    return CommandResult::KvWritten {
+                        record: KvRecord { value: write.value.clone(), ..done.clone() },
+                    };
                 }
                 let slot = (ns.clone(), write.key.clone());
                 let old = self.kv.get(&slot).cloned();
@@ -328,7 +331,7 @@ impl Model {
                     _ => self.kv_write(ns, write, index, now),
                 };
                 if let Some(id) = request_id {
-                    self.requests.insert(id.clone(), (now, record.clone()));
+                    self.requests.insert(id.clone(), (ns.clone(), write.key.clone(), (now, record.clone())));
                 }
                 CommandResult::KvWritten { record }
             }

@@ -171,6 +171,21 @@ impl TestCluster {
         child.wait().ok()
     }
 
+    /// Waits (bounded) for a replica to exit on its own; `None` if it is still running.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let r = self.replicas.get_mut(&id).expect("known replica");
+            let child = r.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                r.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn restart(&mut self, id: u64) {
         self.spawn(id);
     }

@@ -278,6 +278,9 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         (Method::GET, "/v1/discovery?service=".into(), "".into()),
         (Method::GET, "/v1/discovery?service=a&limit=-3".into(), "".into()),
         (Method::POST, "/v1/cluster/voters".into(), "{}".into()),
+        (Method::DELETE, "/v1/cluster/members/abc".into(), "".into()),
+        (Method::PUT, "/v1/nodes/heartbeat".into(), "{}".into()),
+        (Method::GET, "/v1/no/such/route".into(), "".into()),
     ];
     for (method, path, body) in cases {
         let (status, text, _) = raw(&cluster, 2, method.clone(), &path, &body).await;

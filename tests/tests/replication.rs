@@ -138,10 +138,16 @@ async fn killing_every_replica_and_restarting_keeps_all_state() {
 }
 
 #[tokio::test]
-async fn a_replica_whose_data_was_wiped_rejoins_and_founds_no_second_cluster() {
+async fn a_replica_whose_data_was_wiped_founds_no_second_cluster_and_is_told_it_lost_data() {
     let mut cluster = TestCluster::start(3, &[]);
     cluster.wait_leader(GENEROUS).await;
     assert_eq!(cluster.put_kv(2, "wipe", "before", "1").await, Ok(200));
+    for id in cluster.ids() {
+        wait_until(GENEROUS, "every replica to apply the write", || async {
+            cluster.get_kv(id, "wipe", "before").await.is_some()
+        })
+        .await;
+    }
     // Replica 1 is the one that would bootstrap a fresh cluster: wipe it.
     cluster.kill(1);
     cluster.wipe(1);
@@ -154,8 +160,9 @@ async fn a_replica_whose_data_was_wiped_rejoins_and_founds_no_second_cluster() {
     })
     .await;
     let log = cluster.log_of(1);
-    // Once at first start, never again after the wipe.
+    // Once at first start, never again after the wipe; and the operator is told what happened.
     assert_eq!(log.matches("initialised a new cluster").count(), 1, "replica 1 re-initialised:\n{log}");
+    assert!(log.contains("its data was lost"), "no data-loss warning:\n{log}");
     let status: Value = cluster.get_json(1, "/v1/cluster").await.expect("status");
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
 }

@@ -14,7 +14,6 @@ use plum_types::{ClusterStatus, MemberStatus, MembershipChange, headers as h};
 
 use super::Shared;
 use super::error::ApiError;
-use super::extract::JsonBody;
 use crate::cluster::WriteError;
 use crate::cluster::internal::ReplicaStatus;
 
@@ -149,9 +148,10 @@ pub async fn promote(State(state): State<Shared>, req: Request) -> Result<Respon
 
 pub async fn remove_member(
     State(state): State<Shared>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let id: u64 = id.parse().map_err(|_| ApiError::bad(format!("replica id `{id}` is not a positive integer")))?;
     let (headers, path, bytes) = body_and_parts(req).await?;
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::DELETE, bytes).await {
         return Ok(resp);
@@ -170,23 +170,19 @@ pub async fn remove_member(
     Ok(Json(membership_json(&state)).into_response())
 }
 
-pub async fn transfer_leader(
-    State(state): State<Shared>,
-    JsonBody(change): JsonBody<MembershipChange>,
-) -> Result<Response, ApiError> {
-    let voters: Vec<u64> = state.cluster.members().iter().filter(|m| m.2).map(|m| m.0).collect();
-    if !voters.contains(&change.id) {
+pub async fn transfer_leader(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
+    let (headers, path, bytes) = body_and_parts(req).await?;
+    let change = parse_change(&bytes)?;
+    let is_voter = state.cluster.members().iter().any(|m| m.0 == change.id && m.2);
+    if !is_voter {
         return Err(ApiError::bad(format!("replica {} is not a voter", change.id)));
     }
-    let Some(leader) = state.cluster.leader() else {
-        return Err(ApiError::Write(WriteError::NoLeader { waited_ms: 0 }));
-    };
-    if leader.id == state.cluster.id {
-        state.cluster.raft.trigger().transfer_leader(change.id).await.map_err(raft_failure)?;
-    } else {
-        let body = serde_json::to_vec(&change).unwrap_or_default();
-        let url = format!("http://{}/v1/cluster/transfer-leader", leader.addr);
-        state.cluster.http.post(&url).body(body).timeout(Duration::from_secs(2)).send().await.map_err(raft_failure)?;
+    if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
+        return Ok(resp);
     }
+    if !state.cluster.is_leader() {
+        return Err(ApiError::Write(WriteError::NoLeader { waited_ms: 0 }));
+    }
+    state.cluster.raft.trigger().transfer_leader(change.id).await.map_err(raft_failure)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -17,6 +17,8 @@ pub enum ApiError {
     Conflict { message: String, detail: Option<serde_json::Value> },
     #[error("payload too large")]
     TooLarge,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// The client asked to be redirected to the leader rather than forwarded.
     #[error("not the leader")]
     Redirect { leader: LeaderInfo, location: String },
@@ -44,6 +46,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::CONFLICT, ErrorBody { detail, ..ErrorBody::new(message) })
             }
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorBody::new(message)),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorBody::new(message)),
             ApiError::Redirect { leader, .. } => (
                 StatusCode::TEMPORARY_REDIRECT,
                 ErrorBody {
@@ -54,9 +57,9 @@ impl IntoResponse for ApiError {
                 },
             ),
             ApiError::Write(WriteError::Fatal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new(message)),
-            ApiError::Write(WriteError::NoLeader { .. } | WriteError::Unavailable(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, ErrorBody { retryable: true, ..ErrorBody::new(message) })
-            }
+            ApiError::Write(
+                WriteError::NoLeader { .. } | WriteError::Unavailable(_) | WriteError::Indeterminate(_),
+            ) => (StatusCode::SERVICE_UNAVAILABLE, ErrorBody { retryable: true, ..ErrorBody::new(message) }),
         };
         if body.error.is_empty() {
             body.error = status.canonical_reason().unwrap_or("error").to_string();

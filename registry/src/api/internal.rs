@@ -34,7 +34,7 @@ async fn propose(State(state): State<Shared>, body: Bytes) -> Response {
 async fn renew(State(state): State<Shared>, body: Bytes) -> Response {
     match codec::decode::<RenewRequest>(&body) {
         Ok(req) => {
-            let reply = if state.tracker.record(&req.nodes, &req.instances) {
+            let reply = if state.cluster.holds_lease() && state.tracker.record(&req.nodes, &req.instances) {
                 RenewReply::Recorded
             } else {
                 RenewReply::NotLeader { leader: state.cluster.leader().map(|l| l.id) }

@@ -116,6 +116,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/cluster/members/{id}", delete(cluster_admin::remove_member))
         .route("/v1/cluster/transfer-leader", post(cluster_admin::transfer_leader))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .with_state(state.clone());
     let internal = internal::routes(state.clone());
@@ -125,6 +126,10 @@ pub fn router(state: Shared) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// CORS preflight for browsers, and the leader / replica headers on every response.

@@ -94,22 +94,21 @@ pub async fn heartbeat(
         None => Vec::new(),
     };
     // A health change is a write; an unchanged live instance only renews (batched).
-    let (known, needs_write) = state.cluster.with_registry(|r| match r.instance_record(&hb.instance_id) {
-        None => (false, false),
-        Some(inst) => {
-            let changes = reports.iter().any(|rep| {
-                inst.endpoints.iter().any(|ep| {
-                    ep.service_name == rep.service_name
-                        && rep.port.is_none_or(|p| p == ep.port)
-                        && ep.healthy != rep.healthy
-                })
-            });
-            (true, changes)
-        }
+    // An instance this replica does not know yet (its registration may still be on the way
+    // here) is renewed anyway: the leader ignores ids it does not know.
+    let needs_write = state.cluster.with_registry(|r| match r.instance_record(&hb.instance_id) {
+        None => false,
+        Some(inst) => reports.iter().any(|rep| {
+            inst.endpoints.iter().any(|ep| {
+                ep.service_name == rep.service_name
+                    && rep.port.is_none_or(|p| p == ep.port)
+                    && ep.healthy != rep.healthy
+            })
+        }),
     });
     if needs_write {
         state.write(&headers, &query, &uri, Op::SetHealth { instance_id: hb.instance_id, reports }).await?;
-    } else if known {
+    } else {
         state
             .batcher
             .renew(Vec::new(), vec![hb.instance_id])

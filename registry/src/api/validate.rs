@@ -7,32 +7,19 @@ use plum_types::KvType;
 
 use super::error::ApiError;
 
-pub const MAX_ID: usize = 256;
-pub const MAX_LABELS: usize = 64;
-pub const MAX_LABEL_KEY: usize = 128;
-pub const MAX_LABEL_VALUE: usize = 512;
-pub const MAX_ENDPOINTS: usize = 64;
-pub const MAX_SHORT: usize = 128;
-pub const MAX_KV_VALUE: usize = 256 * 1024;
-pub const MAX_BATCH: usize = 1000;
+pub use crate::state::limits::{
+    MAX_BATCH, MAX_ENDPOINTS, MAX_ID, MAX_KV_VALUE, MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, MAX_SHORT,
+};
+use crate::state::limits::{check_name, check_text};
 
 /// A name: non-empty, bounded, printable (no control characters, so no NUL in row keys).
 pub fn name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.is_empty() {
-        return Err(ApiError::bad(format!("`{field}` is required")));
-    }
-    text(field, value, max)
+    check_name(field, value, max).map_err(ApiError::BadRequest)
 }
 
 /// Optional text: bounded and printable.
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.len() > max {
-        return Err(ApiError::bad(format!("`{field}` is longer than {max} bytes")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::bad(format!("`{field}` contains control characters")));
-    }
-    Ok(())
+    check_text(field, value, max).map_err(ApiError::BadRequest)
 }
 
 pub fn labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(), ApiError> {

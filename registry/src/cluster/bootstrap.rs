@@ -17,8 +17,9 @@ use super::internal::ReplicaStatus;
 
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-/// Entries a fresh cluster writes by itself: the initial membership and the first leader's blank.
-const BOOTSTRAP_ENTRIES: u64 = 1;
+/// Index of the last entry a fresh cluster writes by itself: the initial membership (0) and the
+/// first leader's blank entry (1).
+const LAST_BOOTSTRAP_INDEX: u64 = 1;
 
 pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
     if cluster.status().initialized {
@@ -35,14 +36,17 @@ pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
         let statuses = probe_peers(&cluster, &peers).await;
         let existing: Vec<&ReplicaStatus> = statuses.values().flatten().filter(|s| s.initialized).collect();
         if let Some(peer) = existing.first() {
-            // Right after a fresh cluster forms its log holds only the bootstrap entries, so a
-            // peer that knows more is a cluster that ran without this replica's data.
-            if peer.voters.contains(&cluster.id) && peer.last_log_index.unwrap_or(0) > BOOTSTRAP_ENTRIES {
-                tracing::warn!(
+            // A fresh cluster's log holds only its bootstrap entries until this replica has
+            // answered the bootstrapping peer; a longer log listing this replica as a voter
+            // means a cluster that ran with this replica's data, now lost.
+            if peer.voters.contains(&cluster.id) && peer.last_log_index.unwrap_or(0) > LAST_BOOTSTRAP_INDEX {
+                tracing::error!(
                     id = cluster.id,
                     peer = peer.id,
-                    "this replica has no data but the cluster lists it as a voter: its data was lost; \
-                     it rejoins as an empty follower. Safer: remove it and add it back as a learner"
+                    last_log_index = ?peer.last_log_index,
+                    "this replica has no data but the cluster lists it as a voter: its data was lost. It rejoins as \
+                     an empty voter, which is unsafe if another replica fails before it has caught up. Safer: \
+                     remove it (DELETE /v1/cluster/members/ID), start it empty, add it back as a learner, promote it"
                 );
             } else {
                 tracing::info!(

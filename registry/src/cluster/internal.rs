@@ -12,9 +12,20 @@ pub struct ProposeRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ProposeReply {
-    Applied { result: CommandResult, index: u64 },
-    NotLeader { leader: Option<u64> },
-    Failed { error: String },
+    Applied {
+        result: CommandResult,
+        index: u64,
+    },
+    NotLeader {
+        leader: Option<u64>,
+    },
+    /// The leader took the write but cannot tell whether it committed.
+    Indeterminate {
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// Heartbeats a replica collected over a few milliseconds.

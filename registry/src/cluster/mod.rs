@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::ReadPolicy;
 use openraft::ServerState;
+use openraft::errors::{ClientWriteError, RaftError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -51,9 +52,23 @@ pub enum WriteError {
     /// The leader could not be reached or lost leadership meanwhile; retrying may work.
     #[error("leader unavailable: {0}")]
     Unavailable(String),
+    /// The write may or may not have committed (the leader died or lost leadership after
+    /// taking it). Not retried automatically: a blind retry could apply it twice. Retrying with
+    /// the same `requestId` (KV) or an idempotent request is safe.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
     /// Raft on this replica has stopped.
     #[error("raft stopped: {0}")]
     Fatal(String),
+}
+
+/// Why a call to another replica failed: never sent (safe to retry elsewhere) or maybe delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Other(String),
 }
 
 /// Why one attempt failed: try again (maybe elsewhere) or give up.
@@ -122,6 +137,18 @@ impl Cluster {
         self.with_metrics(|m| m.state == ServerState::Leader)
     }
 
+    /// True while this replica leads and a quorum acknowledged it recently (within the shortest
+    /// election timeout): a leader cut off from the others stops vouching for heartbeats, so
+    /// agents move to a replica that can reach the real leader.
+    pub fn holds_lease(&self) -> bool {
+        let lease = Duration::from_millis(self.config.raft.election_min_ms);
+        // An absolute time, so a leader whose metrics stopped changing still ages out.
+        self.with_metrics(|m| {
+            m.state == ServerState::Leader
+                && m.last_quorum_acked.as_ref().is_some_and(|at| openraft::Instant::elapsed(&**at) < lease)
+        })
+    }
+
     /// Members as (id, address, voter?).
     pub fn members(&self) -> Vec<(u64, String, bool)> {
         self.with_metrics(|m| {
@@ -145,7 +172,8 @@ impl Cluster {
             leader: m.current_leader,
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.as_ref().map(|l| l.index),
-            voters: membership.voter_ids().collect(),
+            // During a joint change a removed voter's node entry goes first: it is on its way out.
+            voters: membership.voter_ids().filter(|v| membership.get_node(v).is_some()).collect(),
         }
     }
 
@@ -199,11 +227,19 @@ impl Cluster {
         let command = Command { now_ms: unix_now_ms(), op };
         match self.raft.client_write(command).await {
             Ok(resp) => Ok(Applied { result: resp.data, index: resp.log_id.index }),
-            Err(e) => match e.forward_to_leader() {
-                Some(_) => Err(Attempt::Retry(format!("leadership moved: {e}"))),
-                None if e.fatal().is_some() => Err(Attempt::Fail(WriteError::Fatal(e.to_string()))),
-                None => Err(Attempt::Fail(WriteError::Unavailable(e.to_string()))),
-            },
+            // Refused before it was appended: nothing happened, another leader may take it.
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Attempt::Retry(format!("not leader (leader: {:?})", f.leader_id)))
+            }
+            // Appended, then discarded by a new leader's log, or committed: nobody knows.
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(Attempt::Fail(WriteError::Indeterminate(format!(
+                    "leadership moved to {:?} while the write was in flight",
+                    f.leader_id
+                ))))
+            }
+            Err(e) if e.fatal().is_some() => Err(Attempt::Fail(WriteError::Fatal(e.to_string()))),
+            Err(e) => Err(Attempt::Fail(WriteError::Unavailable(e.to_string()))),
         }
     }
 
@@ -216,18 +252,27 @@ impl Cluster {
                 Err(Attempt::Retry(format!("replica {} is no longer leader", leader.id)))
             }
             Ok(ProposeReply::Failed { error }) => Err(Attempt::Fail(WriteError::Unavailable(error))),
-            Err(e) => Err(Attempt::Retry(e)),
+            Ok(ProposeReply::Indeterminate { error }) => Err(Attempt::Fail(WriteError::Indeterminate(error))),
+            // Never reached the leader: safe to try again once a leader is known.
+            Err(PeerError::Connect(e)) => Err(Attempt::Retry(e)),
+            // It may have reached the leader and committed before the connection broke.
+            Err(PeerError::Other(e)) => Err(Attempt::Fail(WriteError::Indeterminate(e))),
         }
     }
 
     /// Answers a proposal forwarded by another replica (never forwards it further).
     pub async fn handle_forwarded(&self, op: Op) -> ProposeReply {
+        // It came over the network: check it as the API would have.
+        if let Err(error) = op.check() {
+            return ProposeReply::Failed { error: format!("malformed proposal: {error}") };
+        }
         if !self.is_leader() {
             return ProposeReply::NotLeader { leader: self.leader().map(|l| l.id) };
         }
         match self.propose_local(op).await {
             Ok(a) => ProposeReply::Applied { result: a.result, index: a.index },
             Err(Attempt::Retry(_)) => ProposeReply::NotLeader { leader: self.leader().map(|l| l.id) },
+            Err(Attempt::Fail(WriteError::Indeterminate(error))) => ProposeReply::Indeterminate { error },
             Err(Attempt::Fail(e)) => ProposeReply::Failed { error: e.to_string() },
         }
     }
@@ -254,7 +299,7 @@ impl Cluster {
                     let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
                     self.call_peer::<_, ReadIndexReply>(&l.addr, "read-index", &(), timeout)
                         .await
-                        .unwrap_or_else(|error| ReadIndexReply::Failed { error })
+                        .unwrap_or_else(|e| ReadIndexReply::Failed { error: e.to_string() })
                 }
                 None => ReadIndexReply::NotLeader { leader: None },
             };
@@ -281,24 +326,41 @@ impl Cluster {
         route: &str,
         body: &Req,
         timeout: Duration,
-    ) -> Result<Resp, String> {
-        let bytes = codec::encode(body).map_err(|e| e.to_string())?;
-        let url = format!("http://{addr}/internal/v1/{route}");
-        let resp = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, codec::CONTENT_TYPE)
-            .header(plum_types::headers::FORWARDED, self.id.to_string())
-            .body(bytes)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("{url}: HTTP {status}"));
-        }
-        codec::decode(&body).map_err(|e| format!("{url}: {e}"))
+    ) -> Result<Resp, PeerError> {
+        call_replica(&self.http, self.id, addr, route, body, timeout).await
     }
+}
+
+/// POSTs a MessagePack body to the replica at `addr`, `/internal/v1/{route}`.
+pub async fn call_replica<Req: Serialize, Resp: DeserializeOwned>(
+    http: &reqwest::Client,
+    from: u64,
+    addr: &str,
+    route: &str,
+    body: &Req,
+    timeout: Duration,
+) -> Result<Resp, PeerError> {
+    let bytes = codec::encode(body).map_err(|e| PeerError::Other(e.to_string()))?;
+    let url = format!("http://{addr}/internal/v1/{route}");
+    let resp = http
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, codec::CONTENT_TYPE)
+        .header(plum_types::headers::FORWARDED, from.to_string())
+        .body(bytes)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_connect() {
+                PeerError::Connect(format!("{url}: {e}"))
+            } else {
+                PeerError::Other(format!("{url}: {e}"))
+            }
+        })?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| PeerError::Other(format!("{url}: {e}")))?;
+    if !status.is_success() {
+        return Err(PeerError::Other(format!("{url}: HTTP {status}")));
+    }
+    codec::decode(&body).map_err(|e| PeerError::Other(format!("{url}: {e}")))
 }

@@ -105,7 +105,7 @@ async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> R
                     Ok(RenewReply::NotLeader { .. }) => {
                         Err(RenewError::Leader(format!("replica {} is not leader", l.id)))
                     }
-                    Err(e) => Err(RenewError::Leader(e)),
+                    Err(e) => Err(RenewError::Leader(e.to_string())),
                 };
             }
             None => {}

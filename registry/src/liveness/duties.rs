@@ -59,8 +59,12 @@ async fn flush_renewals(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
             continue;
         }
         let count = nodes.len() + instances.len();
-        if let Err(e) = cluster.propose_if_leader(Op::Renew { nodes, instances }).await {
-            tracing::debug!(id = cluster.id, count, error = %e, "renewal not replicated");
+        let op = Op::Renew { nodes, instances };
+        if let Err(e) = cluster.propose_if_leader(op.clone()).await {
+            tracing::debug!(id = cluster.id, count, error = %e, "renewal not replicated; keeping it for the next flush");
+            if let Op::Renew { nodes, instances } = op {
+                tracker.restore_pending(nodes, instances);
+            }
         }
     }
 }

@@ -85,6 +85,22 @@ impl Tracker {
         (nodes, instances)
     }
 
+    /// Puts back heartbeats whose `Renew` entry failed, keeping the newer time per id.
+    pub fn restore_pending(&self, nodes: SeenList, instances: SeenList) {
+        let mut l = self.lock();
+        if !l.active {
+            return;
+        }
+        for (id, ms) in nodes {
+            let e = l.pending_nodes.entry(id).or_insert(ms);
+            *e = (*e).max(ms);
+        }
+        for (id, ms) in instances {
+            let e = l.pending_instances.entry(id).or_insert(ms);
+            *e = (*e).max(ms);
+        }
+    }
+
     /// Decides which of the `alive` records (id, replicated last-seen ms) have been silent for
     /// longer than `ttl`. Something this leader has not heard of yet starts its clock now; a
     /// replicated last-seen newer than what this leader knows (a registration, a revival)

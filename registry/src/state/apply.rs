@@ -12,6 +12,8 @@ use super::view::Registry;
 
 /// How long a KV write's request id is remembered, so a client retry within it is applied once.
 pub const REQUEST_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// At most this many request ids are remembered; beyond it the oldest are forgotten early.
+pub const MAX_REMEMBERED_REQUESTS: usize = 100_000;
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Records are plain structs of strings, integers and maps: encoding cannot fail.
@@ -23,6 +25,7 @@ impl Registry {
     pub fn apply(&mut self, index: u64, cmd: &Command, writes: &mut DataWrites) -> CommandResult {
         self.applied_index = index;
         let now = cmd.now_ms;
+        self.forget_requests_before(now.saturating_sub(REQUEST_WINDOW_MS), writes);
         match &cmd.op {
             Op::UpsertNode { node_id, ip, labels, can_run } => {
                 let registered_ms = self.nodes.get(node_id).map(|n| n.registered_ms).unwrap_or(now);
@@ -143,12 +146,12 @@ impl Registry {
                 CommandResult::Done
             }
             Op::KvPut { ns, write, expect_version, request_id } => {
-                if let Some(id) = request_id {
-                    self.forget_requests_before(now.saturating_sub(REQUEST_WINDOW_MS), writes);
-                    if let Some(done) = self.requests.get(id) {
-                        // A retry of a write that already committed: answer as the first time.
-                        return CommandResult::KvWritten { record: done.result.clone() };
-                    }
+                if let Some(done) = request_id.as_ref().and_then(|id| self.requests.get(id))
+                    && done.ns == *ns
+                    && done.key == write.key
+                {
+                    // A retry of a write that already committed: answer as the first time.
+                    return CommandResult::KvWritten { record: done.result(&write.value) };
                 }
                 let existing = self.kv.get(ns).and_then(|m| m.get(&write.key));
                 let current = existing.map(|r| r.version).unwrap_or(0);
@@ -163,7 +166,7 @@ impl Registry {
                     _ => self.put_kv(ns, write, index, now, writes),
                 };
                 if let Some(id) = request_id {
-                    self.remember_request(id, now, &record, writes);
+                    self.remember_request(id, ns, &write.key, now, &record, writes);
                 }
                 CommandResult::KvWritten { record }
             }
@@ -221,20 +224,43 @@ impl Registry {
         self.instances.insert(rec.instance_id.clone(), rec);
     }
 
-    fn remember_request(&mut self, id: &str, now: u64, result: &KvRecord, writes: &mut DataWrites) {
-        let rec = RequestRecord { at_ms: now, result: result.clone() };
+    fn remember_request(
+        &mut self,
+        id: &str,
+        ns: &str,
+        key: &str,
+        now: u64,
+        result: &KvRecord,
+        writes: &mut DataWrites,
+    ) {
+        let rec = RequestRecord {
+            at_ms: now,
+            ns: ns.to_string(),
+            key: key.to_string(),
+            kind: result.kind,
+            updated_ms: result.updated_ms,
+            version: result.version,
+            create_index: result.create_index,
+            mod_index: result.mod_index,
+        };
+        if let Some(old) = self.requests.insert(id.to_string(), rec.clone()) {
+            self.requests_by_time.remove(&(old.at_ms, id.to_string()));
+        }
         writes.put(keys::request(id), encode(&rec));
         self.requests_by_time.insert((now, id.to_string()));
-        self.requests.insert(id.to_string(), rec);
+        // Bounded however fast ids arrive: the oldest go first.
+        while self.requests.len() > MAX_REMEMBERED_REQUESTS {
+            let Some((_, oldest)) = self.requests_by_time.pop_first() else { break };
+            self.requests.remove(&oldest);
+            writes.delete(keys::request(&oldest));
+        }
     }
 
     /// Forgets request ids recorded before `cutoff_ms` (leader time, so every replica agrees).
+    /// Runs on every command; usually it looks at one entry and stops.
     fn forget_requests_before(&mut self, cutoff_ms: u64, writes: &mut DataWrites) {
-        while let Some((at, id)) = self.requests_by_time.first().cloned() {
-            if at >= cutoff_ms {
-                break;
-            }
-            self.requests_by_time.remove(&(at, id.clone()));
+        while self.requests_by_time.first().is_some_and(|(at, _)| *at < cutoff_ms) {
+            let Some((_, id)) = self.requests_by_time.pop_first() else { break };
             self.requests.remove(&id);
             writes.delete(keys::request(&id));
         }

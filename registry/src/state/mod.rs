@@ -8,11 +8,12 @@ mod app;
 mod apply;
 mod command;
 mod keys;
+pub mod limits;
 mod records;
 mod view;
 
 pub use app::RegistryApp;
-pub use apply::REQUEST_WINDOW_MS;
+pub use apply::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
 pub use command::{Command, CommandResult, KvWrite, Op};
 pub use records::{EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord};
 pub use view::Registry;

@@ -52,11 +52,31 @@ pub struct KvRecord {
     pub mod_index: u64,
 }
 
-/// A recent KV write that carried a request id: a retry with that id is answered with the
-/// same result instead of being applied again.
+/// A recent KV write that carried a request id: a retry with that id on the same key is
+/// answered with the same result instead of being applied again. Small on purpose: the value
+/// is not kept (a retry carries it again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
     /// Leader time of the write; the record is forgotten `REQUEST_WINDOW_MS` later.
     pub at_ms: u64,
-    pub result: KvRecord,
+    pub ns: String,
+    pub key: String,
+    pub kind: KvType,
+    pub updated_ms: u64,
+    pub version: u64,
+    pub create_index: u64,
+    pub mod_index: u64,
+}
+
+impl RequestRecord {
+    pub fn result(&self, value: &str) -> KvRecord {
+        KvRecord {
+            value: value.to_string(),
+            kind: self.kind,
+            updated_ms: self.updated_ms,
+            version: self.version,
+            create_index: self.create_index,
+            mod_index: self.mod_index,
+        }
+    }
 }

@@ -1,0 +1,85 @@
+//! What every stored name and text must satisfy. The API checks requests with these (and
+//! answers 400); a replica checks proposals forwarded to it with them too, since they arrive
+//! over the network. Names never contain control characters, so never NUL, which separates
+//! the parts of a row key.
+
+use super::command::Op;
+
+pub const MAX_ID: usize = 256;
+pub const MAX_SHORT: usize = 128;
+pub const MAX_LABELS: usize = 64;
+pub const MAX_LABEL_KEY: usize = 128;
+pub const MAX_LABEL_VALUE: usize = 512;
+pub const MAX_ENDPOINTS: usize = 64;
+pub const MAX_KV_VALUE: usize = 256 * 1024;
+pub const MAX_BATCH: usize = 1000;
+
+/// Bounded and printable.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("`{field}` is longer than {max} bytes"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("`{field}` contains control characters"));
+    }
+    Ok(())
+}
+
+/// Non-empty, bounded and printable.
+pub fn check_name(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("`{field}` is required"));
+    }
+    check_text(field, value, max)
+}
+
+impl Op {
+    /// Structural checks of a proposal (names, sizes); the API's own checks are stricter.
+    pub fn check(&self) -> Result<(), String> {
+        let ids =
+            |field: &str, list: &[(String, u64)]| list.iter().try_for_each(|(id, _)| check_name(field, id, MAX_ID));
+        match self {
+            Op::UpsertNode { node_id, ip, labels, .. } => {
+                check_name("nodeId", node_id, MAX_ID)?;
+                check_text("ip", ip, MAX_ID)?;
+                (labels.len() <= MAX_LABELS).then_some(()).ok_or("too many labels")?;
+                Ok(())
+            }
+            Op::Renew { nodes, instances } => {
+                ids("nodeId", nodes)?;
+                ids("instanceId", instances)
+            }
+            Op::ExpireNodes { nodes } => ids("nodeId", nodes),
+            Op::ExpireInstances { instances } => ids("instanceId", instances),
+            Op::DeleteNode { node_id } => check_name("nodeId", node_id, MAX_ID),
+            Op::RegisterInstance { instance_id, node_id, ip, endpoints } => {
+                check_name("instanceId", instance_id, MAX_ID)?;
+                check_text("nodeId", node_id, MAX_ID)?;
+                check_text("ip", ip, MAX_ID)?;
+                (endpoints.len() <= MAX_ENDPOINTS).then_some(()).ok_or("too many endpoints")?;
+                endpoints.iter().try_for_each(|e| check_name("serviceName", &e.service_name, MAX_ID))
+            }
+            Op::SetHealth { instance_id, .. } | Op::DeregisterInstance { instance_id } => {
+                check_name("instanceId", instance_id, MAX_ID)
+            }
+            Op::KvPut { ns, write, request_id, .. } => {
+                check_name("namespace", ns, MAX_ID)?;
+                check_name("key", &write.key, MAX_ID)?;
+                (write.value.len() <= MAX_KV_VALUE).then_some(()).ok_or("value too large")?;
+                request_id.as_deref().map_or(Ok(()), |id| check_text("requestId", id, MAX_ID))
+            }
+            Op::KvDelete { ns, key, .. } => {
+                check_name("namespace", ns, MAX_ID)?;
+                check_name("key", key, MAX_ID)
+            }
+            Op::KvBatch { ns, writes } => {
+                check_name("namespace", ns, MAX_ID)?;
+                (writes.len() <= MAX_BATCH).then_some(()).ok_or("batch too large")?;
+                writes.iter().try_for_each(|w| {
+                    check_name("key", &w.key, MAX_ID)?;
+                    (w.value.len() <= MAX_KV_VALUE).then_some(()).ok_or_else(|| "value too large".to_string())
+                })
+            }
+        }
+    }
+}
