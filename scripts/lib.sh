@@ -50,7 +50,7 @@ ensure_built() {
 
 replica_pid() {
   local f; f="$(replica_pidfile "$1")"
-  [ -f "$f" ] && cat "$f"
+  if [ -f "$f" ]; then cat "$f"; fi
 }
 
 replica_running() {
