@@ -40,3 +40,37 @@ impl<T: Serialize> IntoResponse for Binary<T> {
         }
     }
 }
+
+/// Why a call to another replica failed: never sent (safe to retry elsewhere) or maybe delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// POSTs `body` as MessagePack to `url` and decodes the MessagePack answer. Used for Raft RPCs
+/// and for the replicas' internal calls alike.
+pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Req,
+    timeout: std::time::Duration,
+    from: Option<u64>,
+) -> Result<Resp, PeerError> {
+    let bytes = encode(body).map_err(|e| PeerError::Other(e.to_string()))?;
+    let mut req = http.post(url).header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE).body(bytes).timeout(timeout);
+    if let Some(from) = from {
+        req = req.header(plum_types::headers::FORWARDED, from.to_string());
+    }
+    let resp = req.send().await.map_err(|e| {
+        if e.is_connect() { PeerError::Connect(format!("{url}: {e}")) } else { PeerError::Other(format!("{url}: {e}")) }
+    })?;
+    let status = resp.status();
+    let answer = resp.bytes().await.map_err(|e| PeerError::Other(format!("{url}: {e}")))?;
+    if !status.is_success() {
+        return Err(PeerError::Other(format!("{url}: HTTP {status}: {}", String::from_utf8_lossy(&answer))));
+    }
+    decode(&answer).map_err(|e| PeerError::Other(format!("{url}: {e}")))
+}

@@ -62,14 +62,7 @@ pub enum WriteError {
     Fatal(String),
 }
 
-/// Why a call to another replica failed: never sent (safe to retry elsewhere) or maybe delivered.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    #[error("{0}")]
-    Other(String),
-}
+pub use codec::PeerError;
 
 /// Why one attempt failed: try again (maybe elsewhere) or give up.
 enum Attempt {
@@ -340,27 +333,5 @@ pub async fn call_replica<Req: Serialize, Resp: DeserializeOwned>(
     body: &Req,
     timeout: Duration,
 ) -> Result<Resp, PeerError> {
-    let bytes = codec::encode(body).map_err(|e| PeerError::Other(e.to_string()))?;
-    let url = format!("http://{addr}/internal/v1/{route}");
-    let resp = http
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, codec::CONTENT_TYPE)
-        .header(plum_types::headers::FORWARDED, from.to_string())
-        .body(bytes)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_connect() {
-                PeerError::Connect(format!("{url}: {e}"))
-            } else {
-                PeerError::Other(format!("{url}: {e}"))
-            }
-        })?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| PeerError::Other(format!("{url}: {e}")))?;
-    if !status.is_success() {
-        return Err(PeerError::Other(format!("{url}: HTTP {status}")));
-    }
-    codec::decode(&body).map_err(|e| PeerError::Other(format!("{url}: {e}")))
+    codec::post(http, &format!("http://{addr}/internal/v1/{route}"), body, timeout, Some(from)).await
 }

@@ -15,7 +15,7 @@ use openraft::{BasicNode, OptionalSend};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::{self, CONTENT_TYPE};
+use super::codec::{self, PeerError};
 use super::types::TypeConfig;
 
 /// Builds the HTTP client used between replicas (Raft and forwarding alike).
@@ -92,30 +92,12 @@ impl PeerClient {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
-        let body = codec::encode(req).map_err(|e| CallError::Network(e.to_string()))?;
         let url = format!("{}/{route}", self.base);
-        let resp = self
-            .client
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    CallError::Unreachable(format!("{url}: {e}"))
-                } else {
-                    CallError::Network(format!("{url}: {e}"))
-                }
-            })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| CallError::Network(format!("{url}: {e}")))?;
-        if !status.is_success() {
-            return Err(CallError::Network(format!("{url}: HTTP {status}: {}", String::from_utf8_lossy(&bytes))));
-        }
         let result: Result<Resp, RaftError<TypeConfig>> =
-            codec::decode(&bytes).map_err(|e| CallError::Network(format!("{url}: {e}")))?;
+            codec::post(&self.client, &url, req, timeout, None).await.map_err(|e| match e {
+                PeerError::Connect(m) => CallError::Unreachable(m),
+                PeerError::Other(m) => CallError::Network(m),
+            })?;
         result.map_err(|e| CallError::Remote(e.to_string()))
     }
 }
