@@ -15,6 +15,46 @@ pub const REQUEST_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// At most this many request ids are remembered; beyond it the oldest are forgotten early.
 pub const MAX_REMEMBERED_REQUESTS: usize = 100_000;
 
+/// Something with a heartbeat lease: nodes and instances follow the same liveness rules.
+trait Leased {
+    fn lease(&mut self) -> (&mut u64, &mut bool);
+}
+
+impl Leased for NodeRecord {
+    fn lease(&mut self) -> (&mut u64, &mut bool) {
+        (&mut self.last_seen_ms, &mut self.alive)
+    }
+}
+
+impl Leased for InstanceRecord {
+    fn lease(&mut self) -> (&mut u64, &mut bool) {
+        (&mut self.last_seen_ms, &mut self.alive)
+    }
+}
+
+/// A heartbeat seen at `seen`: last-seen only moves forward, and any heartbeat revives.
+/// Returns whether the record changed.
+fn renew(rec: &mut impl Leased, seen: u64) -> bool {
+    let (last_seen, alive) = rec.lease();
+    if *last_seen >= seen && *alive {
+        return false;
+    }
+    *last_seen = (*last_seen).max(seen);
+    *alive = true;
+    true
+}
+
+/// The leader's verdict "silent since `seen`": applies only if no newer heartbeat reached the
+/// log meanwhile. Returns whether the record changed.
+fn expire(rec: &mut impl Leased, seen: u64) -> bool {
+    let (last_seen, alive) = rec.lease();
+    if !*alive || *last_seen > seen {
+        return false;
+    }
+    *alive = false;
+    true
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Records are plain structs of strings, integers and maps: encoding cannot fail.
     rmp_serde::to_vec(value).expect("registry records always encode")
@@ -46,20 +86,16 @@ impl Registry {
                 let mut count = 0;
                 for (id, seen) in nodes {
                     if let Some(mut rec) = self.nodes.get(id).cloned()
-                        && (rec.last_seen_ms < *seen || !rec.alive)
+                        && renew(&mut rec, *seen)
                     {
-                        rec.last_seen_ms = rec.last_seen_ms.max(*seen);
-                        rec.alive = true;
                         self.put_node(rec, writes);
                         count += 1;
                     }
                 }
                 for (id, seen) in instances {
                     if let Some(mut rec) = self.instances.get(id).cloned()
-                        && (rec.last_seen_ms < *seen || !rec.alive)
+                        && renew(&mut rec, *seen)
                     {
-                        rec.last_seen_ms = rec.last_seen_ms.max(*seen);
-                        rec.alive = true;
                         self.put_instance(rec, writes);
                         count += 1;
                     }
@@ -70,10 +106,8 @@ impl Registry {
                 let mut count = 0;
                 for (id, seen) in nodes {
                     if let Some(mut rec) = self.nodes.get(id).cloned()
-                        && rec.alive
-                        && rec.last_seen_ms <= *seen
+                        && expire(&mut rec, *seen)
                     {
-                        rec.alive = false;
                         self.put_node(rec, writes);
                         count += 1;
                     }
@@ -84,10 +118,8 @@ impl Registry {
                 let mut count = 0;
                 for (id, seen) in instances {
                     if let Some(mut rec) = self.instances.get(id).cloned()
-                        && rec.alive
-                        && rec.last_seen_ms <= *seen
+                        && expire(&mut rec, *seen)
                     {
-                        rec.alive = false;
                         self.put_instance(rec, writes);
                         count += 1;
                     }
