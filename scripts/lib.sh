@@ -27,13 +27,41 @@ controllers_list() {
   echo "$out"
 }
 
-# Installs what a fresh Debian machine lacks to build the project (RocksDB's bindings need libclang).
+# True when the package manager says PACKAGE is installed (file names can fool a check:
+# Debian images ship libclang-cpp*.so, which is not the libclang bindgen loads).
+pkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Installs what a fresh Debian machine lacks to build the project: RocksDB's bindings are made
+# by bindgen, which loads libclang (package libclang-dev) and asks clang for system headers.
 ensure_build_deps() {
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
-    echo "installing clang and libclang-dev (needed to build RocksDB's bindings)" >&2
-    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-dev >/dev/null
+  if ! command -v dpkg-query >/dev/null; then
+    echo "not a Debian system: make sure libclang and clang are installed (bindgen needs them)" >&2
+    return 0
   fi
+  local missing=() p
+  for p in clang libclang-dev; do pkg_installed "$p" || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]} (needed to build RocksDB's bindings)" >&2
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    for p in "${missing[@]}"; do
+      pkg_installed "$p" || { echo "failed to install $p" >&2; return 1; }
+    done
+  fi
+}
+
+# Prints the libclang shared library bindgen will load: LIBCLANG_PATH if set, otherwise the
+# unversioned libclang.so that libclang-dev installs (the name bindgen looks for first).
+libclang_in_use() {
+  if [ -n "${LIBCLANG_PATH:-}" ]; then echo "LIBCLANG_PATH=$LIBCLANG_PATH"; return; fi
+  local dev f
+  dev="$(dpkg-query -W -f='${Depends}' libclang-dev 2>/dev/null | grep -o 'libclang-[0-9]*-dev' | head -n1)"
+  f="$(dpkg -L "${dev:-libclang-dev}" 2>/dev/null | grep -E '/libclang\.so$' | head -n1)"
+  if [ -z "$f" ]; then echo "none found (package ${dev:-libclang-dev})"; return; fi
+  echo "$f -> $(readlink -f "$f") (from package ${dev:-libclang-dev})"
 }
 
 # Builds the named binaries of the chosen profile when any is missing.

@@ -165,7 +165,8 @@ pub async fn heartbeats(opts: &LoadOptions, interval: Duration) -> Result<LoadRe
         let http = http.clone();
         async move {
             let started = Instant::now();
-            let body = json!({"nodeId": format!("hb-{run}-{c}"), "ip": "10.6.0.1"});
+            // Our agent declares a 1 s TTL at a 250 ms interval.
+            let body = json!({"nodeId": format!("hb-{run}-{c}"), "ip": "10.6.0.1", "ttlMs": 1000});
             let ok = matches!(http.post(format!("{url}/v1/nodes/heartbeat")).json(&body).send().await, Ok(r) if r.status() == 200);
             let latency = started.elapsed();
             tokio::time::sleep(interval.saturating_sub(latency)).await;
@@ -175,7 +176,8 @@ pub async fn heartbeats(opts: &LoadOptions, interval: Duration) -> Result<LoadRe
     .await)
 }
 
-/// Node-death detection: a node with one endpoint heartbeats for a second, then stops; measures
+/// Node-death detection: a node with one endpoint heartbeats for a second (declaring a 1 s TTL,
+/// as our agent does), then stops; measures
 /// the time from its last acknowledged heartbeat until discovery (asked on another replica) no
 /// longer returns the endpoint. One trial at a time.
 pub async fn expiry(urls: &[String], trials: usize, interval: Duration) -> Result<Vec<Duration>> {
@@ -186,8 +188,11 @@ pub async fn expiry(urls: &[String], trials: usize, interval: Duration) -> Resul
         let node = format!("exp-{run}-{t}");
         let service = format!("exp-svc-{run}-{t}");
         let (write, read) = (&urls[t % urls.len()], &urls[(t + 1) % urls.len()]);
-        let beat =
-            || http.post(format!("{write}/v1/nodes/heartbeat")).json(&json!({"nodeId": node, "ip": "10.5.0.1"})).send();
+        let beat = || {
+            http.post(format!("{write}/v1/nodes/heartbeat"))
+                .json(&json!({"nodeId": node, "ip": "10.5.0.1", "ttlMs": 1000}))
+                .send()
+        };
         if !matches!(beat().await, Ok(r) if r.status() == 200) {
             bail!("first heartbeat of {node} failed");
         }

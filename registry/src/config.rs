@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::state::limits::MAX_TTL_MS;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +49,22 @@ pub struct Args {
     /// Initial replicas, ID=HOST:PORT separated by commas (used to form a fresh cluster).
     #[arg(long, env = "PLUM_PEERS")]
     pub peers: Option<String>,
-    /// Node heartbeat TTL: a node not heard from for this long is declared dead.
+    /// Node heartbeat TTL for nodes whose heartbeats declare none (Plum's original clients
+    /// heartbeat every 1-5 s): a node not heard from for this long is declared dead.
     #[arg(long, env = "PLUM_NODE_TTL_MS")]
     pub node_ttl_ms: Option<u64>,
-    /// Service-instance heartbeat TTL.
+    /// Service-instance heartbeat TTL for instances that declare none.
     #[arg(long, env = "PLUM_INSTANCE_TTL_MS")]
     pub instance_ttl_ms: Option<u64>,
+    /// Lower bound of a TTL a heartbeat declares (`ttlMs`); shorter ones are raised to it.
+    #[arg(long, env = "PLUM_MIN_TTL_MS")]
+    pub min_ttl_ms: Option<u64>,
+    /// Upper bound of a TTL a heartbeat declares; longer ones are lowered to it.
+    #[arg(long, env = "PLUM_MAX_TTL_MS")]
+    pub max_ttl_ms: Option<u64>,
+    /// How long dead instance records are kept before they are forgotten.
+    #[arg(long, env = "PLUM_DEAD_RETENTION_MS")]
+    pub dead_retention_ms: Option<u64>,
     /// How often the leader replicates coalesced heartbeats (one Raft entry each time).
     #[arg(long, env = "PLUM_RENEW_FLUSH_MS")]
     pub renew_flush_ms: Option<u64>,
@@ -90,6 +102,9 @@ pub struct FileConfig {
     pub peers: Option<String>,
     pub node_ttl_ms: Option<u64>,
     pub instance_ttl_ms: Option<u64>,
+    pub min_ttl_ms: Option<u64>,
+    pub max_ttl_ms: Option<u64>,
+    pub dead_retention_ms: Option<u64>,
     pub renew_flush_ms: Option<u64>,
     pub sweep_ms: Option<u64>,
     pub heartbeat_batch_ms: Option<u64>,
@@ -102,11 +117,29 @@ pub struct FileConfig {
 
 #[derive(Debug, Clone)]
 pub struct LivenessConfig {
+    /// TTL of nodes that declare none.
     pub node_ttl: Duration,
+    /// TTL of instances that declare none.
     pub instance_ttl: Duration,
+    /// Bounds of a declared TTL.
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    pub dead_retention: Duration,
     pub renew_flush: Duration,
     pub sweep: Duration,
     pub heartbeat_batch: Duration,
+}
+
+impl LivenessConfig {
+    /// The TTL to store for a heartbeat that declared `declared`: bounded, or 0 (the default
+    /// for its kind) when it declared none.
+    pub fn bounded_ttl_ms(&self, declared: Option<u64>) -> u64 {
+        declared.map_or(0, |ms| ms.clamp(self.min_ttl.as_millis() as u64, self.max_ttl.as_millis() as u64))
+    }
+
+    pub fn default_ttls(&self) -> crate::liveness::DefaultTtls {
+        crate::liveness::DefaultTtls { node: self.node_ttl, instance: self.instance_ttl }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -167,8 +200,11 @@ impl ControllerConfig {
         }
         let ms = Duration::from_millis;
         let liveness = LivenessConfig {
-            node_ttl: ms(args.node_ttl_ms.or(file.node_ttl_ms).unwrap_or(1000)),
-            instance_ttl: ms(args.instance_ttl_ms.or(file.instance_ttl_ms).unwrap_or(5000)),
+            node_ttl: ms(args.node_ttl_ms.or(file.node_ttl_ms).unwrap_or(15_000)),
+            instance_ttl: ms(args.instance_ttl_ms.or(file.instance_ttl_ms).unwrap_or(15_000)),
+            min_ttl: ms(args.min_ttl_ms.or(file.min_ttl_ms).unwrap_or(500)),
+            max_ttl: ms(args.max_ttl_ms.or(file.max_ttl_ms).unwrap_or(3_600_000)),
+            dead_retention: ms(args.dead_retention_ms.or(file.dead_retention_ms).unwrap_or(3_600_000)),
             renew_flush: ms(args.renew_flush_ms.or(file.renew_flush_ms).unwrap_or(100)),
             sweep: ms(args.sweep_ms.or(file.sweep_ms).unwrap_or(50)),
             heartbeat_batch: ms(args.heartbeat_batch_ms.or(file.heartbeat_batch_ms).unwrap_or(5)),
@@ -185,8 +221,14 @@ impl ControllerConfig {
                 raft.heartbeat_ms, raft.election_min_ms, raft.election_max_ms
             )));
         }
-        if liveness.node_ttl <= liveness.renew_flush || liveness.instance_ttl <= liveness.renew_flush {
+        if liveness.node_ttl <= liveness.renew_flush
+            || liveness.instance_ttl <= liveness.renew_flush
+            || liveness.min_ttl <= liveness.renew_flush
+        {
             return Err(ConfigError::Invalid("TTLs must be longer than the renewal flush interval".into()));
+        }
+        if liveness.min_ttl > liveness.max_ttl || liveness.max_ttl.as_millis() as u64 > MAX_TTL_MS {
+            return Err(ConfigError::Invalid(format!("need min TTL <= max TTL <= {MAX_TTL_MS} ms")));
         }
         let no_leader_wait = ms(args.no_leader_wait_ms.or(file.no_leader_wait_ms).unwrap_or(3000));
         Ok(ControllerConfig { id, listen, advertise, data_dir, peers, liveness, raft, no_leader_wait })
@@ -217,7 +259,7 @@ mod tests {
         let cfg = ControllerConfig::from_args(args).unwrap();
         assert_eq!(cfg.id, 2);
         assert_eq!(cfg.liveness.node_ttl, Duration::from_millis(700));
-        assert_eq!(cfg.liveness.instance_ttl, Duration::from_millis(5000));
+        assert_eq!(cfg.liveness.instance_ttl, Duration::from_millis(15_000));
         assert_eq!(cfg.advertise, "127.0.0.1:9002");
     }
 

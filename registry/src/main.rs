@@ -13,6 +13,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = ControllerConfig::from_args(Args::parse())?;
-    plum_registry::server::run(config).await?;
+    let listener = plum_registry::server::bind(&config).await?;
+    plum_registry::server::run(config, listener, plum_registry::server::signal()).await?;
     Ok(())
 }

@@ -33,6 +33,11 @@ const VERSIONS: &[&str] = &["v1", "v2"];
 const PROTOCOLS: &[&str] = &["http", "grpc"];
 const PORTS: &[u16] = &[80, 81];
 const IPS: &[&str] = &["10.0.0.1", "10.0.0.2"];
+/// An endpoint's own address: none (the instance's, as rows written before it existed) or one.
+const ENDPOINT_IPS: &[&str] = &["", "10.0.0.1", "10.0.0.3"];
+/// Registration addresses, with "" for "keep what the instance had".
+const REGISTER_IPS: &[&str] = &["10.0.0.1", "10.0.0.2", ""];
+const TTLS: &[u64] = &[0, 1000];
 const NAMESPACES: &[&str] = &["a", "b"];
 const KEYS: &[&str] = &["k0", "k1", "k1/x", "k2", "k3"];
 const VALUES: &[&str] = &["x", "y"];
@@ -78,16 +83,16 @@ fn seen_list(ids: &'static [&'static str]) -> impl Strategy<Value = Vec<(String,
 }
 
 fn endpoint() -> impl Strategy<Value = EndpointRecord> {
-    (pick(SERVICES), select(PORTS), pick(PROTOCOLS), pick(VERSIONS), labels(), any::<bool>()).prop_map(
-        |(service_name, port, protocol, version, labels, healthy)| EndpointRecord {
+    (pick(SERVICES), select(PORTS), pick(PROTOCOLS), pick(VERSIONS), labels(), any::<bool>(), pick(ENDPOINT_IPS))
+        .prop_map(|(service_name, port, protocol, version, labels, healthy, ip)| EndpointRecord {
             service_name,
             port,
             protocol,
             version,
             labels,
             healthy,
-        },
-    )
+            ip,
+        })
 }
 
 fn health_report() -> impl Strategy<Value = HealthReport> {
@@ -103,19 +108,22 @@ fn op() -> impl Strategy<Value = Op> {
     // Mostly unconditional writes: a random expected version is usually a conflict.
     let expect_version = || proptest::option::weighted(0.3, 0u64..4);
     prop_oneof![
-        3 => (pick(NODES), pick(IPS), labels(), any::<bool>())
-            .prop_map(|(node_id, ip, labels, can_run)| Op::UpsertNode { node_id, ip, labels, can_run }),
+        3 => (pick(NODES), pick(IPS), labels(), any::<bool>(), select(TTLS)).prop_map(
+            |(node_id, ip, labels, can_run, ttl_ms)| Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms }
+        ),
         3 => (seen_list(QUERY_NODES), seen_list(INSTANCES))
             .prop_map(|(nodes, instances)| Op::Renew { nodes, instances }),
         2 => seen_list(QUERY_NODES).prop_map(|nodes| Op::ExpireNodes { nodes }),
         2 => seen_list(INSTANCES).prop_map(|instances| Op::ExpireInstances { instances }),
         1 => pick(QUERY_NODES).prop_map(|node_id| Op::DeleteNode { node_id }),
-        4 => (pick(INSTANCES), pick(NODE_REFS), pick(IPS), vec(endpoint(), 0..3)).prop_map(
-            |(instance_id, node_id, ip, endpoints)| Op::RegisterInstance { instance_id, node_id, ip, endpoints }
-        ),
-        2 => (pick(INSTANCES), vec(health_report(), 0..3))
-            .prop_map(|(instance_id, reports)| Op::SetHealth { instance_id, reports }),
+        4 => (pick(INSTANCES), pick(NODE_REFS), pick(REGISTER_IPS), vec(endpoint(), 0..3), select(TTLS), any::<bool>())
+            .prop_map(|(instance_id, node_id, ip, endpoints, ttl_ms, replace)| Op::RegisterInstance {
+                instance_id, node_id, ip, endpoints, ttl_ms, replace,
+            }),
+        2 => (pick(INSTANCES), vec(health_report(), 0..3), proptest::option::of(select(TTLS)))
+            .prop_map(|(instance_id, reports, ttl_ms)| Op::SetHealth { instance_id, reports, ttl_ms }),
         1 => pick(INSTANCES).prop_map(|instance_id| Op::DeregisterInstance { instance_id }),
+        1 => seen_list(INSTANCES).prop_map(|instances| Op::ForgetInstances { instances }),
         5 => (pick(NAMESPACES), kv_write(), expect_version(), proptest::option::of(pick(REQUEST_IDS)))
             .prop_map(|(ns, write, expect_version, request_id)| Op::KvPut { ns, write, expect_version, request_id }),
         2 => (pick(NAMESPACES), pick(KEYS), expect_version())
@@ -148,6 +156,7 @@ fn stamp(steps: &[Step]) -> Vec<Command> {
             }
             Op::ExpireNodes { nodes } => Op::ExpireNodes { nodes: seen_at(now, nodes) },
             Op::ExpireInstances { instances } => Op::ExpireInstances { instances: seen_at(now, instances) },
+            Op::ForgetInstances { instances } => Op::ForgetInstances { instances: seen_at(now, instances) },
             other => other.clone(),
         };
         out.push(Command { now_ms: now, op });
@@ -198,15 +207,29 @@ struct ModelNode {
     can_run: bool,
     live: Liveness,
     registered_ms: u64,
+    ttl_ms: u64,
 }
 
 #[derive(Debug, Clone)]
 struct ModelInstance {
     node_id: String,
     ip: String,
+    /// Each with its effective address filled in.
     endpoints: Vec<EndpointRecord>,
     live: Liveness,
     registered_ms: u64,
+    ttl_ms: u64,
+}
+
+/// An endpoint's effective address: its own, or its instance's.
+fn with_address(ep: &EndpointRecord, instance_ip: &str) -> EndpointRecord {
+    let ip = if ep.ip.is_empty() { instance_ip.to_string() } else { ep.ip.clone() };
+    EndpointRecord { ip, ..ep.clone() }
+}
+
+/// Two endpoints are the same registration when service, address, port and protocol agree.
+fn same_place(a: &EndpointRecord, b: &EndpointRecord) -> bool {
+    (&a.service_name, &a.ip, a.port, &a.protocol) == (&b.service_name, &b.ip, b.port, &b.protocol)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -227,7 +250,7 @@ impl Model {
         // Request ids older than the window are forgotten on every command (leader time).
         self.requests.retain(|_, (_, _, (at, _))| *at >= now.saturating_sub(REQUEST_WINDOW_MS));
         match &cmd.op {
-            Op::UpsertNode { node_id, ip, labels, can_run } => {
+            Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms } => {
                 let old = self.nodes.get(node_id);
                 let node = ModelNode {
                     ip: ip.clone(),
@@ -235,6 +258,7 @@ impl Model {
                     can_run: *can_run,
                     live: Liveness::touched(old.map(|n| &n.live), now),
                     registered_ms: old.map_or(now, |n| n.registered_ms),
+                    ttl_ms: *ttl_ms,
                 };
                 self.nodes.insert(node_id.clone(), node);
                 CommandResult::Done
@@ -273,19 +297,39 @@ impl Model {
                 self.nodes.remove(node_id);
                 CommandResult::Done
             }
-            Op::RegisterInstance { instance_id, node_id, ip, endpoints } => {
+            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, replace } => {
                 let old = self.instances.get(instance_id);
+                // Empty node or address: the instance keeps what it had.
+                let or_old = |new: &String, old: Option<&String>| {
+                    if new.is_empty() { old.cloned().unwrap_or_default() } else { new.clone() }
+                };
+                // The new endpoints take the place of old ones at the same address; the other old
+                // ones stay unless the registration replaces the whole set.
+                let instance_ip = or_old(ip, old.map(|i| &i.ip));
+                let new: Vec<EndpointRecord> = endpoints.iter().map(|e| with_address(e, &instance_ip)).collect();
+                let mut kept: Vec<EndpointRecord> = match old {
+                    // An old endpoint without an address of its own is at its instance's address.
+                    Some(o) if !*replace => o
+                        .endpoints
+                        .iter()
+                        .filter(|e| !new.iter().any(|n| same_place(n, &with_address(e, &o.ip))))
+                        .cloned()
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                kept.extend(new);
                 let instance = ModelInstance {
-                    node_id: node_id.clone(),
-                    ip: ip.clone(),
-                    endpoints: endpoints.clone(),
+                    node_id: or_old(node_id, old.map(|i| &i.node_id)),
+                    ip: instance_ip,
+                    endpoints: kept,
                     live: Liveness::touched(old.map(|i| &i.live), now),
                     registered_ms: old.map_or(now, |i| i.registered_ms),
+                    ttl_ms: *ttl_ms,
                 };
                 self.instances.insert(instance_id.clone(), instance);
                 CommandResult::Done
             }
-            Op::SetHealth { instance_id, reports } => {
+            Op::SetHealth { instance_id, reports, ttl_ms } => {
                 let Some(instance) = self.instances.get_mut(instance_id) else {
                     return CommandResult::Changed { count: 0 };
                 };
@@ -297,6 +341,9 @@ impl Model {
                         }
                     }
                 }
+                if let Some(ttl) = ttl_ms {
+                    instance.ttl_ms = *ttl;
+                }
                 // A health report is also a heartbeat.
                 instance.live = Liveness::touched(Some(&instance.live), now);
                 CommandResult::Changed { count: 1 }
@@ -304,6 +351,18 @@ impl Model {
             Op::DeregisterInstance { instance_id } => {
                 self.instances.remove(instance_id);
                 CommandResult::Done
+            }
+            Op::ForgetInstances { instances } => {
+                // Only what is still dead, and has not been heard from since the verdict.
+                let mut count = 0;
+                for (id, seen) in instances {
+                    let forget = self.instances.get(id).is_some_and(|i| !i.live.alive && i.live.last_seen_ms <= *seen);
+                    if forget {
+                        self.instances.remove(id);
+                        count += 1;
+                    }
+                }
+                CommandResult::Changed { count }
             }
             Op::KvPut { ns, write, expect_version, request_id } => {
                 // A retry of a write that already committed, on the same key, is answered as the
@@ -488,6 +547,7 @@ impl View for Model {
             alive: n.live.alive,
             last_seen_ms: n.live.last_seen_ms,
             registered_ms: n.registered_ms,
+            ttl_ms: n.ttl_ms,
         })
     }
 
@@ -500,6 +560,7 @@ impl View for Model {
             alive: i.live.alive,
             last_seen_ms: i.live.last_seen_ms,
             registered_ms: i.registered_ms,
+            ttl_ms: i.ttl_ms,
         })
     }
 
@@ -521,7 +582,8 @@ impl View for Model {
                         service_name: ep.service_name.clone(),
                         instance_id: id.clone(),
                         node_id: inst.node_id.clone(),
-                        ip: inst.ip.clone(),
+                        // An endpoint registered with no address anywhere follows its instance's.
+                        ip: if ep.ip.is_empty() { inst.ip.clone() } else { ep.ip.clone() },
                         port: ep.port,
                         protocol: ep.protocol.clone(),
                         version: ep.version.clone(),
@@ -659,7 +721,7 @@ impl Replica {
 
 /// Rebuilds a view from durable rows through the store's public restore path.
 fn rebuild(applied_index: u64, rows: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Registry {
-    let (mut app, _applied) = RegistryApp::new();
+    let (mut app, _applied) = RegistryApp::new(None);
     let mut rows = rows;
     app.restore(applied_index, &mut rows).expect("durable rows must decode");
     app.registry

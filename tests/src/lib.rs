@@ -186,6 +186,23 @@ impl TestCluster {
         None
     }
 
+    /// SIGSTOP: the process keeps its sockets but answers nothing, like a machine cut off
+    /// from the network (connections are accepted by the kernel, then hang).
+    pub fn pause(&self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`TestCluster::pause`].
+    pub fn resume(&self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, sig: i32) {
+        let pid = self.pid(id).unwrap_or_else(|| panic!("replica {id} is not running"));
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+
     pub fn restart(&mut self, id: u64) {
         self.spawn(id);
     }
@@ -252,6 +269,13 @@ impl TestCluster {
             assert!(Instant::now() < deadline, "no leader all running replicas agree on after {timeout:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Replica `id`'s entry in `/v1/cluster` as replica `via` reports it (a replica that lost
+    /// its data knows no members until it has caught up, so ask another one about it).
+    pub async fn member(&self, via: u64, id: u64) -> Option<Value> {
+        let status: Value = self.get_json(via, "/v1/cluster").await.ok()?;
+        status["members"].as_array()?.iter().find(|m| m["id"] == json!(id)).cloned()
     }
 
     /// Applied index a replica reports for itself.

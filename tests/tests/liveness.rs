@@ -32,7 +32,7 @@ fn heartbeat(
                 let url = &urls[at % urls.len()];
                 let node_ok = http
                     .post(format!("{url}/v1/nodes/heartbeat"))
-                    .json(&json!({"nodeId": node_id, "ip": "10.9.9.9"}))
+                    .json(&json!({"nodeId": node_id, "ip": "10.9.9.9", "ttlMs": 1000}))
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await
@@ -123,7 +123,7 @@ async fn a_silent_node_is_declared_dead_and_its_endpoints_leave_discovery_at_onc
     })
     .await;
     let took = silenced.elapsed();
-    // Not before its TTL (1 s by default), less a heartbeat interval of slack.
+    // Not before its TTL (1 s, as declared), less a heartbeat interval of slack.
     assert!(took >= Duration::from_millis(700), "expired too early: {took:?}");
     let health = node_health(&cluster, 2).await;
     assert!(health.contains(&("n-dying".into(), "Unhealthy".into())), "{health:?}");
@@ -181,7 +181,7 @@ async fn a_leader_change_during_steady_heartbeats_expires_nobody_and_still_detec
         live.iter().map(|n| heartbeat(cluster.http.clone(), urls.clone(), n, None, stop.clone())).collect();
     // One node that goes silent right before the leader dies.
     let (status, _) = cluster
-        .call(observer, Method::POST, "/v1/nodes/heartbeat", Some(json!({"nodeId": "n-quiet"})))
+        .call(observer, Method::POST, "/v1/nodes/heartbeat", Some(json!({"nodeId": "n-quiet", "ttlMs": 1000})))
         .await
         .expect("hb");
     assert_eq!(status, 200);

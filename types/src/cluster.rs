@@ -22,6 +22,12 @@ pub struct MemberStatus {
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub reachable: bool,
+    /// True while the replica withholds its vote: it lost its data and has not caught up yet.
+    #[serde(default)]
+    pub vote_withheld: bool,
+    /// Details of its standing: `{"state": "open" | "undecided" | "catchingUp", ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<serde_json::Value>,
 }
 
 /// `POST /v1/cluster/learners`, `/v1/cluster/voters`, `DELETE /v1/cluster/members/{id}`.

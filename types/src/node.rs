@@ -20,6 +20,10 @@ pub struct NodeHeartbeat {
     /// their fake nodes are never placement targets.
     #[serde(deserialize_with = "null_as_default")]
     pub can_run_instances: bool,
+    /// The TTL this node asks for (bounded by the controller). Without one, the controller's
+    /// default for clients that declare none (about 15 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 impl NodeHeartbeat {
@@ -32,6 +36,7 @@ impl NodeHeartbeat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeHeartbeatAck {
+    /// The TTL in force for this node, in seconds (rounded up) and in milliseconds.
     pub ttl_sec: u64,
     pub ttl_ms: u64,
     /// How often the controller suggests heartbeating.

@@ -15,6 +15,13 @@ pub struct RegisterRequest {
     pub ip: Option<String>,
     #[serde(deserialize_with = "null_as_default")]
     pub endpoints: Vec<EndpointSpec>,
+    /// The instance's heartbeat TTL (bounded by the controller); default about 15 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// Replace the instance's endpoints with exactly these. Without it, registration merges:
+    /// endpoints are keyed by (service, ip, port, protocol) and those not named stay.
+    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
 }
 
 /// `POST /v1/services/heartbeat`: `{"instanceId"}`, `{"instanceId","health":[...]}` or
@@ -28,6 +35,9 @@ pub struct ServiceHeartbeat {
     pub health: Option<Vec<EndpointSpec>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<EndpointSpec>>,
+    /// Changes the instance's TTL when it differs from the registered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// Health of one endpoint of an instance, as the controller records it.

@@ -1,7 +1,6 @@
 //! `/v1/cluster*`: cluster status on any replica, and membership changes for operators
 //! (add a learner, promote it, remove a replica, hand leadership over).
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::Json;
@@ -9,13 +8,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use openraft::{BasicNode, ChangeMembers};
 use plum_types::{ClusterStatus, MemberStatus, MembershipChange, headers as h};
 
 use super::Shared;
 use super::error::ApiError;
-use crate::cluster::WriteError;
+use crate::cluster::VoteStanding;
 use crate::cluster::internal::ReplicaStatus;
+use crate::cluster::{LearnerAdded, MembershipError, WriteError};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
@@ -40,6 +39,8 @@ pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
                 last_log_index: status.as_ref().and_then(|s| s.last_log_index),
                 applied_index: status.as_ref().and_then(|s| s.applied_index),
                 reachable: status.is_some(),
+                vote_withheld: status.as_ref().is_some_and(|s| s.standing != VoteStanding::Open),
+                standing: status.as_ref().and_then(|s| serde_json::to_value(s.standing).ok()),
             }
         }
     });
@@ -87,8 +88,13 @@ fn membership_json(state: &Shared) -> serde_json::Value {
     serde_json::json!({ "voters": voters, "learners": learners })
 }
 
-fn raft_failure<E: std::fmt::Display>(e: E) -> ApiError {
-    ApiError::Write(WriteError::Unavailable(e.to_string()))
+fn membership_failure(e: MembershipError) -> ApiError {
+    match e {
+        MembershipError::NotMember(_) => ApiError::NotFound(e.to_string()),
+        MembershipError::NotVoter(_) => ApiError::bad(e.to_string()),
+        MembershipError::NotLeader => ApiError::Write(WriteError::NoLeader { waited_ms: 0 }),
+        MembershipError::Raft(_) => ApiError::Write(WriteError::Unavailable(e.to_string())),
+    }
 }
 
 async fn body_and_parts(req: Request) -> Result<(HeaderMap, String, Bytes), ApiError> {
@@ -118,13 +124,13 @@ pub async fn add_learner(State(state): State<Shared>, req: Request) -> Result<Re
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
         return Ok(resp);
     }
-    let adding = state.cluster.raft.add_learner(change.id, BasicNode { addr }, true);
-    match tokio::time::timeout(LEARNER_CATCH_UP, adding).await {
-        Ok(Ok(_)) => Ok((StatusCode::OK, Json(membership_json(&state))).into_response()),
-        Ok(Err(e)) => Err(raft_failure(e)),
+    let status = match state.cluster.add_learner(change.id, addr, LEARNER_CATCH_UP).await {
+        Ok(LearnerAdded::CaughtUp) => StatusCode::OK,
         // Added, still catching up: the operator watches /v1/cluster before promoting.
-        Err(_) => Ok((StatusCode::ACCEPTED, Json(membership_json(&state))).into_response()),
-    }
+        Ok(LearnerAdded::StillCatchingUp) => StatusCode::ACCEPTED,
+        Err(e) => return Err(membership_failure(e)),
+    };
+    Ok((status, Json(membership_json(&state))).into_response())
 }
 
 pub async fn promote(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
@@ -133,16 +139,10 @@ pub async fn promote(State(state): State<Shared>, req: Request) -> Result<Respon
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
         return Ok(resp);
     }
-    let is_member = state.cluster.members().iter().any(|m| m.0 == change.id);
-    if !is_member {
-        return Err(ApiError::NotFound(format!("replica {} is not a learner; add it first", change.id)));
-    }
-    state
-        .cluster
-        .raft
-        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([change.id])), false)
-        .await
-        .map_err(raft_failure)?;
+    state.cluster.promote(change.id).await.map_err(|e| match e {
+        MembershipError::NotMember(id) => ApiError::NotFound(format!("replica {id} is not a learner; add it first")),
+        e => membership_failure(e),
+    })?;
     Ok(Json(membership_json(&state)).into_response())
 }
 
@@ -156,17 +156,7 @@ pub async fn remove_member(
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::DELETE, bytes).await {
         return Ok(resp);
     }
-    let member = state.cluster.members().into_iter().find(|m| m.0 == id);
-    let (is_voter, is_member) = (member.as_ref().is_some_and(|m| m.2), member.is_some());
-    if !is_member {
-        return Err(ApiError::NotFound(format!("replica {id} is not a member")));
-    }
-    let change = if is_voter {
-        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-    } else {
-        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-    };
-    state.cluster.raft.change_membership(change, false).await.map_err(raft_failure)?;
+    state.cluster.remove_member(id).await.map_err(membership_failure)?;
     Ok(Json(membership_json(&state)).into_response())
 }
 
@@ -180,9 +170,6 @@ pub async fn transfer_leader(State(state): State<Shared>, req: Request) -> Resul
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
         return Ok(resp);
     }
-    if !state.cluster.is_leader() {
-        return Err(ApiError::Write(WriteError::NoLeader { waited_ms: 0 }));
-    }
-    state.cluster.raft.trigger().transfer_leader(change.id).await.map_err(raft_failure)?;
+    state.cluster.transfer_leader(change.id).await.map_err(membership_failure)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -57,20 +57,56 @@ impl IntoResponse for ApiError {
                 },
             ),
             ApiError::Write(WriteError::Fatal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new(message)),
-            ApiError::Write(
-                WriteError::NoLeader { .. } | WriteError::Unavailable(_) | WriteError::Indeterminate(_),
-            ) => (StatusCode::SERVICE_UNAVAILABLE, ErrorBody { retryable: true, ..ErrorBody::new(message) }),
+            ApiError::Write(WriteError::NoLeader { .. } | WriteError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorBody { retryable: true, ..ErrorBody::new(message) })
+            }
+            // Not "retryable": a blind retry could apply the write twice.
+            ApiError::Write(WriteError::Indeterminate(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorBody { outcome_unknown: true, ..ErrorBody::new(message) })
+            }
         };
         if body.error.is_empty() {
             body.error = status.canonical_reason().unwrap_or("error").to_string();
         }
+        let retryable = body.retryable;
         let mut resp = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if retryable && status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             resp.headers_mut().insert(header::LOCATION, loc);
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> (StatusCode, Option<HeaderValue>, ErrorBody) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        (status, retry_after, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn outcome_unknown_is_never_retryable() {
+        let (status, retry_after, body) = body_of(ApiError::Write(WriteError::Indeterminate("lost".into()))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.outcome_unknown && !body.retryable);
+        assert!(retry_after.is_none(), "no Retry-After invites a blind retry");
+    }
+
+    #[tokio::test]
+    async fn writes_that_were_never_proposed_are_retryable() {
+        for e in [WriteError::NoLeader { waited_ms: 5 }, WriteError::Unavailable("down".into())] {
+            let (status, retry_after, body) = body_of(ApiError::Write(e)).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(body.retryable && !body.outcome_unknown);
+            assert!(retry_after.is_some());
+        }
     }
 }

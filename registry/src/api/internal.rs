@@ -10,6 +10,7 @@ use axum::routing::post;
 use super::Shared;
 use crate::cluster::codec::{self, Binary};
 use crate::cluster::internal::{ProposeRequest, RenewReply, RenewRequest};
+use crate::liveness::batcher::record_if_leased;
 
 pub fn routes(state: Shared) -> Router {
     Router::new()
@@ -34,7 +35,7 @@ async fn propose(State(state): State<Shared>, body: Bytes) -> Response {
 async fn renew(State(state): State<Shared>, body: Bytes) -> Response {
     match codec::decode::<RenewRequest>(&body) {
         Ok(req) => {
-            let reply = if state.cluster.holds_lease() && state.tracker.record(&req.nodes, &req.instances) {
+            let reply = if record_if_leased(&state.cluster, &state.tracker, &req.nodes, &req.instances) {
                 RenewReply::Recorded
             } else {
                 RenewReply::NotLeader { leader: state.cluster.leader().map(|l| l.id) }

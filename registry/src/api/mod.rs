@@ -120,7 +120,7 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .with_state(state.clone());
     let internal = internal::routes(state.clone());
-    let raft = crate::cluster::raft_routes::routes(Arc::new(state.cluster.raft.clone()));
+    let raft = crate::cluster::raft_routes::routes(state.cluster.clone());
     Router::new().merge(api).merge(internal).merge(raft).layer(middleware::from_fn_with_state(state, common_headers))
 }
 

@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ID};
 use super::{Shared, with_index};
-use crate::state::{CommandResult, Op};
+use crate::state::{CommandResult, LeaseKind, Op};
 
 pub async fn heartbeat(
     State(state): State<Shared>,
@@ -23,11 +23,14 @@ pub async fn heartbeat(
     let ip = hb.address();
     validate::text("ip", &ip, MAX_ID)?;
     validate::labels("labels", &hb.labels)?;
-    // Registration (or a change of address, labels or capability, or a revival) is a write;
-    // an unchanged live node only renews, which is batched and never costs an fsync.
+    let live = &state.cluster.config.liveness;
+    let ttl_ms = live.bounded_ttl_ms(hb.ttl_ms);
+    // Registration (or a change of address, labels, capability or TTL, or a revival) is a
+    // write; an unchanged live node only renews, which is batched and never costs an fsync.
     let unchanged = state.cluster.with_registry(|r| {
-        r.node_record(&hb.node_id)
-            .is_some_and(|n| n.alive && n.ip == ip && n.labels == hb.labels && n.can_run == hb.can_run_instances)
+        r.node_record(&hb.node_id).is_some_and(|n| {
+            n.alive && n.ip == ip && n.labels == hb.labels && n.can_run == hb.can_run_instances && n.ttl_ms == ttl_ms
+        })
     });
     if unchanged {
         state
@@ -36,15 +39,11 @@ pub async fn heartbeat(
             .await
             .map_err(|e| ApiError::Write(crate::cluster::WriteError::Unavailable(e.to_string())))?;
     } else {
-        let op = Op::UpsertNode { node_id: hb.node_id, ip, labels: hb.labels, can_run: hb.can_run_instances };
+        let op = Op::UpsertNode { node_id: hb.node_id, ip, labels: hb.labels, can_run: hb.can_run_instances, ttl_ms };
         state.write(&headers, &query, &uri, op).await?;
     }
-    let live = &state.cluster.config.liveness;
-    Ok(Json(NodeHeartbeatAck {
-        ttl_sec: live.node_ttl.as_secs().max(1),
-        ttl_ms: live.node_ttl.as_millis() as u64,
-        heartbeat_interval_ms: (live.node_ttl.as_millis() as u64 / 4).max(50),
-    }))
+    let ttl = state.tracker.ttl_of(LeaseKind::Node, ttl_ms).as_millis() as u64;
+    Ok(Json(NodeHeartbeatAck { ttl_sec: ttl.div_ceil(1000), ttl_ms: ttl, heartbeat_interval_ms: (ttl / 4).max(50) }))
 }
 
 pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {

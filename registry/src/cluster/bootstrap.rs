@@ -1,10 +1,11 @@
-//! Forming a fresh cluster exactly once.
+//! Forming a fresh cluster exactly once, and telling a fresh start from a lost disk.
 //!
 //! A replica with an empty store never initialises a cluster on its own say-so. Only the replica
 //! with the lowest id in the peer list does, and only after every other peer has answered that
 //! it, too, is empty. If any peer already belongs to a cluster, this replica waits to be
 //! contacted by that cluster's leader instead, so a replica whose data was wiped can never found
-//! a second cluster next to the first.
+//! a second cluster next to the first. What the probes show also decides whether the empty
+//! replica may vote at once (fresh cluster) or only after catching up (`rejoin.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,50 +30,67 @@ pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
     let lowest = peers.keys().next().copied();
     let mut last_log = Instant::now() - Duration::from_secs(60);
     loop {
-        if cluster.status().initialized {
+        if cluster.status().initialized && cluster.rejoin.votes_allowed() {
             tracing::info!(id = cluster.id, "joined the cluster");
             return;
         }
         let statuses = probe_peers(&cluster, &peers).await;
-        let existing: Vec<&ReplicaStatus> = statuses.values().flatten().filter(|s| s.initialized).collect();
-        if let Some(peer) = existing.first() {
-            // A fresh cluster's log holds only its bootstrap entries until this replica has
-            // answered the bootstrapping peer; a longer log listing this replica as a voter
-            // means a cluster that ran with this replica's data, now lost.
-            if peer.voters.contains(&cluster.id) && peer.last_log_index.unwrap_or(0) > LAST_BOOTSTRAP_INDEX {
+        let answered: Vec<&ReplicaStatus> = statuses.values().flatten().collect();
+        let all_answered = answered.len() == statuses.len();
+        // A peer whose log goes beyond what a fresh cluster writes by itself holds history that
+        // may include writes this replica acknowledged before its data was lost.
+        if let Some(peer) = answered.iter().find(|s| s.last_log_index.unwrap_or(0) > LAST_BOOTSTRAP_INDEX) {
+            if cluster.rejoin.votes_allowed() {
+                // Took part in forming this cluster; it has simply moved on since.
+                return;
+            }
+            let floor = answered.iter().filter_map(|s| s.committed).max().unwrap_or(0);
+            if peer.voters.contains(&cluster.id) {
                 tracing::error!(
                     id = cluster.id,
                     peer = peer.id,
                     last_log_index = ?peer.last_log_index,
-                    "this replica has no data but the cluster lists it as a voter: its data was lost. It rejoins as \
-                     an empty voter, which is unsafe if another replica fails before it has caught up. Safer: \
-                     remove it (DELETE /v1/cluster/members/ID), start it empty, add it back as a learner, promote it"
+                    floor,
+                    "this replica has no data but the cluster lists it as a voter: its data was lost. It withholds \
+                     its vote until it has caught up (see /v1/cluster)"
                 );
             } else {
                 tracing::info!(
                     id = cluster.id,
                     peer = peer.id,
-                    "a cluster exists; waiting for its leader to contact this replica"
+                    floor,
+                    "joining an existing cluster; votes once caught up"
                 );
             }
+            cluster.rejoin.data_lost(cluster.id, floor);
             return;
         }
-        let missing: Vec<u64> = statuses.iter().filter(|(_, s)| s.is_none()).map(|(id, _)| *id).collect();
-        if lowest == Some(cluster.id) && missing.is_empty() {
-            let members: BTreeMap<u64, BasicNode> =
-                peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
-            match cluster.raft.initialize(members).await {
-                Ok(()) => tracing::info!(id = cluster.id, peers = ?peers, "initialised a new cluster"),
-                Err(e) => tracing::warn!(id = cluster.id, error = %e, "initialise refused"),
+        if all_answered {
+            // Every peer is empty or holds only a fresh cluster's own entries: nothing was ever
+            // acknowledged, so this replica's empty store has lost nothing.
+            cluster.rejoin.fresh_cluster(cluster.id);
+            cluster.raft.runtime_config().elect(true);
+            if answered.iter().any(|s| s.initialized) {
+                tracing::info!(id = cluster.id, "a fresh cluster is forming; waiting for its leader");
+                return;
             }
-            return;
+            if lowest == Some(cluster.id) {
+                let members: BTreeMap<u64, BasicNode> =
+                    peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+                match cluster.raft.initialize(members).await {
+                    Ok(()) => tracing::info!(id = cluster.id, peers = ?peers, "initialised a new cluster"),
+                    Err(e) => tracing::warn!(id = cluster.id, error = %e, "initialise refused"),
+                }
+                return;
+            }
         }
         if last_log.elapsed() > Duration::from_secs(5) {
             last_log = Instant::now();
+            let missing: Vec<u64> = statuses.iter().filter(|(_, s)| s.is_none()).map(|(id, _)| *id).collect();
             if lowest == Some(cluster.id) {
                 tracing::info!(id = cluster.id, waiting_for = ?missing, "fresh store: waiting for every peer before forming the cluster");
             } else {
-                tracing::info!(id = cluster.id, "fresh store: waiting for the cluster to form");
+                tracing::info!(id = cluster.id, waiting_for = ?missing, "fresh store: waiting for the cluster to form");
             }
         }
         tokio::time::sleep(PROBE_EVERY).await;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rejoin::VoteStanding;
 use crate::state::{CommandResult, Op};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,4 +68,10 @@ pub struct ReplicaStatus {
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub voters: Vec<u64>,
+    /// The commit index as this replica last learned it (its own, when it leads).
+    #[serde(default)]
+    pub committed: Option<u64>,
+    /// Whether it may vote (withheld after a data loss until caught up).
+    #[serde(default = "VoteStanding::open")]
+    pub standing: VoteStanding,
 }

@@ -5,8 +5,11 @@
 pub mod bootstrap;
 pub mod codec;
 pub mod internal;
+mod lifecycle;
+mod membership;
 pub mod network;
 pub mod raft_routes;
+pub mod rejoin;
 pub mod types;
 
 use openraft::type_config::async_runtime::watch::WatchReceiver;
@@ -63,6 +66,9 @@ pub enum WriteError {
 }
 
 pub use codec::PeerError;
+pub use lifecycle::StartError;
+pub use membership::{LearnerAdded, MembershipError};
+pub use rejoin::VoteStanding;
 
 /// Why one attempt failed: try again (maybe elsewhere) or give up.
 enum Attempt {
@@ -72,25 +78,17 @@ enum Attempt {
 
 pub struct Cluster {
     pub id: u64,
-    pub raft: Raft,
+    /// openraft's handle: used only inside `cluster/`.
+    raft: Raft,
     app: Arc<RwLock<RegistryApp>>,
     applied: watch::Receiver<u64>,
     pub http: reqwest::Client,
     pub config: Arc<ControllerConfig>,
+    /// Whether this replica may vote (withheld after a data loss until caught up).
+    rejoin: rejoin::RejoinGuard,
 }
 
 impl Cluster {
-    pub fn new(
-        id: u64,
-        raft: Raft,
-        app: Arc<RwLock<RegistryApp>>,
-        applied: watch::Receiver<u64>,
-        http: reqwest::Client,
-        config: Arc<ControllerConfig>,
-    ) -> Cluster {
-        Cluster { id, raft, app, applied, http, config }
-    }
-
     /// The in-memory registry view. Hold the guard briefly and never across an `.await`.
     pub fn view(&self) -> RwLockReadGuard<'_, RegistryApp> {
         self.app.read().unwrap_or_else(|p| p.into_inner())
@@ -130,16 +128,31 @@ impl Cluster {
         self.with_metrics(|m| m.state == ServerState::Leader)
     }
 
-    /// True while this replica leads and a quorum acknowledged it recently (within the shortest
-    /// election timeout): a leader cut off from the others stops vouching for heartbeats, so
-    /// agents move to a replica that can reach the real leader.
-    pub fn holds_lease(&self) -> bool {
+    /// The term this replica leads in, if it leads.
+    pub fn leading_term(&self) -> Option<u64> {
+        self.with_metrics(|m| (m.state == ServerState::Leader).then_some(m.current_term))
+    }
+
+    /// The term this replica leads in, while a quorum acknowledged it recently (within the
+    /// shortest election timeout): a leader cut off from the others stops vouching for
+    /// heartbeats, so agents move to a replica that can reach the real leader.
+    pub fn lease_term(&self) -> Option<u64> {
         let lease = Duration::from_millis(self.config.raft.election_min_ms);
         // An absolute time, so a leader whose metrics stopped changing still ages out.
         self.with_metrics(|m| {
-            m.state == ServerState::Leader
-                && m.last_quorum_acked.as_ref().is_some_and(|at| openraft::Instant::elapsed(&**at) < lease)
+            let acked = m.last_quorum_acked.as_ref().is_some_and(|at| openraft::Instant::elapsed(&**at) < lease);
+            (m.state == ServerState::Leader && acked).then_some(m.current_term)
         })
+    }
+
+    /// Resolves when this replica's role, term or leader may have changed (not on every log
+    /// append, unlike the full metrics).
+    pub fn leadership_watch(&self) -> LeadershipWatch {
+        LeadershipWatch { rx: self.raft.server_metrics() }
+    }
+
+    pub fn vote_standing(&self) -> VoteStanding {
+        self.rejoin.standing()
     }
 
     /// Members as (id, address, voter?).
@@ -167,6 +180,8 @@ impl Cluster {
             applied_index: m.last_applied.as_ref().map(|l| l.index),
             // During a joint change a removed voter's node entry goes first: it is on its way out.
             voters: membership.voter_ids().filter(|v| membership.get_node(v).is_some()).collect(),
+            committed: m.cluster_committed.as_ref().map(|l| l.index),
+            standing: self.rejoin.standing(),
         }
     }
 
@@ -216,9 +231,17 @@ impl Cluster {
     }
 
     /// Proposes on this replica, which believes it is the leader. Only the leader stamps time.
+    /// Bounded: a leader cut off from its followers never commits, and openraft would wait.
     async fn propose_local(&self, op: Op) -> Result<Applied, Attempt> {
         let command = Command { now_ms: unix_now_ms(), op };
-        match self.raft.client_write(command).await {
+        let limit = self.config.no_leader_wait;
+        let Ok(written) = tokio::time::timeout(limit, self.raft.client_write(command)).await else {
+            return Err(Attempt::Fail(WriteError::Indeterminate(format!(
+                "not committed within {} ms: this leader may be cut off from its followers",
+                limit.as_millis()
+            ))));
+        };
+        match written {
             Ok(resp) => Ok(Applied { result: resp.data, index: resp.log_id.index }),
             // Refused before it was appended: nothing happened, another leader may take it.
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -232,7 +255,8 @@ impl Cluster {
                 ))))
             }
             Err(e) if e.fatal().is_some() => Err(Attempt::Fail(WriteError::Fatal(e.to_string()))),
-            Err(e) => Err(Attempt::Fail(WriteError::Unavailable(e.to_string()))),
+            // Anything else happened after the entry may have been appended.
+            Err(e) => Err(Attempt::Fail(WriteError::Indeterminate(e.to_string()))),
         }
     }
 
@@ -321,6 +345,23 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         call_replica(&self.http, self.id, addr, route, body, timeout).await
+    }
+}
+
+/// Wakes on changes of role, term, leader or membership.
+pub struct LeadershipWatch {
+    rx: openraft::type_config::alias::WatchReceiverOf<
+        types::TypeConfig,
+        openraft::metrics::RaftServerMetrics<types::TypeConfig>,
+    >,
+}
+
+impl LeadershipWatch {
+    /// Resolves at the next change; pends forever once Raft has stopped.
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The receiving side of Raft RPCs: `/raft/*` on every replica.
+//! The receiving side of Raft RPCs: `/raft/*` on every replica. A replica that withholds its
+//! vote (see `rejoin.rs`) answers vote, pre-vote and leader-transfer requests with 503.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use openraft::errors::RaftError;
 use openraft::storage::Snapshot;
 use serde::de::DeserializeOwned;
 
+use super::Cluster;
 use super::codec::{self, Binary};
 use super::network::SnapshotTransfer;
 use super::types::{Raft, TypeConfig};
@@ -19,7 +21,7 @@ use super::types::{Raft, TypeConfig};
 /// Snapshots carry the whole registry; allow them to be large.
 const MAX_RAFT_BODY: usize = 512 * 1024 * 1024;
 
-pub fn routes(raft: Arc<Raft>) -> Router {
+pub fn routes(cluster: Arc<Cluster>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
@@ -27,7 +29,19 @@ pub fn routes(raft: Arc<Raft>) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/transfer-leader", post(transfer_leader))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY))
-        .with_state(raft)
+        .with_state(cluster)
+}
+
+/// Refuses election traffic while this replica's vote is withheld.
+fn withheld(cluster: &Cluster) -> Option<Response> {
+    if cluster.rejoin.votes_allowed() {
+        return None;
+    }
+    tracing::debug!(id = cluster.id, "refusing an election request: vote withheld until caught up");
+    Some(
+        (StatusCode::SERVICE_UNAVAILABLE, "vote withheld: this replica lost its data and is still catching up")
+            .into_response(),
+    )
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
@@ -35,28 +49,38 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
         .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("bad raft rpc body: {e}")).into_response()))
 }
 
-async fn append(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+async fn append(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
+    let raft: &Raft = &cluster.raft;
     match parse(&body) {
         Ok(req) => Binary(raft.append_entries(req).await).into_response(),
         Err(r) => *r,
     }
 }
 
-async fn vote(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+async fn vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
+    if let Some(refused) = withheld(&cluster) {
+        return refused;
+    }
+    let raft: &Raft = &cluster.raft;
     match parse(&body) {
         Ok(req) => Binary(raft.vote(req).await).into_response(),
         Err(r) => *r,
     }
 }
 
-async fn pre_vote(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+async fn pre_vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
+    if let Some(refused) = withheld(&cluster) {
+        return refused;
+    }
+    let raft: &Raft = &cluster.raft;
     match parse(&body) {
         Ok(req) => Binary(raft.pre_vote(req).await).into_response(),
         Err(r) => *r,
     }
 }
 
-async fn snapshot(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+async fn snapshot(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
+    let raft: &Raft = &cluster.raft;
     match parse::<SnapshotTransfer>(&body) {
         Ok(req) => {
             let snapshot = Snapshot { meta: req.meta, snapshot: req.data };
@@ -67,7 +91,11 @@ async fn snapshot(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
     }
 }
 
-async fn transfer_leader(State(raft): State<Arc<Raft>>, body: Bytes) -> Response {
+async fn transfer_leader(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
+    if let Some(refused) = withheld(&cluster) {
+        return refused;
+    }
+    let raft: &Raft = &cluster.raft;
     match parse(&body) {
         Ok(req) => {
             Binary(raft.handle_transfer_leader(req).await.map_err(RaftError::<TypeConfig>::Fatal)).into_response()

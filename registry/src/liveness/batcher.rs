@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::tracker::Tracker;
-use crate::cluster::Cluster;
 use crate::cluster::internal::{RenewReply, RenewRequest};
+use crate::cluster::{Cluster, unix_now_ms};
 
 /// Ids per batch at most; a burst beyond this goes out in several batches.
 const MAX_BATCH_IDS: usize = 8192;
@@ -92,12 +92,26 @@ async fn deliver(cluster: Arc<Cluster>, tracker: Arc<Tracker>, batch: Vec<Waitin
     }
 }
 
+/// Records heartbeats on this replica if it leads and a quorum acknowledged it within the
+/// lease (the same check for heartbeats received here and those forwarded by other replicas):
+/// a leader cut off from its followers must not vouch for anyone.
+pub fn record_if_leased(cluster: &Cluster, tracker: &Tracker, nodes: &[String], instances: &[String]) -> bool {
+    cluster
+        .lease_term()
+        .is_some_and(|term| tracker.record(term, std::time::Instant::now(), unix_now_ms(), nodes, instances))
+}
+
 async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> Result<(), RenewError> {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         match cluster.leader() {
-            Some(l) if l.id == cluster.id && tracker.record(&request.nodes, &request.instances) => {
-                return Ok(());
+            Some(l) if l.id == cluster.id => {
+                // Leading without a recent quorum ack, or the book of a new term is not open
+                // yet: wait a little below, then turn the agents away.
+                let recorded = record_if_leased(cluster, tracker, &request.nodes, &request.instances);
+                if recorded {
+                    return Ok(());
+                }
             }
             Some(l) => {
                 return match cluster.call_peer::<_, RenewReply>(&l.addr, "renew", request, FORWARD_TIMEOUT).await {
@@ -111,7 +125,10 @@ async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> R
             None => {}
         }
         if Instant::now() >= deadline {
-            return Err(RenewError::NoLeader);
+            return Err(match cluster.leader() {
+                Some(l) if l.id == cluster.id => RenewError::Leader("this leader holds no quorum lease".into()),
+                _ => RenewError::NoLeader,
+            });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

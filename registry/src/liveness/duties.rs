@@ -1,19 +1,18 @@
-//! The leader's liveness duties: replicate coalesced heartbeats, expire the silent.
-//! Both loops idle unless this replica leads; leadership is tracked from openraft's
-//! leader-change callback.
+//! The leader's liveness duties: keep the book of deadlines for the current term, replicate
+//! coalesced heartbeats, expire the silent, forget instances dead for longer than the
+//! retention period. Every loop idles unless this replica leads.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::tracker::{Kind, Tracker};
-use crate::cluster::Cluster;
-use crate::cluster::types::TypeConfig;
+use super::tracker::Tracker;
+use crate::cluster::{Cluster, unix_now_ms};
 use crate::state::Op;
 
-/// Keeps the leader-change watch and the duty loops alive.
+/// Aborts the duty loops when dropped.
 pub struct LeaderDuties {
-    _watch: openraft::raft::WatchChangeHandle<TypeConfig>,
     loops: Vec<JoinHandle<()>>,
 }
 
@@ -24,25 +23,74 @@ impl Drop for LeaderDuties {
 }
 
 pub fn start(cluster: Arc<Cluster>, tracker: Arc<Tracker>) -> LeaderDuties {
-    let (on_start, on_stop) = (tracker.clone(), tracker.clone());
-    let id = cluster.id;
-    let watch = cluster.raft.on_leader_change(
-        move |leader| {
-            tracing::info!(id, ?leader, "became leader: liveness clocks restart now");
-            on_start.start_leading();
-            async {}
-        },
-        move |leader| {
-            tracing::info!(id, ?leader, "stopped leading: liveness duties paused");
-            on_stop.stop_leading();
-            async {}
-        },
-    );
     let loops = vec![
         tokio::spawn(flush_renewals(cluster.clone(), tracker.clone())),
-        tokio::spawn(sweep_expired(cluster, tracker)),
+        tokio::spawn(expire_silent(cluster.clone(), tracker)),
+        tokio::spawn(forget_dead(cluster)),
     ];
-    LeaderDuties { _watch: watch, loops }
+    LeaderDuties { loops }
+}
+
+/// Makes the tracker's book match this replica's leadership: a new book when it starts leading
+/// (or leads in a new term), none when it does not lead. Returns the term it leads in.
+fn follow_leadership(cluster: &Cluster, tracker: &Tracker) -> Option<u64> {
+    let term = cluster.leading_term();
+    if tracker.term() == term {
+        return term;
+    }
+    match term {
+        Some(t) => {
+            // Registry lock first, then the tracker's (the order apply uses too).
+            cluster.with_registry(|r| tracker.lead(t, Instant::now(), r.leases()));
+            tracing::info!(id = cluster.id, term = t, "leading: liveness clocks restart now");
+        }
+        None => {
+            tracker.stop_leading();
+            tracing::info!(id = cluster.id, "not leading: liveness duties paused");
+        }
+    }
+    term
+}
+
+/// Sleeps until the earliest deadline, a new earlier deadline, or a change of leadership, and
+/// expires what fell silent. The cost follows expiries, not the number of nodes.
+async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
+    let retry = cluster.config.liveness.sweep;
+    let mut leadership = cluster.leadership_watch();
+    loop {
+        // Registered before looking, so a wake-up in between is not lost.
+        let woken = tracker.woken();
+        let changed = leadership.changed();
+        let Some(term) = follow_leadership(&cluster, &tracker) else {
+            changed.await;
+            continue;
+        };
+        let (nodes, instances) = tracker.take_expired(Instant::now(), retry);
+        propose_expiry(&cluster, term, nodes, instances).await;
+        let next = tracker.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = woken => {}
+            _ = changed => {}
+        }
+    }
+}
+
+async fn propose_expiry(cluster: &Cluster, term: u64, nodes: Vec<(String, u64)>, instances: Vec<(String, u64)>) {
+    if !nodes.is_empty() {
+        let ids: Vec<&str> = nodes.iter().map(|(id, _)| id.as_str()).collect();
+        tracing::info!(id = cluster.id, term, nodes = ?ids, "expiring silent nodes");
+        if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes }).await {
+            tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
+        }
+    }
+    if !instances.is_empty() {
+        let ids: Vec<&str> = instances.iter().map(|(id, _)| id.as_str()).collect();
+        tracing::info!(id = cluster.id, term, instances = ?ids, "expiring silent instances");
+        if let Err(e) = cluster.propose_if_leader(Op::ExpireInstances { instances }).await {
+            tracing::warn!(id = cluster.id, term, error = %e, "instance expiry not committed");
+        }
+    }
 }
 
 /// One `Renew` entry per interval carries every heartbeat received meanwhile.
@@ -51,7 +99,7 @@ async fn flush_renewals(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if !tracker.is_leading() {
+        if tracker.term().is_none() {
             continue;
         }
         let (nodes, instances) = tracker.take_pending();
@@ -69,41 +117,33 @@ async fn flush_renewals(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
     }
 }
 
-async fn sweep_expired(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
-    let live = cluster.config.liveness.clone();
-    let mut tick = tokio::time::interval(live.sweep);
+/// Dead instance records are kept for the retention period (operators see what died and
+/// when), then forgotten through one replicated entry.
+async fn forget_dead(cluster: Arc<Cluster>) {
+    let retention = cluster.config.liveness.dead_retention;
+    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if !tracker.is_leading() {
+        if cluster.leading_term().is_none() {
             continue;
         }
-        let (nodes, instances) = cluster.with_registry(|r| {
-            let nodes = tracker.sweep(
-                Kind::Node,
-                r.node_records().filter(|n| n.alive).map(|n| (n.node_id.as_str(), n.last_seen_ms)),
-                live.node_ttl,
-            );
-            let instances = tracker.sweep(
-                Kind::Instance,
-                r.instance_records().filter(|i| i.alive).map(|i| (i.instance_id.as_str(), i.last_seen_ms)),
-                live.instance_ttl,
-            );
-            (nodes, instances)
+        let cutoff = unix_now_ms().saturating_sub(retention.as_millis() as u64);
+        let dead: Vec<(String, u64)> = cluster.with_registry(|r| {
+            r.instance_records()
+                .filter(|i| !i.alive && i.last_seen_ms < cutoff)
+                .take(1000)
+                .map(|i| (i.instance_id.clone(), i.last_seen_ms))
+                .collect()
         });
-        if !nodes.is_empty() {
-            let ids: Vec<&str> = nodes.iter().map(|(id, _)| id.as_str()).collect();
-            tracing::info!(id = cluster.id, nodes = ?ids, "expiring silent nodes");
-            if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes }).await {
-                tracing::warn!(id = cluster.id, error = %e, "node expiry not committed");
-            }
+        if dead.is_empty() {
+            continue;
         }
-        if !instances.is_empty() {
-            let ids: Vec<&str> = instances.iter().map(|(id, _)| id.as_str()).collect();
-            tracing::info!(id = cluster.id, instances = ?ids, "expiring silent instances");
-            if let Err(e) = cluster.propose_if_leader(Op::ExpireInstances { instances }).await {
-                tracing::warn!(id = cluster.id, error = %e, "instance expiry not committed");
-            }
+        let count = dead.len();
+        match cluster.propose_if_leader(Op::ForgetInstances { instances: dead }).await {
+            Ok(_) => tracing::info!(id = cluster.id, count, "forgot instances dead beyond the retention period"),
+            Err(e) => tracing::warn!(id = cluster.id, count, error = %e, "forgetting dead instances not committed"),
         }
     }
 }

@@ -1,134 +1,229 @@
-//! The leader's in-memory record of when it last heard from each node and instance.
+//! The leader's in-memory liveness book: when each live node and instance must be heard from
+//! next, ordered by that deadline.
+//!
+//! Shaped like mini-redis's expirations: a map from id to its lease and an ordered set of
+//! (deadline, id), so finding what expired costs the number of expiries, not the fleet size,
+//! and the sweeper sleeps until the earliest deadline (woken through [`Tracker::woken`] when an
+//! earlier one appears). Every method takes the current time as an argument so tests run
+//! without sleeping; the callers pass `Instant::now()`.
+//!
+//! The book belongs to one term: a replica that leads in term 5, follows, then leads in term 7
+//! starts a new book at 7 even if it never saw itself as follower in between, so it never
+//! sweeps with clocks from an older reign. Starting a book gives every live record a full TTL
+//! from that moment (DESIGN.md, invariant 5).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::cluster::unix_now_ms;
+use tokio::sync::Notify;
 
-/// When the leader last heard of something alive.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    at: Instant,
-    /// The same moment on the leader's wall clock (what gets replicated).
-    unix_ms: u64,
-}
-
-#[derive(Default)]
-struct Leadership {
-    active: bool,
-    nodes: HashMap<String, Seen>,
-    instances: HashMap<String, Seen>,
-    /// Heartbeats not yet replicated: id -> unix ms.
-    pending_nodes: HashMap<String, u64>,
-    pending_instances: HashMap<String, u64>,
-}
-
-/// Kind of thing whose liveness is tracked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Node,
-    Instance,
-}
+use crate::state::{Lease, LeaseKind, LeaseObserver};
 
 /// Ids with a unix-ms time each: heartbeats to replicate, or a sweep's verdict (expire `id`,
 /// last seen at that time).
 pub type SeenList = Vec<(String, u64)>;
 
-/// A std mutex, never held across `.await`: every operation here is a few map updates.
+/// Default TTLs for records that declared none (`ttl_ms == 0`).
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultTtls {
+    pub node: Duration,
+    pub instance: Duration,
+}
+
+type Key = (LeaseKind, String);
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    deadline: Instant,
+    ttl: Duration,
+    /// Leader time of the last heartbeat known for it (what an expiry verdict carries).
+    seen_ms: u64,
+}
+
 #[derive(Default)]
+struct Book {
+    /// The term this book belongs to; `None` while this replica does not lead.
+    term: Option<u64>,
+    entries: HashMap<Key, Entry>,
+    by_deadline: BTreeSet<(Instant, Key)>,
+    /// Heartbeats not yet replicated: id -> unix ms.
+    pending: HashMap<Key, u64>,
+}
+
+impl Book {
+    fn set(&mut self, key: Key, entry: Entry) {
+        if let Some(old) = self.entries.insert(key.clone(), entry) {
+            self.by_deadline.remove(&(old.deadline, key.clone()));
+        }
+        self.by_deadline.insert((entry.deadline, key));
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.entries.remove(key) {
+            self.by_deadline.remove(&(old.deadline, key.clone()));
+        }
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        self.by_deadline.first().map(|(at, _)| *at)
+    }
+}
+
+/// A std mutex, never held across `.await`: every operation is a few map updates. Lock order:
+/// the registry's lock (when held) before this one; apply calls in with the registry locked.
 pub struct Tracker {
-    inner: Mutex<Leadership>,
+    book: Mutex<Book>,
+    defaults: DefaultTtls,
+    /// Signalled when a deadline earlier than the one the sweeper sleeps towards appears.
+    wake: Notify,
 }
 
 impl Tracker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Leadership> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn new(defaults: DefaultTtls) -> Tracker {
+        Tracker { book: Mutex::new(Book::default()), defaults, wake: Notify::new() }
     }
 
-    /// This replica became leader: forget everything, so every clock starts now.
-    pub fn start_leading(&self) {
-        *self.lock() = Leadership { active: true, ..Leadership::default() };
+    fn lock(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The TTL a lease gets: its own, or the default for its kind.
+    pub fn ttl_of(&self, kind: LeaseKind, ttl_ms: u64) -> Duration {
+        match (ttl_ms, kind) {
+            (0, LeaseKind::Node) => self.defaults.node,
+            (0, LeaseKind::Instance) => self.defaults.instance,
+            (ms, _) => Duration::from_millis(ms),
+        }
+    }
+
+    /// Starts a book for `term` holding every live lease, each with a full TTL from `now`.
+    pub fn lead<'a>(&self, term: u64, now: Instant, leases: impl Iterator<Item = (LeaseKind, &'a str, Lease)>) {
+        let mut book = Book { term: Some(term), ..Book::default() };
+        for (kind, id, lease) in leases {
+            let ttl = self.ttl_of(kind, lease.ttl_ms);
+            book.set((kind, id.to_string()), Entry { deadline: now + ttl, ttl, seen_ms: lease.last_seen_ms });
+        }
+        *self.lock() = book;
+        self.wake.notify_one();
     }
 
     pub fn stop_leading(&self) {
-        *self.lock() = Leadership::default();
+        *self.lock() = Book::default();
     }
 
-    pub fn is_leading(&self) -> bool {
-        self.lock().active
+    /// The term the current book belongs to.
+    pub fn term(&self) -> Option<u64> {
+        self.lock().term
     }
 
-    /// Records heartbeats received now. Returns false when this replica is not leading.
-    pub fn record(&self, nodes: &[String], instances: &[String]) -> bool {
-        let seen = Seen { at: Instant::now(), unix_ms: unix_now_ms() };
-        let mut l = self.lock();
-        if !l.active {
+    /// Records heartbeats received at `now` (`unix_ms` on the leader's wall clock). Refused
+    /// (false) unless the book belongs to `term`, the term the caller checked its lease in.
+    pub fn record(&self, term: u64, now: Instant, unix_ms: u64, nodes: &[String], instances: &[String]) -> bool {
+        let mut book = self.lock();
+        if book.term != Some(term) {
             return false;
         }
-        for id in nodes {
-            l.nodes.insert(id.clone(), seen);
-            l.pending_nodes.insert(id.clone(), seen.unix_ms);
-        }
-        for id in instances {
-            l.instances.insert(id.clone(), seen);
-            l.pending_instances.insert(id.clone(), seen.unix_ms);
+        let kinds =
+            nodes.iter().map(|id| (LeaseKind::Node, id)).chain(instances.iter().map(|id| (LeaseKind::Instance, id)));
+        for (kind, id) in kinds {
+            let key = (kind, id.clone());
+            // Unknown here (its registration is still on the way, or it is about to be
+            // revived by this renewal): the default TTL until the log says otherwise.
+            let ttl = book.entries.get(&key).map(|e| e.ttl).unwrap_or_else(|| self.ttl_of(kind, 0));
+            book.set(key.clone(), Entry { deadline: now + ttl, ttl, seen_ms: unix_ms });
+            book.pending.insert(key, unix_ms);
         }
         true
     }
 
+    /// A command changed a lease: a write about a record is fresh news of it, so its clock
+    /// restarts; a record no longer alive leaves the book.
+    pub fn set_lease(&self, kind: LeaseKind, id: &str, lease: Option<Lease>, now: Instant) {
+        let mut book = self.lock();
+        if book.term.is_none() {
+            return;
+        }
+        let key = (kind, id.to_string());
+        let Some(lease) = lease else {
+            book.remove(&key);
+            return;
+        };
+        let ttl = self.ttl_of(kind, lease.ttl_ms);
+        let deadline = now + ttl;
+        let earlier = book.earliest().is_none_or(|e| deadline < e);
+        let seen_ms = book.entries.get(&key).map_or(lease.last_seen_ms, |e| e.seen_ms.max(lease.last_seen_ms));
+        book.set(key, Entry { deadline, ttl, seen_ms });
+        drop(book);
+        if earlier {
+            self.wake.notify_one();
+        }
+    }
+
     /// Takes the heartbeats to replicate in the next `Renew` entry.
     pub fn take_pending(&self) -> (SeenList, SeenList) {
-        let mut l = self.lock();
-        let nodes = l.pending_nodes.drain().collect();
-        let instances = l.pending_instances.drain().collect();
-        (nodes, instances)
+        let mut book = self.lock();
+        split_by_kind(book.pending.drain())
     }
 
     /// Puts back heartbeats whose `Renew` entry failed, keeping the newer time per id.
     pub fn restore_pending(&self, nodes: SeenList, instances: SeenList) {
-        let mut l = self.lock();
-        if !l.active {
+        let mut book = self.lock();
+        if book.term.is_none() {
             return;
         }
-        for (id, ms) in nodes {
-            let e = l.pending_nodes.entry(id).or_insert(ms);
-            *e = (*e).max(ms);
-        }
-        for (id, ms) in instances {
-            let e = l.pending_instances.entry(id).or_insert(ms);
+        let keyed = nodes.into_iter().map(|(id, ms)| ((LeaseKind::Node, id), ms));
+        for (key, ms) in keyed.chain(instances.into_iter().map(|(id, ms)| ((LeaseKind::Instance, id), ms))) {
+            let e = book.pending.entry(key).or_insert(ms);
             *e = (*e).max(ms);
         }
     }
 
-    /// Decides which of the `alive` records (id, replicated last-seen ms) have been silent for
-    /// longer than `ttl`. Something this leader has not heard of yet starts its clock now; a
-    /// replicated last-seen newer than what this leader knows (a registration, a revival)
-    /// restarts it too. Things no longer alive are forgotten.
-    pub fn sweep<'a>(&self, kind: Kind, alive: impl Iterator<Item = (&'a str, u64)>, ttl: Duration) -> SeenList {
-        let now = Instant::now();
-        let mut l = self.lock();
-        if !l.active {
-            return Vec::new();
-        }
-        let map = match kind {
-            Kind::Node => &mut l.nodes,
-            Kind::Instance => &mut l.instances,
-        };
+    /// Everything whose deadline passed by `now`, as (nodes, instances) with their last-seen
+    /// time. They stay in the book with a deadline `retry` later: the expiry entry removes them
+    /// when it applies, and if it fails they come up again.
+    pub fn take_expired(&self, now: Instant, retry: Duration) -> (SeenList, SeenList) {
+        let mut book = self.lock();
         let mut expired = Vec::new();
-        let mut still_alive = std::collections::HashSet::new();
-        for (id, replicated_ms) in alive {
-            still_alive.insert(id);
-            let seen = map.entry(id.to_string()).or_insert(Seen { at: now, unix_ms: replicated_ms });
-            if replicated_ms > seen.unix_ms {
-                *seen = Seen { at: now, unix_ms: replicated_ms };
+        while let Some((deadline, key)) = book.by_deadline.first().cloned() {
+            if deadline > now {
+                break;
             }
-            if now.duration_since(seen.at) > ttl {
-                expired.push((id.to_string(), seen.unix_ms.max(replicated_ms)));
-            }
+            let Some(entry) = book.entries.get(&key).copied() else {
+                book.by_deadline.pop_first();
+                continue;
+            };
+            expired.push((key.clone(), entry.seen_ms));
+            book.set(key, Entry { deadline: now + retry, ..entry });
         }
-        map.retain(|id, _| still_alive.contains(id.as_str()));
-        expired
+        split_by_kind(expired.into_iter())
+    }
+
+    /// The earliest deadline in the book.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lock().earliest()
+    }
+
+    /// Resolves when an earlier deadline may have appeared (or a book started).
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+fn split_by_kind(items: impl Iterator<Item = (Key, u64)>) -> (SeenList, SeenList) {
+    let (mut nodes, mut instances) = (Vec::new(), Vec::new());
+    for ((kind, id), ms) in items {
+        match kind {
+            LeaseKind::Node => nodes.push((id, ms)),
+            LeaseKind::Instance => instances.push((id, ms)),
+        }
+    }
+    (nodes, instances)
+}
+
+impl LeaseObserver for Tracker {
+    fn lease_changed(&self, kind: LeaseKind, id: &str, lease: Option<Lease>) {
+        self.set_lease(kind, id, lease, Instant::now());
     }
 }
 
@@ -136,58 +231,116 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    const TTL: Duration = Duration::from_millis(1000);
+    const RETRY: Duration = Duration::from_millis(100);
+
+    fn tracker() -> Tracker {
+        Tracker::new(DefaultTtls { node: TTL, instance: Duration::from_millis(5000) })
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     fn ids(v: &[(String, u64)]) -> Vec<&str> {
         v.iter().map(|(id, _)| id.as_str()).collect()
     }
 
+    fn lease(ttl_ms: u64, last_seen_ms: u64) -> Lease {
+        Lease { ttl_ms, last_seen_ms }
+    }
+
     #[test]
     fn nothing_expires_within_one_ttl_of_becoming_leader() {
-        let t = Tracker::default();
-        t.start_leading();
-        let ttl = Duration::from_millis(80);
+        let t = tracker();
+        let t0 = Instant::now();
         // A node whose last replicated heartbeat is ancient still gets a full TTL.
-        assert!(t.sweep(Kind::Node, [("a", 1)].into_iter(), ttl).is_empty());
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(t.sweep(Kind::Node, [("a", 1)].into_iter(), ttl).is_empty());
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(ids(&t.sweep(Kind::Node, [("a", 1)].into_iter(), ttl)), vec!["a"]);
+        t.lead(5, t0, [(LeaseKind::Node, "a", lease(0, 1))].into_iter());
+        assert!(t.take_expired(t0 + ms(999), RETRY).0.is_empty());
+        let (nodes, _) = t.take_expired(t0 + ms(1000), RETRY);
+        assert_eq!(nodes, vec![("a".to_string(), 1)]);
     }
 
     #[test]
-    fn heartbeats_keep_a_node_alive_and_are_handed_out_once() {
-        let t = Tracker::default();
-        t.start_leading();
-        let ttl = Duration::from_millis(60);
-        assert!(t.sweep(Kind::Node, [("a", 1), ("b", 1)].into_iter(), ttl).is_empty());
-        for _ in 0..4 {
-            std::thread::sleep(Duration::from_millis(25));
-            assert!(t.record(&["a".to_string()], &[]));
-        }
-        assert_eq!(ids(&t.sweep(Kind::Node, [("a", 1), ("b", 1)].into_iter(), ttl)), vec!["b"]);
-        let (nodes, instances) = t.take_pending();
-        assert_eq!(ids(&nodes), vec!["a"]);
-        assert!(instances.is_empty());
+    fn heartbeats_push_the_deadline_and_are_handed_out_once() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.lead(1, t0, [(LeaseKind::Node, "a", lease(0, 1)), (LeaseKind::Node, "b", lease(0, 1))].into_iter());
+        assert!(t.record(1, t0 + ms(600), 600, &["a".to_string()], &[]));
+        let (nodes, _) = t.take_expired(t0 + ms(1200), RETRY);
+        assert_eq!(ids(&nodes), vec!["b"]);
+        let (pending, _) = t.take_pending();
+        assert_eq!(pending, vec![("a".to_string(), 600)]);
         assert!(t.take_pending().0.is_empty());
+        assert_eq!(t.next_deadline(), Some(t0 + ms(1300)), "b retries; a is due at 1600");
     }
 
     #[test]
-    fn a_follower_records_nothing() {
-        let t = Tracker::default();
-        assert!(!t.record(&["a".to_string()], &[]));
-        assert!(t.sweep(Kind::Node, [("a", 1)].into_iter(), Duration::ZERO).is_empty());
-        t.start_leading();
+    fn each_lease_keeps_its_own_ttl() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.lead(
+            1,
+            t0,
+            [
+                (LeaseKind::Node, "fast", lease(300, 0)),
+                (LeaseKind::Node, "old-client", lease(0, 0)),
+                (LeaseKind::Instance, "svc", lease(0, 0)),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(ids(&t.take_expired(t0 + ms(300), RETRY).0), vec!["fast"]);
+        assert!(t.take_expired(t0 + ms(999), RETRY).1.is_empty());
+        assert_eq!(ids(&t.take_expired(t0 + ms(1000), RETRY).0), vec!["old-client"]);
+        assert_eq!(ids(&t.take_expired(t0 + ms(5000), RETRY).1), vec!["svc"]);
+    }
+
+    #[test]
+    fn a_heartbeat_for_another_term_is_refused() {
+        let t = tracker();
+        let t0 = Instant::now();
+        assert!(!t.record(3, t0, 0, &["a".to_string()], &[]), "not leading");
+        t.lead(5, t0, std::iter::empty());
+        assert!(!t.record(3, t0, 0, &["a".to_string()], &[]), "stale term");
+        assert!(t.record(5, t0, 0, &["a".to_string()], &[]));
+        // Leading again in a later term starts a new book: the old clocks are gone.
+        t.lead(7, t0 + ms(10), std::iter::empty());
+        assert_eq!(t.term(), Some(7));
+        assert!(t.take_pending().0.is_empty());
+        assert!(t.next_deadline().is_none());
         t.stop_leading();
-        assert!(!t.is_leading());
+        assert_eq!(t.term(), None);
     }
 
     #[test]
-    fn a_newer_replicated_heartbeat_restarts_the_clock() {
-        let t = Tracker::default();
-        t.start_leading();
-        let ttl = Duration::from_millis(50);
-        assert!(t.sweep(Kind::Instance, [("i", 100)].into_iter(), ttl).is_empty());
-        std::thread::sleep(Duration::from_millis(70));
-        // Re-registered meanwhile (replicated last-seen moved): not expired.
-        assert!(t.sweep(Kind::Instance, [("i", 200)].into_iter(), ttl).is_empty());
+    fn writes_restart_a_clock_and_dead_records_leave() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.lead(1, t0, [(LeaseKind::Instance, "i", lease(2000, 100))].into_iter());
+        // Re-registered at 1500 with a shorter TTL: due at 2000, not at 2000 + old TTL.
+        t.set_lease(LeaseKind::Instance, "i", Some(lease(500, 200)), t0 + ms(1500));
+        assert!(t.take_expired(t0 + ms(1999), RETRY).1.is_empty());
+        assert_eq!(t.take_expired(t0 + ms(2000), RETRY).1, vec![("i".to_string(), 200)]);
+        t.set_lease(LeaseKind::Instance, "i", None, t0 + ms(2050));
+        assert!(t.next_deadline().is_none());
+    }
+
+    #[test]
+    fn a_failed_expiry_comes_up_again_after_the_retry_interval() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.lead(1, t0, [(LeaseKind::Node, "a", lease(0, 1))].into_iter());
+        assert_eq!(t.take_expired(t0 + ms(1000), RETRY).0.len(), 1);
+        assert!(t.take_expired(t0 + ms(1050), RETRY).0.is_empty());
+        assert_eq!(t.take_expired(t0 + ms(1100), RETRY).0.len(), 1);
+    }
+
+    #[test]
+    fn a_follower_records_and_learns_nothing() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.set_lease(LeaseKind::Node, "a", Some(lease(0, 0)), t0);
+        assert!(t.next_deadline().is_none());
+        assert!(t.take_expired(t0 + ms(100_000), RETRY).0.is_empty());
     }
 }

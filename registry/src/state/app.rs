@@ -3,18 +3,23 @@
 use plum_raft_store::{AppError, DataWrites, StateMachineApp};
 use tokio::sync::watch;
 
+use std::sync::Arc;
+
 use super::command::{Command, CommandResult};
+use super::leases::LeaseObserver;
 use super::view::Registry;
 
 pub struct RegistryApp {
     pub registry: Registry,
     applied: watch::Sender<u64>,
+    /// Told of lease changes (the liveness tracker); called under the registry's write lock.
+    leases: Option<Arc<dyn LeaseObserver>>,
 }
 
 impl RegistryApp {
-    pub fn new() -> (RegistryApp, watch::Receiver<u64>) {
+    pub fn new(leases: Option<Arc<dyn LeaseObserver>>) -> (RegistryApp, watch::Receiver<u64>) {
         let (applied, rx) = watch::channel(0);
-        (RegistryApp { registry: Registry::default(), applied }, rx)
+        (RegistryApp { registry: Registry::default(), applied, leases }, rx)
     }
 }
 
@@ -23,7 +28,17 @@ impl StateMachineApp for RegistryApp {
     type Response = CommandResult;
 
     fn apply(&mut self, index: u64, command: &Command, writes: &mut DataWrites) -> CommandResult {
+        let Some(observer) = &self.leases else {
+            let result = self.registry.apply(index, command, writes);
+            self.applied.send_replace(index);
+            return result;
+        };
+        let mut touched = command.op.revivals(&self.registry);
         let result = self.registry.apply(index, command, writes);
+        touched.extend(command.op.lease_ids());
+        for (kind, id) in touched {
+            observer.lease_changed(kind, id, self.registry.lease(kind, id));
+        }
         self.applied.send_replace(index);
         result
     }

@@ -25,12 +25,16 @@ pub struct KvWrite {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    /// Register a node or change what is known of it (address, labels, capability); revives it.
+    /// Register a node or change what is known of it (address, labels, capability, TTL);
+    /// revives it.
     UpsertNode {
         node_id: String,
         ip: String,
         labels: BTreeMap<String, String>,
         can_run: bool,
+        /// The TTL it declared, already bounded; 0: the controller's default.
+        #[serde(default)]
+        ttl_ms: u64,
     },
     /// Coalesced heartbeats: `(id, unix ms seen)` for nodes and for instances.
     Renew {
@@ -48,18 +52,32 @@ pub enum Op {
     DeleteNode {
         node_id: String,
     },
+    /// Register an instance, or add to it: endpoints merge by (service, ip, port, protocol)
+    /// with those already registered, unless `replace` asks for exactly this set.
     RegisterInstance {
         instance_id: String,
         node_id: String,
         ip: String,
         endpoints: Vec<EndpointRecord>,
+        #[serde(default)]
+        ttl_ms: u64,
+        #[serde(default)]
+        replace: bool,
     },
+    /// An instance heartbeat that changes something: endpoint health, or its declared TTL.
     SetHealth {
         instance_id: String,
         reports: Vec<HealthReport>,
+        #[serde(default)]
+        ttl_ms: Option<u64>,
     },
     DeregisterInstance {
         instance_id: String,
+    },
+    /// Garbage collection: forget instances dead since the given time (the leader's verdict
+    /// after the retention period). One that came back meanwhile stays.
+    ForgetInstances {
+        instances: Vec<(String, u64)>,
     },
     KvPut {
         ns: String,
@@ -89,6 +107,7 @@ impl fmt::Display for Command {
             Op::RegisterInstance { instance_id, .. } => write!(f, "register {instance_id}"),
             Op::SetHealth { instance_id, .. } => write!(f, "set-health {instance_id}"),
             Op::DeregisterInstance { instance_id } => write!(f, "deregister {instance_id}"),
+            Op::ForgetInstances { instances } => write!(f, "forget {} dead instances", instances.len()),
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
             Op::KvBatch { ns, writes } => write!(f, "kv-batch {ns} ({} keys)", writes.len()),

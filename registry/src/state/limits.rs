@@ -13,6 +13,12 @@ pub const MAX_LABEL_VALUE: usize = 512;
 pub const MAX_ENDPOINTS: usize = 64;
 pub const MAX_KV_VALUE: usize = 256 * 1024;
 pub const MAX_BATCH: usize = 1000;
+/// No declared heartbeat TTL may exceed this, whatever a replica's configuration says.
+pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+fn check_ttl(ttl_ms: u64) -> Result<(), String> {
+    (ttl_ms <= MAX_TTL_MS).then_some(()).ok_or_else(|| format!("`ttlMs` above {MAX_TTL_MS}"))
+}
 
 /// Bounded and printable.
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
@@ -39,29 +45,35 @@ impl Op {
         let ids =
             |field: &str, list: &[(String, u64)]| list.iter().try_for_each(|(id, _)| check_name(field, id, MAX_ID));
         match self {
-            Op::UpsertNode { node_id, ip, labels, .. } => {
+            Op::UpsertNode { node_id, ip, labels, ttl_ms, .. } => {
                 check_name("nodeId", node_id, MAX_ID)?;
                 check_text("ip", ip, MAX_ID)?;
                 (labels.len() <= MAX_LABELS).then_some(()).ok_or("too many labels")?;
-                Ok(())
+                check_ttl(*ttl_ms)
             }
             Op::Renew { nodes, instances } => {
                 ids("nodeId", nodes)?;
                 ids("instanceId", instances)
             }
             Op::ExpireNodes { nodes } => ids("nodeId", nodes),
-            Op::ExpireInstances { instances } => ids("instanceId", instances),
+            Op::ExpireInstances { instances } | Op::ForgetInstances { instances } => ids("instanceId", instances),
             Op::DeleteNode { node_id } => check_name("nodeId", node_id, MAX_ID),
-            Op::RegisterInstance { instance_id, node_id, ip, endpoints } => {
+            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, .. } => {
                 check_name("instanceId", instance_id, MAX_ID)?;
                 check_text("nodeId", node_id, MAX_ID)?;
                 check_text("ip", ip, MAX_ID)?;
+                check_ttl(*ttl_ms)?;
                 (endpoints.len() <= MAX_ENDPOINTS).then_some(()).ok_or("too many endpoints")?;
-                endpoints.iter().try_for_each(|e| check_name("serviceName", &e.service_name, MAX_ID))
+                endpoints.iter().try_for_each(|e| {
+                    check_name("serviceName", &e.service_name, MAX_ID)?;
+                    check_text("ip", &e.ip, MAX_ID)
+                })
             }
-            Op::SetHealth { instance_id, .. } | Op::DeregisterInstance { instance_id } => {
-                check_name("instanceId", instance_id, MAX_ID)
+            Op::SetHealth { instance_id, ttl_ms, .. } => {
+                check_name("instanceId", instance_id, MAX_ID)?;
+                ttl_ms.map_or(Ok(()), check_ttl)
             }
+            Op::DeregisterInstance { instance_id } => check_name("instanceId", instance_id, MAX_ID),
             Op::KvPut { ns, write, request_id, .. } => {
                 check_name("namespace", ns, MAX_ID)?;
                 check_name("key", &write.key, MAX_ID)?;

@@ -8,12 +8,15 @@ mod app;
 mod apply;
 mod command;
 mod keys;
+mod leases;
 pub mod limits;
 mod records;
+mod rows;
 mod view;
 
 pub use app::RegistryApp;
 pub use apply::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
 pub use command::{Command, CommandResult, KvWrite, Op};
+pub use leases::{Lease, LeaseKind, LeaseObserver};
 pub use records::{EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord};
 pub use view::Registry;

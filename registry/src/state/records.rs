@@ -1,4 +1,6 @@
-//! Durable records, one RocksDB row each (MessagePack).
+//! Durable records, one RocksDB row each: MessagePack maps with field names (`rows.rs`), so
+//! reordering fields cannot swap data; fields added later carry `#[serde(default)]` so rows
+//! written before them still decode.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,9 @@ pub struct NodeRecord {
     /// Unix milliseconds (leader clock) of the last heartbeat the cluster recorded.
     pub last_seen_ms: u64,
     pub registered_ms: u64,
+    /// Declared heartbeat TTL (bounded by the controller); 0: the controller's default.
+    #[serde(default)]
+    pub ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +32,10 @@ pub struct EndpointRecord {
     pub version: String,
     pub labels: BTreeMap<String, String>,
     pub healthy: bool,
+    /// The endpoint's own address; empty (rows written before it existed): the instance's.
+    /// New fields go last: rows written positionally before names were stored decode by order.
+    #[serde(default)]
+    pub ip: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +48,21 @@ pub struct InstanceRecord {
     pub alive: bool,
     pub last_seen_ms: u64,
     pub registered_ms: u64,
+    /// Declared heartbeat TTL (bounded by the controller); 0: the controller's default.
+    #[serde(default)]
+    pub ttl_ms: u64,
+}
+
+impl EndpointRecord {
+    /// Registrations merge endpoints that share service, address, port and protocol. `other`
+    /// without an address of its own has `other_instance_ip`.
+    pub fn same_place(&self, other: &EndpointRecord, other_instance_ip: &str) -> bool {
+        let other_ip = if other.ip.is_empty() { other_instance_ip } else { other.ip.as_str() };
+        self.service_name == other.service_name
+            && self.ip == other_ip
+            && self.port == other.port
+            && self.protocol == other.protocol
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plum_types::{Endpoint, KvItem, NodeDetail, NodeHealth, NodeSummary};
 
-use super::keys;
 use super::records::{InstanceRecord, KvRecord, NodeRecord, RequestRecord};
+use super::{keys, rows};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Registry {
@@ -103,7 +103,7 @@ impl Registry {
                     service_name: ep.service_name.clone(),
                     instance_id: inst.instance_id.clone(),
                     node_id: inst.node_id.clone(),
-                    ip: inst.ip.clone(),
+                    ip: if ep.ip.is_empty() { inst.ip.clone() } else { ep.ip.clone() },
                     port: ep.port,
                     protocol: ep.protocol.clone(),
                     version: ep.version.clone(),
@@ -179,25 +179,25 @@ impl Registry {
         for (k, v) in rows {
             let bad = |e: rmp_serde::decode::Error| format!("row {}: {e}", String::from_utf8_lossy(&k));
             if let Some(rest) = k.strip_prefix(keys::NODE) {
-                let rec: NodeRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                let rec: NodeRecord = rows::decode(&v).map_err(bad)?;
                 debug_assert_eq!(rest, rec.node_id.as_bytes());
                 reg.nodes.insert(rec.node_id.clone(), rec);
             } else if k.starts_with(keys::INSTANCE) {
-                let rec: InstanceRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                let rec: InstanceRecord = rows::decode(&v).map_err(bad)?;
                 reg.index_instance(&rec);
                 reg.instances.insert(rec.instance_id.clone(), rec);
             } else if let Some(rest) = k.strip_prefix(keys::KV) {
                 let (ns, key) = keys::split_kv(rest).ok_or_else(|| "malformed kv row key".to_string())?;
-                let rec: KvRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                let rec: KvRecord = rows::decode(&v).map_err(bad)?;
                 reg.kv.entry(ns).or_default().insert(key, rec);
             } else if let Some(rest) = k.strip_prefix(keys::REQUEST) {
                 let id = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
-                let rec: RequestRecord = rmp_serde::from_slice(&v).map_err(bad)?;
+                let rec: RequestRecord = rows::decode(&v).map_err(bad)?;
                 reg.requests_by_time.insert((rec.at_ms, id.clone()));
                 reg.requests.insert(id, rec);
             } else if let Some(rest) = k.strip_prefix(keys::KV_DELETED) {
                 let ns = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
-                let index: u64 = rmp_serde::from_slice(&v).map_err(bad)?;
+                let index: u64 = rows::decode(&v).map_err(bad)?;
                 reg.kv_deleted.insert(ns, index);
             } else {
                 return Err(format!("unknown row {}", String::from_utf8_lossy(&k)));

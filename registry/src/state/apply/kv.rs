@@ -1,0 +1,154 @@
+//! The config KV: versioned puts with compare-and-set and request-id dedupe, deletes, batches.
+
+use std::collections::BTreeMap;
+
+use plum_raft_store::DataWrites;
+
+use crate::state::command::{CommandResult, KvWrite};
+use crate::state::keys;
+use crate::state::records::{KvRecord, RequestRecord};
+use crate::state::rows;
+use crate::state::view::Registry;
+
+/// How long a KV write's request id is remembered, so a client retry within it is applied once.
+pub const REQUEST_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// At most this many request ids are remembered; beyond it the oldest are forgotten early.
+pub const MAX_REMEMBERED_REQUESTS: usize = 100_000;
+
+impl Registry {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn kv_put(
+        &mut self,
+        ns: &str,
+        write: &KvWrite,
+        expect_version: Option<u64>,
+        request_id: Option<&str>,
+        index: u64,
+        now: u64,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        if let Some(done) = request_id.and_then(|id| self.requests.get(id))
+            && done.ns == ns
+            && done.key == write.key
+        {
+            // A retry of a write that already committed: answer as the first time.
+            return CommandResult::KvWritten { record: done.result(&write.value) };
+        }
+        let existing = self.kv.get(ns).and_then(|m| m.get(&write.key));
+        let current = existing.map(|r| r.version).unwrap_or(0);
+        if expect_version.is_some_and(|v| v != current) {
+            return CommandResult::KvConflict { current };
+        }
+        let record = match existing {
+            // Same value again: nothing changes, so a retry is harmless.
+            Some(rec) if expect_version.is_none() && rec.value == write.value && rec.kind == write.kind => rec.clone(),
+            _ => self.put_kv(ns, write, index, now, writes),
+        };
+        if let Some(id) = request_id {
+            self.remember_request(id, ns, &write.key, now, &record, writes);
+        }
+        CommandResult::KvWritten { record }
+    }
+
+    pub(super) fn kv_delete(
+        &mut self,
+        ns: &str,
+        key: &str,
+        expect_version: Option<u64>,
+        index: u64,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        let current = self.kv.get(ns).and_then(|m| m.get(key)).map(|r| r.version).unwrap_or(0);
+        if expect_version.is_some_and(|v| v != current) {
+            return CommandResult::KvConflict { current };
+        }
+        if current > 0 {
+            if let Some(map) = self.kv.get_mut(ns) {
+                map.remove(key);
+                if map.is_empty() {
+                    self.kv.remove(ns);
+                }
+            }
+            writes.delete(keys::kv(ns, key));
+            self.kv_deleted.insert(ns.to_string(), index);
+            writes.put(keys::kv_deleted(ns), rows::encode(&index));
+        }
+        CommandResult::Done
+    }
+
+    /// All or nothing by construction (one entry). The last write of a key in the batch wins;
+    /// comparing each key's final value with the stored one makes a retried batch change nothing.
+    pub(super) fn kv_batch(
+        &mut self,
+        ns: &str,
+        items: &[KvWrite],
+        index: u64,
+        now: u64,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        let mut last: BTreeMap<&str, &KvWrite> = BTreeMap::new();
+        for w in items {
+            last.insert(w.key.as_str(), w);
+        }
+        for w in last.into_values() {
+            let unchanged =
+                self.kv.get(ns).and_then(|m| m.get(&w.key)).is_some_and(|r| r.value == w.value && r.kind == w.kind);
+            if !unchanged {
+                self.put_kv(ns, w, index, now, writes);
+            }
+        }
+        CommandResult::Changed { count: items.len() }
+    }
+
+    fn remember_request(
+        &mut self,
+        id: &str,
+        ns: &str,
+        key: &str,
+        now: u64,
+        result: &KvRecord,
+        writes: &mut DataWrites,
+    ) {
+        let rec = RequestRecord {
+            at_ms: now,
+            ns: ns.to_string(),
+            key: key.to_string(),
+            kind: result.kind,
+            updated_ms: result.updated_ms,
+            version: result.version,
+            create_index: result.create_index,
+            mod_index: result.mod_index,
+        };
+        if let Some(old) = self.requests.insert(id.to_string(), rec.clone()) {
+            self.requests_by_time.remove(&(old.at_ms, id.to_string()));
+        }
+        writes.put(keys::request(id), rows::encode(&rec));
+        self.requests_by_time.insert((now, id.to_string()));
+        // Bounded however fast ids arrive: the oldest go first.
+        while self.requests.len() > MAX_REMEMBERED_REQUESTS {
+            let Some((_, oldest)) = self.requests_by_time.pop_first() else { break };
+            self.requests.remove(&oldest);
+            writes.delete(keys::request(&oldest));
+        }
+    }
+
+    /// Forgets request ids recorded before `cutoff_ms` (leader time, so every replica agrees).
+    /// Runs on every command; usually it looks at one entry and stops.
+    pub(super) fn forget_requests_before(&mut self, cutoff_ms: u64, writes: &mut DataWrites) {
+        while self.requests_by_time.first().is_some_and(|(at, _)| *at < cutoff_ms) {
+            let Some((_, id)) = self.requests_by_time.pop_first() else { break };
+            self.requests.remove(&id);
+            writes.delete(keys::request(&id));
+        }
+    }
+
+    fn put_kv(&mut self, ns: &str, w: &KvWrite, index: u64, now: u64, writes: &mut DataWrites) -> KvRecord {
+        let map = self.kv.entry(ns.to_string()).or_default();
+        let (version, create_index) = map.get(&w.key).map(|r| (r.version + 1, r.create_index)).unwrap_or((1, index));
+        let record =
+            KvRecord { value: w.value.clone(), kind: w.kind, updated_ms: now, version, create_index, mod_index: index };
+        writes.put(keys::kv(ns, &w.key), rows::encode(&record));
+        map.insert(w.key.clone(), record.clone());
+        record
+    }
+}

@@ -1,0 +1,71 @@
+//! Deterministic apply: the only code that changes the registry. One function per operation,
+//! grouped by what they change; [`Registry::apply`] only dispatches.
+
+mod instances;
+mod kv;
+mod leases;
+mod nodes;
+
+use plum_raft_store::DataWrites;
+
+use super::command::{Command, CommandResult, Op};
+use super::keys;
+use super::records::{InstanceRecord, NodeRecord};
+use super::rows;
+use super::view::Registry;
+
+pub use kv::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
+
+impl Registry {
+    /// Applies `cmd`, committed at log `index`, to the view and stages its durable rows.
+    pub fn apply(&mut self, index: u64, cmd: &Command, writes: &mut DataWrites) -> CommandResult {
+        self.applied_index = index;
+        let now = cmd.now_ms;
+        self.forget_requests_before(now.saturating_sub(REQUEST_WINDOW_MS), writes);
+        match &cmd.op {
+            Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms } => {
+                self.upsert_node(node_id, ip, labels, *can_run, *ttl_ms, now, writes)
+            }
+            Op::Renew { nodes, instances } => self.renew(nodes, instances, writes),
+            Op::ExpireNodes { nodes } => self.expire_nodes(nodes, writes),
+            Op::ExpireInstances { instances } => self.expire_instances(instances, writes),
+            Op::DeleteNode { node_id } => self.delete_node(node_id, writes),
+            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, replace } => {
+                let reg =
+                    instances::Registration { instance_id, node_id, ip, endpoints, ttl_ms: *ttl_ms, replace: *replace };
+                self.register_instance(reg, now, writes)
+            }
+            Op::SetHealth { instance_id, reports, ttl_ms } => {
+                self.set_health(instance_id, reports, *ttl_ms, now, writes)
+            }
+            Op::DeregisterInstance { instance_id } => self.deregister_instance(instance_id, writes),
+            Op::ForgetInstances { instances } => self.forget_instances(instances, writes),
+            Op::KvPut { ns, write, expect_version, request_id } => {
+                self.kv_put(ns, write, *expect_version, request_id.as_deref(), index, now, writes)
+            }
+            Op::KvDelete { ns, key, expect_version } => self.kv_delete(ns, key, *expect_version, index, writes),
+            Op::KvBatch { ns, writes: items } => self.kv_batch(ns, items, index, now, writes),
+        }
+    }
+
+    fn put_node(&mut self, rec: NodeRecord, writes: &mut DataWrites) {
+        writes.put(keys::node(&rec.node_id), rows::encode(&rec));
+        self.nodes.insert(rec.node_id.clone(), rec);
+    }
+
+    fn put_instance(&mut self, rec: InstanceRecord, writes: &mut DataWrites) {
+        writes.put(keys::instance(&rec.instance_id), rows::encode(&rec));
+        if let Some(old) = self.instances.remove(&rec.instance_id) {
+            self.unindex_instance(&old);
+        }
+        self.index_instance(&rec);
+        self.instances.insert(rec.instance_id.clone(), rec);
+    }
+
+    fn remove_instance(&mut self, id: &str, writes: &mut DataWrites) -> bool {
+        let Some(old) = self.instances.remove(id) else { return false };
+        self.unindex_instance(&old);
+        writes.delete(keys::instance(id));
+        true
+    }
+}

@@ -1,0 +1,51 @@
+//! Nodes: registration (and revival, and changes of what is known of them), deletion.
+
+use std::collections::BTreeMap;
+
+use plum_raft_store::DataWrites;
+
+use crate::state::command::CommandResult;
+use crate::state::keys;
+use crate::state::records::NodeRecord;
+use crate::state::view::Registry;
+
+impl Registry {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn upsert_node(
+        &mut self,
+        node_id: &str,
+        ip: &str,
+        labels: &BTreeMap<String, String>,
+        can_run: bool,
+        ttl_ms: u64,
+        now: u64,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        let old = self.nodes.get(node_id);
+        let rec = NodeRecord {
+            node_id: node_id.to_string(),
+            ip: ip.to_string(),
+            labels: labels.clone(),
+            can_run,
+            alive: true,
+            last_seen_ms: old.map(|n| n.last_seen_ms.max(now)).unwrap_or(now),
+            registered_ms: old.map(|n| n.registered_ms).unwrap_or(now),
+            ttl_ms,
+        };
+        self.put_node(rec, writes);
+        CommandResult::Done
+    }
+
+    /// Refused while instances are registered on the node.
+    pub(super) fn delete_node(&mut self, node_id: &str, writes: &mut DataWrites) -> CommandResult {
+        let busy: Vec<String> =
+            self.instances.values().filter(|i| i.node_id == node_id).map(|i| i.instance_id.clone()).collect();
+        if !busy.is_empty() {
+            return CommandResult::NodeBusy { instances: busy };
+        }
+        if self.nodes.remove(node_id).is_some() {
+            writes.delete(keys::node(node_id));
+        }
+        CommandResult::Done
+    }
+}
