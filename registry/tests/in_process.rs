@@ -1,6 +1,7 @@
 //! A replica run in-process through `server::run(config, listener, shutdown)`: a single-replica
-//! cluster forms by itself, serves the API on a port chosen by the OS, forgets instances dead
-//! beyond the retention period, and stops when the shutdown future resolves.
+//! cluster forms by itself, serves the API on a port chosen by the OS, renews heartbeats (it is
+//! its own quorum), forgets instances dead beyond the retention period, and stops when the
+//! shutdown future resolves.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,13 @@ async fn a_replica_runs_in_process_and_forgets_long_dead_instances() {
         sent.is_ok_and(|r| r.status() == 204)
     })
     .await;
+    // A single voter is its own quorum: renewals keep being recorded long after its election.
+    for _ in 0..4 {
+        let hb = json!({"nodeId": "n1", "ip": "10.0.0.1", "ttlMs": 1000});
+        let resp = http.post(format!("{base}/v1/nodes/heartbeat")).json(&hb).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let listed = async || -> Vec<String> {
         let resp = http.get(format!("{base}/v1/services/list")).send().await.unwrap();
         resp.json().await.unwrap()

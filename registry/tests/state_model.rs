@@ -308,8 +308,9 @@ impl Model {
                 let instance_ip = or_old(ip, old.map(|i| &i.ip));
                 let new: Vec<EndpointRecord> = endpoints.iter().map(|e| with_address(e, &instance_ip)).collect();
                 let mut kept: Vec<EndpointRecord> = match old {
-                    // An old endpoint without an address of its own is at its instance's address.
-                    Some(o) if !*replace => o
+                    // A dead instance's endpoints died with it. An old endpoint without an address
+                    // of its own is at its instance's address.
+                    Some(o) if !*replace && o.live.alive => o
                         .endpoints
                         .iter()
                         .filter(|e| !new.iter().any(|n| same_place(n, &with_address(e, &o.ip))))

@@ -67,39 +67,61 @@ async fn registering_one_service_per_call_keeps_the_others_and_replace_is_explic
 }
 
 #[tokio::test]
-async fn clients_that_declare_no_ttl_never_flap_at_their_intervals() {
+async fn clients_that_declare_no_ttl_get_one_that_fits_their_intervals() {
     let cluster = TestCluster::start(3, &[]);
     cluster.wait_leader(GENEROUS).await;
     let (status, ack) = post(&cluster, 1, "/v1/nodes/heartbeat", json!({"nodeId": "old-1", "ip": "10.0.0.7"})).await;
     assert_eq!(status, 200);
     assert_eq!(ack["ttlSec"], json!(15), "clients that declare no TTL get one that fits 1-5 s intervals: {ack}");
+    assert_eq!(ack["ttlMs"], json!(15_000), "{ack}");
+}
+
+/// Renewals in every body shape the original clients send keep a node and an instance alive
+/// past several TTLs, while a node that stops is declared dead within the same window (so this
+/// test fails if renewals renewed nothing). The TTL for clients that declare none is 6 s here,
+/// the beat 4 s: the slow end of the original clients against a TTL of the same proportion.
+#[tokio::test]
+async fn renewals_in_the_original_shapes_keep_clients_alive_without_flapping() {
+    let cluster = TestCluster::start(3, &["--node-ttl-ms", "6000", "--instance-ttl-ms", "6000"]);
+    cluster.wait_leader(GENEROUS).await;
+    let first_beat = Instant::now();
+    for node in ["old-1", "gone-1"] {
+        assert_eq!(post(&cluster, 1, "/v1/nodes/heartbeat", json!({"nodeId": node, "ip": "10.0.0.7"})).await.0, 200);
+    }
     let reg = json!({"instanceId": "old-i", "nodeId": "old-1", "ip": "10.0.0.7",
                      "endpoints": [{"serviceName": "legacy", "port": 7000}]});
     assert_eq!(post(&cluster, 2, "/v1/services/register", reg).await.0, 204);
     wait_until(GENEROUS, "registered", || async { services_of(&cluster, 3, "legacy").await.len() == 1 }).await;
 
-    // Heartbeats every 4 s, the slow end of the original clients, in all their body shapes;
-    // watched every 200 ms for 10 s: never unhealthy, never gone from discovery.
     let started = Instant::now();
     let mut next_beat = started + Duration::from_secs(4);
-    let shapes = [json!({"instanceId": "old-i"}), json!({"instanceId": "old-i", "endpoints": []})];
+    let shapes = [
+        json!({"instanceId": "old-i"}),
+        json!({"instanceId": "old-i", "endpoints": []}),
+        json!({"instanceId": "old-i", "health": [{"serviceName": "legacy", "port": 7000, "healthy": true}]}),
+    ];
     let mut beats = 0;
-    while started.elapsed() < Duration::from_secs(10) {
+    let mut gone_dead_after = None;
+    while started.elapsed() < Duration::from_secs(16) {
         if Instant::now() >= next_beat {
             let via = 1 + (beats % 3) as u64;
-            assert_eq!(
-                post(&cluster, via, "/v1/nodes/heartbeat", json!({"nodeId": "old-1", "addr": "10.0.0.7"})).await.0,
-                200
-            );
-            assert_eq!(post(&cluster, via, "/v1/services/heartbeat", shapes[beats % 2].clone()).await.0, 204);
+            let node = json!({"nodeId": "old-1", "addr": "10.0.0.7"});
+            assert_eq!(post(&cluster, via, "/v1/nodes/heartbeat", node).await.0, 200);
+            assert_eq!(post(&cluster, via, "/v1/services/heartbeat", shapes[beats % 3].clone()).await.0, 204);
             beats += 1;
             next_beat += Duration::from_secs(4);
         }
         let nodes: Vec<Value> = cluster.get_json(3, "/v1/nodes").await.expect("nodes");
-        assert!(nodes.iter().all(|n| n["health"] == "Healthy"), "flapped after {:?}: {nodes:?}", started.elapsed());
+        let health = |id: &str| nodes.iter().find(|n| n["nodeId"] == id).map(|n| n["health"].clone());
+        assert_eq!(health("old-1"), Some(json!("Healthy")), "flapped after {:?}", started.elapsed());
+        if gone_dead_after.is_none() && health("gone-1") == Some(json!("Unhealthy")) {
+            gone_dead_after = Some(first_beat.elapsed());
+        }
         assert_eq!(services_of(&cluster, 3, "legacy").await.len(), 1, "left discovery after {:?}", started.elapsed());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let gone = gone_dead_after.expect("the node that stopped was never declared dead: expiry is not working");
+    assert!(gone >= Duration::from_secs(5), "declared dead before its TTL: {gone:?}");
 }
 
 #[tokio::test]

@@ -77,7 +77,11 @@ async fn on_leader(
             let bytes = resp.bytes().await.unwrap_or_default();
             (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
         }
-        Err(e) => ApiError::Write(WriteError::Unavailable(format!("forwarding to leader: {e}"))).into_response(),
+        // Never sent: safe to retry. Sent, then lost: the change may have been made.
+        Err(e) if e.is_connect() => {
+            ApiError::Write(WriteError::Unavailable(format!("forwarding to leader: {e}"))).into_response()
+        }
+        Err(e) => ApiError::Write(WriteError::Indeterminate(format!("forwarding to leader: {e}"))).into_response(),
     })
 }
 

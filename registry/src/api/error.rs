@@ -56,7 +56,6 @@ impl IntoResponse for ApiError {
                     ..ErrorBody::new(message)
                 },
             ),
-            ApiError::Write(WriteError::Fatal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new(message)),
             ApiError::Write(WriteError::NoLeader { .. } | WriteError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorBody { retryable: true, ..ErrorBody::new(message) })
             }

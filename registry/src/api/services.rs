@@ -21,7 +21,8 @@ fn endpoint_record(i: usize, spec: &EndpointSpec, instance_ip: &str) -> Result<E
     validate::text(&field("protocol"), &spec.protocol, MAX_SHORT)?;
     validate::text(&field("version"), &spec.version, MAX_SHORT)?;
     validate::labels(&field("labels"), &spec.labels)?;
-    let ip = spec.ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| instance_ip.to_string());
+    // API.md: the top-level address wins; an endpoint's own counts only when there is none.
+    let ip = Some(instance_ip.to_string()).filter(|ip| !ip.is_empty()).or_else(|| spec.ip.clone()).unwrap_or_default();
     validate::text(&field("ip"), &ip, MAX_ID)?;
     Ok(EndpointRecord {
         ip,
@@ -53,8 +54,9 @@ fn register_op(req: RegisterRequest, live: &LivenessConfig) -> Result<Op, ApiErr
     }
     validate::text("ip", &ip, MAX_ID)?;
     validate::text("nodeId", &node_id, MAX_ID)?;
+    let top_ip = req.ip.clone().unwrap_or_default();
     let endpoints =
-        req.endpoints.iter().enumerate().map(|(i, e)| endpoint_record(i, e, &ip)).collect::<Result<Vec<_>, _>>()?;
+        req.endpoints.iter().enumerate().map(|(i, e)| endpoint_record(i, e, &top_ip)).collect::<Result<Vec<_>, _>>()?;
     Ok(Op::RegisterInstance {
         instance_id: req.instance_id,
         node_id,
@@ -202,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn declared_ttls_are_bounded_and_endpoints_carry_their_address() {
+    fn declared_ttls_are_bounded_and_the_top_level_address_wins() {
         let mut e = spec("s", 1);
         e.ip = Some("10.0.0.9".into());
         let req = |ttl| RegisterRequest {
@@ -221,6 +223,14 @@ mod tests {
         assert_eq!(ttl_of(Some(1000)), 1000);
         assert_eq!(ttl_of(Some(u64::MAX)), 60_000);
         let Op::RegisterInstance { endpoints, .. } = register_op(req(None), &live()).unwrap() else { panic!() };
-        assert_eq!((endpoints[0].ip.as_str(), endpoints[1].ip.as_str()), ("10.0.0.9", "10.0.0.1"));
+        assert_eq!((endpoints[0].ip.as_str(), endpoints[1].ip.as_str()), ("10.0.0.1", "10.0.0.1"));
+        // Without a top-level address, each endpoint's own counts.
+        let mut f = spec("u", 3);
+        f.ip = Some("10.0.0.5".into());
+        let req =
+            RegisterRequest { instance_id: "i".into(), endpoints: vec![e.clone(), f], ..RegisterRequest::default() };
+        let Op::RegisterInstance { ip, endpoints, .. } = register_op(req, &live()).unwrap() else { panic!() };
+        assert_eq!(ip, "10.0.0.9", "the instance takes the first endpoint's");
+        assert_eq!((endpoints[0].ip.as_str(), endpoints[1].ip.as_str()), ("10.0.0.9", "10.0.0.5"));
     }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 
-use super::Cluster;
 use super::internal::ReplicaStatus;
+use super::{Cluster, VoteStanding};
 
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -23,16 +23,17 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const LAST_BOOTSTRAP_INDEX: u64 = 1;
 
 pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
-    if cluster.status().initialized {
-        tracing::info!(id = cluster.id, "store holds cluster state; no bootstrap needed");
-        return;
-    }
     let lowest = peers.keys().next().copied();
     let mut last_log = Instant::now() - Duration::from_secs(60);
     loop {
-        if cluster.status().initialized && cluster.rejoin.votes_allowed() {
-            tracing::info!(id = cluster.id, "joined the cluster");
-            return;
+        match cluster.rejoin.standing() {
+            VoteStanding::Open if cluster.status().initialized => {
+                tracing::info!(id = cluster.id, "store holds cluster state; no bootstrap needed");
+                return;
+            }
+            // Catching up after a data loss: `rejoin::spawn_watch` takes it from here.
+            VoteStanding::CatchingUp { .. } => return,
+            VoteStanding::Open | VoteStanding::Undecided => {}
         }
         let statuses = probe_peers(&cluster, &peers).await;
         let answered: Vec<&ReplicaStatus> = statuses.values().flatten().collect();
@@ -69,6 +70,11 @@ pub async fn run(cluster: Arc<Cluster>, peers: BTreeMap<u64, String>) {
             // Every peer is empty or holds only a fresh cluster's own entries: nothing was ever
             // acknowledged, so this replica's empty store has lost nothing.
             cluster.rejoin.fresh_cluster(cluster.id);
+            if !cluster.rejoin.votes_allowed() {
+                // Could not record the decision (see the log): stay withheld, try again.
+                tokio::time::sleep(PROBE_EVERY).await;
+                continue;
+            }
             cluster.raft.runtime_config().elect(true);
             if answered.iter().any(|s| s.initialized) {
                 tracing::info!(id = cluster.id, "a fresh cluster is forming; waiting for its leader");

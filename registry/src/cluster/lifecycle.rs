@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use openraft::storage::{RaftLogReader, RaftLogStorage};
+use openraft::storage::RaftLogStorage;
 use openraft::type_config::async_runtime::watch::WatchReceiver;
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::watch;
@@ -29,7 +29,8 @@ pub enum StartError {
     Raft(String),
 }
 
-fn raft_config(config: &ControllerConfig) -> Result<openraft::Config, StartError> {
+/// `elect`: whether this replica may campaign from the start (not while its vote is withheld).
+fn raft_config(config: &ControllerConfig, elect: bool) -> Result<openraft::Config, StartError> {
     let t = &config.raft;
     let raft = openraft::Config {
         cluster_name: "plum".into(),
@@ -41,17 +42,19 @@ fn raft_config(config: &ControllerConfig) -> Result<openraft::Config, StartError
         snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
         max_in_snapshot_log_to_keep: 1000,
         install_snapshot_timeout: 10_000,
+        enable_elect: elect,
         ..Default::default()
     };
     raft.validate().map_err(|e| StartError::Config(e.to_string()))
 }
 
-/// True when the store holds neither a vote nor a log entry: a new replica, or one whose data
-/// was lost.
-async fn store_is_empty(log: &mut LogStore) -> Result<bool, StartError> {
+/// True when the store holds no log (nor a purged one): a new replica, or one whose data was
+/// lost. A vote without a log counts as lost too: whatever acknowledged entries it had are
+/// gone, and waiting to catch up costs a replica that merely crashed before its first append
+/// nothing but a moment.
+async fn store_has_no_log(log: &mut LogStore) -> Result<bool, StartError> {
     let state = log.get_log_state().await.map_err(|e| StartError::Store(e.to_string()))?;
-    let vote = log.read_vote().await.map_err(|e| StartError::Store(e.to_string()))?;
-    Ok(state.last_log_id.is_none() && state.last_purged_log_id.is_none() && vote.is_none())
+    Ok(state.last_log_id.is_none() && state.last_purged_log_id.is_none())
 }
 
 impl Cluster {
@@ -65,10 +68,11 @@ impl Cluster {
         sm: StateMachine,
         http: reqwest::Client,
     ) -> Result<Arc<Cluster>, StartError> {
-        let empty = store_is_empty(&mut log).await?;
+        let empty = store_has_no_log(&mut log).await?;
         let rejoin = RejoinGuard::at_start(data_dir, empty)
             .map_err(|source| StartError::Marker { path: data_dir.display().to_string(), source })?;
-        let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), NetworkFactory::new(http.clone()), log, sm)
+        let raft_config = raft_config(&config, rejoin.votes_allowed())?;
+        let raft = Raft::new(config.id, Arc::new(raft_config), NetworkFactory::new(http.clone()), log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let cluster = Arc::new(Cluster { id: config.id, raft, app, applied, http, config, rejoin });

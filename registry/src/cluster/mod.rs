@@ -60,9 +60,6 @@ pub enum WriteError {
     /// the same `requestId` (KV) or an idempotent request is safe.
     #[error("outcome unknown: {0}")]
     Indeterminate(String),
-    /// Raft on this replica has stopped.
-    #[error("raft stopped: {0}")]
-    Fatal(String),
 }
 
 pub use codec::PeerError;
@@ -135,13 +132,16 @@ impl Cluster {
 
     /// The term this replica leads in, while a quorum acknowledged it recently (within the
     /// shortest election timeout): a leader cut off from the others stops vouching for
-    /// heartbeats, so agents move to a replica that can reach the real leader.
+    /// heartbeats, so agents move to a replica that can reach the real leader. A leader that is
+    /// the only voter is its own quorum.
     pub fn lease_term(&self) -> Option<u64> {
         let lease = Duration::from_millis(self.config.raft.election_min_ms);
         // An absolute time, so a leader whose metrics stopped changing still ages out.
         self.with_metrics(|m| {
+            let membership = m.membership_config.membership();
+            let alone = membership.voter_ids().all(|v| v == self.id);
             let acked = m.last_quorum_acked.as_ref().is_some_and(|at| openraft::Instant::elapsed(&**at) < lease);
-            (m.state == ServerState::Leader && acked).then_some(m.current_term)
+            (m.state == ServerState::Leader && (acked || alone)).then_some(m.current_term)
         })
     }
 
@@ -254,8 +254,8 @@ impl Cluster {
                     f.leader_id
                 ))))
             }
-            Err(e) if e.fatal().is_some() => Err(Attempt::Fail(WriteError::Fatal(e.to_string()))),
-            // Anything else happened after the entry may have been appended.
+            // Raft stopped (storage error, shutdown) or anything else: the entry may have been
+            // appended, and even replicated, before that.
             Err(e) => Err(Attempt::Fail(WriteError::Indeterminate(e.to_string()))),
         }
     }

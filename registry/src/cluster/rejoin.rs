@@ -180,12 +180,12 @@ fn write_marker(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Keeps elections off while the vote is withheld, and opens the guard once caught up.
+/// Opens the guard once caught up, and turns elections on then (Raft starts with them off
+/// while the vote is withheld).
 pub fn spawn_watch(cluster: Arc<Cluster>) {
     if cluster.rejoin.votes_allowed() {
         return;
     }
-    cluster.raft.runtime_config().elect(false);
     tokio::spawn(async move {
         let mut metrics = cluster.raft.metrics();
         loop {

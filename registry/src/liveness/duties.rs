@@ -11,6 +11,9 @@ use super::tracker::Tracker;
 use crate::cluster::{Cluster, unix_now_ms};
 use crate::state::Op;
 
+/// At most this many expiries per Raft entry; more wait for the next entry, moments later.
+const MAX_EXPIRIES_PER_ENTRY: usize = 4096;
+
 /// Aborts the duty loops when dropped.
 pub struct LeaderDuties {
     loops: Vec<JoinHandle<()>>,
@@ -65,7 +68,7 @@ async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
             changed.await;
             continue;
         };
-        let (nodes, instances) = tracker.take_expired(Instant::now(), retry);
+        let (nodes, instances) = tracker.take_expired(Instant::now(), retry, MAX_EXPIRIES_PER_ENTRY);
         propose_expiry(&cluster, term, nodes, instances).await;
         let next = tracker.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -76,15 +79,18 @@ async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
     }
 }
 
+/// Proposes the verdicts of the book of `term`, each only while this replica still leads in
+/// that term (the first proposal may take long enough for leadership to move).
 async fn propose_expiry(cluster: &Cluster, term: u64, nodes: Vec<(String, u64)>, instances: Vec<(String, u64)>) {
-    if !nodes.is_empty() {
+    let still_leading = || cluster.leading_term() == Some(term);
+    if !nodes.is_empty() && still_leading() {
         let ids: Vec<&str> = nodes.iter().map(|(id, _)| id.as_str()).collect();
         tracing::info!(id = cluster.id, term, nodes = ?ids, "expiring silent nodes");
         if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
         }
     }
-    if !instances.is_empty() {
+    if !instances.is_empty() && still_leading() {
         let ids: Vec<&str> = instances.iter().map(|(id, _)| id.as_str()).collect();
         tracing::info!(id = cluster.id, term, instances = ?ids, "expiring silent instances");
         if let Err(e) = cluster.propose_if_leader(Op::ExpireInstances { instances }).await {

@@ -137,9 +137,10 @@ impl Tracker {
         true
     }
 
-    /// A command changed a lease: a write about a record is fresh news of it, so its clock
-    /// restarts; a record no longer alive leaves the book.
-    pub fn set_lease(&self, kind: LeaseKind, id: &str, lease: Option<Lease>, now: Instant) {
+    /// A command changed a lease. One that is news from the record (`heard_from`) restarts its
+    /// clock; any other keeps the deadline it had (a record the book did not hold gets a full
+    /// TTL from now); a record no longer alive leaves the book.
+    pub fn set_lease(&self, kind: LeaseKind, id: &str, lease: Option<Lease>, heard_from: bool, now: Instant) {
         let mut book = self.lock();
         if book.term.is_none() {
             return;
@@ -150,7 +151,8 @@ impl Tracker {
             return;
         };
         let ttl = self.ttl_of(kind, lease.ttl_ms);
-        let deadline = now + ttl;
+        let kept = book.entries.get(&key).filter(|_| !heard_from).map(|e| e.deadline);
+        let deadline = kept.unwrap_or(now + ttl);
         let earlier = book.earliest().is_none_or(|e| deadline < e);
         let seen_ms = book.entries.get(&key).map_or(lease.last_seen_ms, |e| e.seen_ms.max(lease.last_seen_ms));
         book.set(key, Entry { deadline, ttl, seen_ms });
@@ -179,14 +181,15 @@ impl Tracker {
         }
     }
 
-    /// Everything whose deadline passed by `now`, as (nodes, instances) with their last-seen
-    /// time. They stay in the book with a deadline `retry` later: the expiry entry removes them
-    /// when it applies, and if it fails they come up again.
-    pub fn take_expired(&self, now: Instant, retry: Duration) -> (SeenList, SeenList) {
+    /// Up to `limit` of the records whose deadline passed by `now`, earliest first, as (nodes,
+    /// instances) with their last-seen time. They stay in the book with a deadline `retry`
+    /// later: the expiry entry removes them when it applies, and if it fails they come up again.
+    /// The limit keeps one expiry entry small when thousands fall silent together.
+    pub fn take_expired(&self, now: Instant, retry: Duration, limit: usize) -> (SeenList, SeenList) {
         let mut book = self.lock();
         let mut expired = Vec::new();
         while let Some((deadline, key)) = book.by_deadline.first().cloned() {
-            if deadline > now {
+            if deadline > now || expired.len() >= limit {
                 break;
             }
             let Some(entry) = book.entries.get(&key).copied() else {
@@ -222,8 +225,8 @@ fn split_by_kind(items: impl Iterator<Item = (Key, u64)>) -> (SeenList, SeenList
 }
 
 impl LeaseObserver for Tracker {
-    fn lease_changed(&self, kind: LeaseKind, id: &str, lease: Option<Lease>) {
-        self.set_lease(kind, id, lease, Instant::now());
+    fn lease_changed(&self, kind: LeaseKind, id: &str, lease: Option<Lease>, heard_from: bool) {
+        self.set_lease(kind, id, lease, heard_from, Instant::now());
     }
 }
 
@@ -233,6 +236,7 @@ mod tests {
 
     const TTL: Duration = Duration::from_millis(1000);
     const RETRY: Duration = Duration::from_millis(100);
+    const ALL: usize = usize::MAX;
 
     fn tracker() -> Tracker {
         Tracker::new(DefaultTtls { node: TTL, instance: Duration::from_millis(5000) })
@@ -256,8 +260,8 @@ mod tests {
         let t0 = Instant::now();
         // A node whose last replicated heartbeat is ancient still gets a full TTL.
         t.lead(5, t0, [(LeaseKind::Node, "a", lease(0, 1))].into_iter());
-        assert!(t.take_expired(t0 + ms(999), RETRY).0.is_empty());
-        let (nodes, _) = t.take_expired(t0 + ms(1000), RETRY);
+        assert!(t.take_expired(t0 + ms(999), RETRY, ALL).0.is_empty());
+        let (nodes, _) = t.take_expired(t0 + ms(1000), RETRY, ALL);
         assert_eq!(nodes, vec![("a".to_string(), 1)]);
     }
 
@@ -267,7 +271,7 @@ mod tests {
         let t0 = Instant::now();
         t.lead(1, t0, [(LeaseKind::Node, "a", lease(0, 1)), (LeaseKind::Node, "b", lease(0, 1))].into_iter());
         assert!(t.record(1, t0 + ms(600), 600, &["a".to_string()], &[]));
-        let (nodes, _) = t.take_expired(t0 + ms(1200), RETRY);
+        let (nodes, _) = t.take_expired(t0 + ms(1200), RETRY, ALL);
         assert_eq!(ids(&nodes), vec!["b"]);
         let (pending, _) = t.take_pending();
         assert_eq!(pending, vec![("a".to_string(), 600)]);
@@ -289,10 +293,10 @@ mod tests {
             ]
             .into_iter(),
         );
-        assert_eq!(ids(&t.take_expired(t0 + ms(300), RETRY).0), vec!["fast"]);
-        assert!(t.take_expired(t0 + ms(999), RETRY).1.is_empty());
-        assert_eq!(ids(&t.take_expired(t0 + ms(1000), RETRY).0), vec!["old-client"]);
-        assert_eq!(ids(&t.take_expired(t0 + ms(5000), RETRY).1), vec!["svc"]);
+        assert_eq!(ids(&t.take_expired(t0 + ms(300), RETRY, ALL).0), vec!["fast"]);
+        assert!(t.take_expired(t0 + ms(999), RETRY, ALL).1.is_empty());
+        assert_eq!(ids(&t.take_expired(t0 + ms(1000), RETRY, ALL).0), vec!["old-client"]);
+        assert_eq!(ids(&t.take_expired(t0 + ms(5000), RETRY, ALL).1), vec!["svc"]);
     }
 
     #[test]
@@ -318,11 +322,23 @@ mod tests {
         let t0 = Instant::now();
         t.lead(1, t0, [(LeaseKind::Instance, "i", lease(2000, 100))].into_iter());
         // Re-registered at 1500 with a shorter TTL: due at 2000, not at 2000 + old TTL.
-        t.set_lease(LeaseKind::Instance, "i", Some(lease(500, 200)), t0 + ms(1500));
-        assert!(t.take_expired(t0 + ms(1999), RETRY).1.is_empty());
-        assert_eq!(t.take_expired(t0 + ms(2000), RETRY).1, vec![("i".to_string(), 200)]);
-        t.set_lease(LeaseKind::Instance, "i", None, t0 + ms(2050));
+        t.set_lease(LeaseKind::Instance, "i", Some(lease(500, 200)), true, t0 + ms(1500));
+        assert!(t.take_expired(t0 + ms(1999), RETRY, ALL).1.is_empty());
+        assert_eq!(t.take_expired(t0 + ms(2000), RETRY, ALL).1, vec![("i".to_string(), 200)]);
+        t.set_lease(LeaseKind::Instance, "i", None, false, t0 + ms(2050));
         assert!(t.next_deadline().is_none());
+    }
+
+    #[test]
+    fn a_command_that_is_not_news_from_the_node_keeps_its_clock() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.lead(1, t0, [(LeaseKind::Node, "busy", lease(0, 0))].into_iter());
+        // A refused delete, retried by an operator every 400 ms, must not keep it alive.
+        for step in 1..5 {
+            t.set_lease(LeaseKind::Node, "busy", Some(lease(0, 0)), false, t0 + ms(400 * step));
+        }
+        assert_eq!(ids(&t.take_expired(t0 + ms(1000), RETRY, ALL).0), vec!["busy"]);
     }
 
     #[test]
@@ -330,17 +346,30 @@ mod tests {
         let t = tracker();
         let t0 = Instant::now();
         t.lead(1, t0, [(LeaseKind::Node, "a", lease(0, 1))].into_iter());
-        assert_eq!(t.take_expired(t0 + ms(1000), RETRY).0.len(), 1);
-        assert!(t.take_expired(t0 + ms(1050), RETRY).0.is_empty());
-        assert_eq!(t.take_expired(t0 + ms(1100), RETRY).0.len(), 1);
+        assert_eq!(t.take_expired(t0 + ms(1000), RETRY, ALL).0.len(), 1);
+        assert!(t.take_expired(t0 + ms(1050), RETRY, ALL).0.is_empty());
+        assert_eq!(t.take_expired(t0 + ms(1100), RETRY, ALL).0.len(), 1);
+    }
+
+    #[test]
+    fn one_sweep_takes_at_most_the_limit_earliest_first() {
+        let t = tracker();
+        let t0 = Instant::now();
+        let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        t.lead(1, t0, names.iter().map(|id| (LeaseKind::Node, id.as_str(), lease(0, 0))));
+        assert!(t.record(1, t0 + ms(5), 5, &names[..5], &[]), "n0..n4 are due 5 ms later");
+        let (first, _) = t.take_expired(t0 + ms(2000), RETRY, 4);
+        assert_eq!(ids(&first), vec!["n5", "n6", "n7", "n8"]);
+        let (second, _) = t.take_expired(t0 + ms(2000), RETRY, 4);
+        assert_eq!(ids(&second), vec!["n9", "n0", "n1", "n2"]);
     }
 
     #[test]
     fn a_follower_records_and_learns_nothing() {
         let t = tracker();
         let t0 = Instant::now();
-        t.set_lease(LeaseKind::Node, "a", Some(lease(0, 0)), t0);
+        t.set_lease(LeaseKind::Node, "a", Some(lease(0, 0)), true, t0);
         assert!(t.next_deadline().is_none());
-        assert!(t.take_expired(t0 + ms(100_000), RETRY).0.is_empty());
+        assert!(t.take_expired(t0 + ms(100_000), RETRY, ALL).0.is_empty());
     }
 }

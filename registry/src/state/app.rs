@@ -33,11 +33,11 @@ impl StateMachineApp for RegistryApp {
             self.applied.send_replace(index);
             return result;
         };
-        let mut touched = command.op.revivals(&self.registry);
+        let revived = command.op.revivals(&self.registry);
         let result = self.registry.apply(index, command, writes);
-        touched.extend(command.op.lease_ids());
-        for (kind, id) in touched {
-            observer.lease_changed(kind, id, self.registry.lease(kind, id));
+        let heard_from = command.op.heard_from();
+        for (kind, id) in revived.into_iter().chain(command.op.lease_ids()) {
+            observer.lease_changed(kind, id, self.registry.lease(kind, id), heard_from);
         }
         self.applied.send_replace(index);
         result

@@ -23,7 +23,10 @@ pub struct Lease {
 /// Told of every lease a command created, changed or ended.
 pub trait LeaseObserver: Send + Sync {
     /// `lease`: `None` when the record is no longer alive (expired, deleted, forgotten).
-    fn lease_changed(&self, kind: LeaseKind, id: &str, lease: Option<Lease>);
+    /// `heard_from`: the command is news from the record itself (a registration, a heartbeat
+    /// that changed something, a revival), so its clock restarts; other commands (a refused
+    /// delete, an expiry that lost to a newer heartbeat) leave the clock alone.
+    fn lease_changed(&self, kind: LeaseKind, id: &str, lease: Option<Lease>, heard_from: bool);
 }
 
 impl Registry {
@@ -55,6 +58,11 @@ impl Registry {
 }
 
 impl Op {
+    /// Whether the command is news from the records it names (see [`LeaseObserver`]).
+    pub fn heard_from(&self) -> bool {
+        matches!(self, Op::UpsertNode { .. } | Op::RegisterInstance { .. } | Op::SetHealth { .. } | Op::Renew { .. })
+    }
+
     /// Records whose lease this command may change. Renewals are left out: the leader recorded
     /// them before proposing; the ones that revive a dead record are found by
     /// [`Op::revivals`].

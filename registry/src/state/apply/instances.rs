@@ -18,8 +18,8 @@ pub(super) struct Registration<'a> {
     pub replace: bool,
 }
 
-/// Endpoints after a registration: the new ones, plus (unless replacing) the old ones that no
-/// new one takes the place of. New endpoints without an address of their own get
+/// Endpoints after a registration: the new ones, plus (unless replacing, or the instance was
+/// dead: its old endpoints died with it) the old ones that no new one takes the place of. New endpoints without an address of their own get
 /// `instance_ip`, the instance's address after this registration. Old ones are kept as stored;
 /// one without an address (a row written before endpoints had one) is compared by its
 /// instance's old address.
@@ -32,7 +32,7 @@ fn merged_endpoints(old: Option<&InstanceRecord>, reg: &Registration<'_>, instan
             ..e.clone()
         })
         .collect();
-    let Some(old) = old.filter(|_| !reg.replace) else { return new };
+    let Some(old) = old.filter(|o| o.alive && !reg.replace) else { return new };
     let mut out: Vec<EndpointRecord> =
         old.endpoints.iter().filter(|e| !new.iter().any(|n| n.same_place(e, &old.ip))).cloned().collect();
     out.extend(new);
