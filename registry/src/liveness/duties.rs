@@ -13,6 +13,12 @@ use crate::state::Op;
 
 /// At most this many expiries per Raft entry; more wait for the next entry, moments later.
 const MAX_EXPIRIES_PER_ENTRY: usize = 4096;
+/// The sweeper wakes this long after the earliest deadline, so records that fell silent
+/// together leave in one entry rather than one entry each (thousands registered over a few
+/// seconds expire over the same few seconds).
+const EXPIRY_COALESCE: Duration = Duration::from_millis(10);
+/// Ids named in an expiry log line; the rest are counted.
+const LOGGED_IDS: usize = 10;
 
 /// Aborts the duty loops when dropped.
 pub struct LeaderDuties {
@@ -70,7 +76,8 @@ async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
         };
         let (nodes, instances) = tracker.take_expired(Instant::now(), retry, MAX_EXPIRIES_PER_ENTRY);
         propose_expiry(&cluster, term, nodes, instances).await;
-        let next = tracker.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let next =
+            tracker.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)) + EXPIRY_COALESCE;
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = woken => {}
@@ -84,15 +91,15 @@ async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
 async fn propose_expiry(cluster: &Cluster, term: u64, nodes: Vec<(String, u64)>, instances: Vec<(String, u64)>) {
     let still_leading = || cluster.leading_term() == Some(term);
     if !nodes.is_empty() && still_leading() {
-        let ids: Vec<&str> = nodes.iter().map(|(id, _)| id.as_str()).collect();
-        tracing::info!(id = cluster.id, term, nodes = ?ids, "expiring silent nodes");
+        let ids: Vec<&str> = nodes.iter().take(LOGGED_IDS).map(|(id, _)| id.as_str()).collect();
+        tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, "expiring silent nodes");
         if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
         }
     }
     if !instances.is_empty() && still_leading() {
-        let ids: Vec<&str> = instances.iter().map(|(id, _)| id.as_str()).collect();
-        tracing::info!(id = cluster.id, term, instances = ?ids, "expiring silent instances");
+        let ids: Vec<&str> = instances.iter().take(LOGGED_IDS).map(|(id, _)| id.as_str()).collect();
+        tracing::info!(id = cluster.id, term, count = instances.len(), instances = ?ids, "expiring silent instances");
         if let Err(e) = cluster.propose_if_leader(Op::ExpireInstances { instances }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "instance expiry not committed");
         }
