@@ -12,5 +12,6 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod liveness;
+pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -113,7 +113,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         3 => (seen_list(QUERY_NODES), seen_list(INSTANCES))
             .prop_map(|(nodes, instances)| Op::Renew { nodes, instances }),
-        2 => seen_list(QUERY_NODES).prop_map(|nodes| Op::ExpireNodes { nodes }),
+        2 => seen_list(QUERY_NODES).prop_map(|nodes| Op::ExpireNodes { nodes, moves: Vec::new() }),
         2 => seen_list(INSTANCES).prop_map(|instances| Op::ExpireInstances { instances }),
         1 => pick(QUERY_NODES).prop_map(|node_id| Op::DeleteNode { node_id }),
         4 => (pick(INSTANCES), pick(NODE_REFS), pick(REGISTER_IPS), vec(endpoint(), 0..3), select(TTLS), any::<bool>())
@@ -154,7 +154,7 @@ fn stamp(steps: &[Step]) -> Vec<Command> {
             Op::Renew { nodes, instances } => {
                 Op::Renew { nodes: seen_at(now, nodes), instances: seen_at(now, instances) }
             }
-            Op::ExpireNodes { nodes } => Op::ExpireNodes { nodes: seen_at(now, nodes) },
+            Op::ExpireNodes { nodes, moves } => Op::ExpireNodes { nodes: seen_at(now, nodes), moves: moves.clone() },
             Op::ExpireInstances { instances } => Op::ExpireInstances { instances: seen_at(now, instances) },
             Op::ForgetInstances { instances } => Op::ForgetInstances { instances: seen_at(now, instances) },
             other => other.clone(),
@@ -273,7 +273,7 @@ impl Model {
                 }
                 CommandResult::Changed { count }
             }
-            Op::ExpireNodes { nodes } => {
+            Op::ExpireNodes { nodes, .. } => {
                 let mut count = 0;
                 for (id, seen) in nodes {
                     count += usize::from(self.nodes.get_mut(id).is_some_and(|n| n.live.expire(*seen)));
@@ -421,6 +421,14 @@ impl Model {
                     }
                 }
                 CommandResult::Changed { count: writes.len() }
+            }
+            // Deployments are checked by the scheduler's and the API's tests; logs here do not
+            // contain them.
+            Op::CreateDeployment { .. }
+            | Op::DeleteDeployment { .. }
+            | Op::Reassign { .. }
+            | Op::ReportInstance { .. } => {
+                unreachable!("deployment commands are not generated")
             }
         }
     }

@@ -2,6 +2,7 @@
 //! never disagree. JSON, camelCase, unknown fields ignored.
 
 pub mod cluster;
+pub mod deployment;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
@@ -11,6 +12,10 @@ pub mod node;
 pub mod service;
 
 pub use cluster::{ClusterStatus, MemberStatus, MembershipChange};
+pub use deployment::{
+    Artifact, AssignmentItem, DeploymentInfo, DeploymentRequest, InstanceInfo, InstanceStatusReport, Placement,
+    Readiness, ServiceSpec,
+};
 pub use endpoint::{Endpoint, EndpointSpec};
 pub use error::ErrorBody;
 pub use kv::{

@@ -6,18 +6,18 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use plum_types::{ClusterStatus, MemberStatus, MembershipChange, headers as h};
+use plum_types::{ClusterStatus, MemberStatus, MembershipChange};
 
-use super::Shared;
 use super::error::ApiError;
+use super::{Shared, body_and_parts, on_leader};
 use crate::cluster::VoteStanding;
 use crate::cluster::internal::ReplicaStatus;
 use crate::cluster::{LearnerAdded, MembershipError, WriteError};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
-const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
+pub(super) const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
 
 pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
     let cluster = &state.cluster;
@@ -48,43 +48,6 @@ pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
     Json(ClusterStatus { replica_id: cluster.id, leader_id: me.leader, term: me.term, members })
 }
 
-/// Membership changes run on the leader; a follower passes the request on, one hop.
-async fn on_leader(
-    state: &Shared,
-    headers: &HeaderMap,
-    req_path: &str,
-    method: reqwest::Method,
-    body: Bytes,
-) -> Option<Response> {
-    let leader = state.cluster.leader()?;
-    if leader.id == state.cluster.id || headers.contains_key(h::FORWARDED) {
-        return None;
-    }
-    let url = format!("http://{}{req_path}", leader.addr);
-    let sent = state
-        .cluster
-        .http
-        .request(method, &url)
-        .header(h::FORWARDED, state.cluster.id.to_string())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .timeout(LEARNER_CATCH_UP + Duration::from_secs(2))
-        .send()
-        .await;
-    Some(match sent {
-        Ok(resp) => {
-            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let bytes = resp.bytes().await.unwrap_or_default();
-            (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
-        }
-        // Never sent: safe to retry. Sent, then lost: the change may have been made.
-        Err(e) if e.is_connect() => {
-            ApiError::Write(WriteError::Unavailable(format!("forwarding to leader: {e}"))).into_response()
-        }
-        Err(e) => ApiError::Write(WriteError::Indeterminate(format!("forwarding to leader: {e}"))).into_response(),
-    })
-}
-
 fn membership_json(state: &Shared) -> serde_json::Value {
     let members = state.cluster.members();
     let voters: Vec<u64> = members.iter().filter(|m| m.2).map(|m| m.0).collect();
@@ -99,13 +62,6 @@ fn membership_failure(e: MembershipError) -> ApiError {
         MembershipError::NotLeader => ApiError::Write(WriteError::NoLeader { waited_ms: 0 }),
         MembershipError::Raft(_) => ApiError::Write(WriteError::Unavailable(e.to_string())),
     }
-}
-
-async fn body_and_parts(req: Request) -> Result<(HeaderMap, String, Bytes), ApiError> {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| ApiError::TooLarge)?;
-    Ok((parts.headers, path, bytes))
 }
 
 fn parse_change(bytes: &Bytes) -> Result<MembershipChange, ApiError> {

@@ -6,6 +6,7 @@
 //! redirect when the client asks for one. Every response names the leader.
 
 mod cluster_admin;
+mod deployments;
 mod discovery;
 mod error;
 mod extract;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -26,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use plum_types::{Endpoint, headers as h};
 
-use crate::cluster::{Applied, Cluster};
+use crate::cluster::{Applied, Cluster, WriteError};
 use crate::liveness::{RenewBatcher, Tracker};
 use crate::state::Op;
 pub use error::ApiError;
@@ -81,6 +83,33 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// A read from this replica's view (after a linearizable barrier when the client asked
+    /// for one), answered with the applied index it was served at.
+    pub async fn read<T: serde::Serialize>(
+        &self,
+        query: &Query,
+        f: impl FnOnce(&crate::state::Registry) -> T,
+    ) -> Result<Response, ApiError> {
+        let index = self.read_point(query).await?;
+        Ok(with_index(index, axum::Json(self.cluster.with_registry(f))))
+    }
+
+    /// The same for one thing that may not exist: `404` naming `what` when it does not.
+    pub async fn read_found<T: serde::Serialize>(
+        &self,
+        query: &Query,
+        what: &str,
+        f: impl FnOnce(&crate::state::Registry) -> Option<T>,
+    ) -> Result<Response, ApiError> {
+        let index = self.read_point(query).await?;
+        match self.cluster.with_registry(f) {
+            Some(found) => Ok(with_index(index, axum::Json(found))),
+            None => Err(ApiError::NotFound(format!("{what} not found"))),
+        }
+    }
+}
+
 /// Adds the applied index a read was served at.
 pub fn with_index(index: u64, resp: impl IntoResponse) -> Response {
     let mut resp = resp.into_response();
@@ -110,6 +139,10 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/kv/{ns}/key/{key}", get(kv::get).put(kv::put).delete(kv::remove))
         .route("/v1/kv/{ns}/{key}", get(kv::get).put(kv::put).delete(kv::remove))
+        .route("/v1/deployments", get(deployments::list).post(deployments::create))
+        .route("/v1/deployments/{id}", get(deployments::get_one).delete(deployments::remove))
+        .route("/v1/assignments", get(deployments::assignments))
+        .route("/v1/instances/status", post(deployments::report))
         .route("/v1/cluster", get(cluster_admin::status))
         .route("/v1/cluster/learners", post(cluster_admin::add_learner))
         .route("/v1/cluster/voters", post(cluster_admin::promote))
@@ -122,6 +155,52 @@ pub fn router(state: Shared) -> Router {
     let internal = internal::routes(state.clone());
     let raft = crate::cluster::raft_routes::routes(state.cluster.clone());
     Router::new().merge(api).merge(internal).merge(raft).layer(middleware::from_fn_with_state(state, common_headers))
+}
+
+/// Requests that only the leader can decide (membership changes, placements): a follower
+/// passes the request on, one hop, and relays the answer. `None`: handle it here.
+async fn on_leader(
+    state: &Shared,
+    headers: &HeaderMap,
+    req_path: &str,
+    method: reqwest::Method,
+    body: Bytes,
+) -> Option<Response> {
+    let leader = state.cluster.leader()?;
+    if leader.id == state.cluster.id || headers.contains_key(h::FORWARDED) {
+        return None;
+    }
+    let url = format!("http://{}{req_path}", leader.addr);
+    let sent = state
+        .cluster
+        .http
+        .request(method, &url)
+        .header(h::FORWARDED, state.cluster.id.to_string())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .timeout(cluster_admin::LEARNER_CATCH_UP + std::time::Duration::from_secs(2))
+        .send()
+        .await;
+    Some(match sent {
+        Ok(resp) => {
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = resp.bytes().await.unwrap_or_default();
+            (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+        }
+        // Never sent: safe to retry. Sent, then lost: the change may have been made.
+        Err(e) if e.is_connect() => {
+            ApiError::Write(WriteError::Unavailable(format!("forwarding to leader: {e}"))).into_response()
+        }
+        Err(e) => ApiError::Write(WriteError::Indeterminate(format!("forwarding to leader: {e}"))).into_response(),
+    })
+}
+
+/// The parts of a request a handler that may forward it needs.
+async fn body_and_parts(req: Request) -> Result<(HeaderMap, String, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| ApiError::TooLarge)?;
+    Ok((parts.headers, path, bytes))
 }
 
 async fn not_found() -> ApiError {

@@ -6,10 +6,10 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use plum_types::{NodeHeartbeat, NodeHeartbeatAck};
 
+use super::Shared;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ID};
-use super::{Shared, with_index};
 use crate::state::{CommandResult, LeaseKind, Op};
 
 pub async fn heartbeat(
@@ -47,16 +47,11 @@ pub async fn heartbeat(
 }
 
 pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
-    let index = state.read_point(&query).await?;
-    Ok(with_index(index, Json(state.cluster.with_registry(|r| r.nodes()))))
+    state.read(&query, |r| r.nodes()).await
 }
 
 pub async fn get_one(State(state): State<Shared>, query: Query, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let index = state.read_point(&query).await?;
-    match state.cluster.with_registry(|r| r.node(&id)) {
-        Some(node) => Ok(with_index(index, Json(node))),
-        None => Err(ApiError::NotFound(format!("node `{id}` not found"))),
-    }
+    state.read_found(&query, &format!("node `{id}`"), |r| r.node(&id)).await
 }
 
 pub async fn remove(

@@ -1,15 +1,14 @@
 //! `/v1/services*`: registration, instance heartbeats, deregistration, service names.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use plum_types::{EndpointSpec, HealthReport, RegisterRequest, ServiceHeartbeat};
 
+use super::Shared;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ENDPOINTS, MAX_ID, MAX_SHORT};
-use super::{Shared, with_index};
 use crate::cluster::WriteError;
 use crate::config::LivenessConfig;
 use crate::state::{EndpointRecord, Op};
@@ -150,8 +149,7 @@ pub async fn deregister(
 }
 
 pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
-    let index = state.read_point(&query).await?;
-    Ok(with_index(index, Json(state.cluster.with_registry(|r| r.services()))))
+    state.read(&query, |r| r.services()).await
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! coalesced heartbeats, expire the silent, forget instances dead for longer than the
 //! retention period. Every loop idles unless this replica leads.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::tracker::Tracker;
 use crate::cluster::{Cluster, unix_now_ms};
+use crate::scheduler::Scheduler;
 use crate::state::Op;
 
 /// At most this many expiries per Raft entry; more wait for the next entry, moments later.
@@ -35,7 +37,8 @@ pub fn start(cluster: Arc<Cluster>, tracker: Arc<Tracker>) -> LeaderDuties {
     let loops = vec![
         tokio::spawn(flush_renewals(cluster.clone(), tracker.clone())),
         tokio::spawn(expire_silent(cluster.clone(), tracker)),
-        tokio::spawn(forget_dead(cluster)),
+        tokio::spawn(forget_dead(cluster.clone())),
+        tokio::spawn(place_waiting(cluster)),
     ];
     LeaderDuties { loops }
 }
@@ -92,8 +95,11 @@ async fn propose_expiry(cluster: &Cluster, term: u64, nodes: Vec<(String, u64)>,
     let still_leading = || cluster.leading_term() == Some(term);
     if !nodes.is_empty() && still_leading() {
         let ids: Vec<&str> = nodes.iter().take(LOGGED_IDS).map(|(id, _)| id.as_str()).collect();
-        tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, "expiring silent nodes");
-        if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes }).await {
+        // Their instances get new homes in the same entry that declares the nodes dead.
+        let dying: BTreeSet<String> = nodes.iter().map(|(id, _)| id.clone()).collect();
+        let moves = cluster.with_registry(|r| Scheduler::new(r, BTreeSet::new()).moves_off(&dying));
+        tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, moves = moves.len(), "expiring silent nodes");
+        if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes, moves }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
         }
     }
@@ -126,6 +132,38 @@ async fn flush_renewals(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
             if let Op::Renew { nodes, instances } = op {
                 tracker.restore_pending(nodes, instances);
             }
+        }
+    }
+}
+
+/// How often the leader looks for instances without a live node (none could take them when
+/// they were created or moved, or their node died under an earlier leader).
+const PLACE_WAITING_EVERY: Duration = Duration::from_secs(1);
+
+/// Finds homes for instances that wait for a node or sit on a dead one.
+async fn place_waiting(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(PLACE_WAITING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if cluster.leading_term().is_none() {
+            continue;
+        }
+        let moves = cluster.with_registry(|r| {
+            let dead: BTreeSet<String> = r.node_records().filter(|n| !n.alive).map(|n| n.node_id.clone()).collect();
+            let homeless = r.assignment_records().any(|a| a.node_id.is_empty() || dead.contains(&a.node_id));
+            if !homeless {
+                return Vec::new();
+            }
+            Scheduler::new(r, BTreeSet::new()).moves_off(&dead)
+        });
+        if moves.is_empty() {
+            continue;
+        }
+        let count = moves.len();
+        match cluster.propose_if_leader(Op::Reassign { moves }).await {
+            Ok(_) => tracing::info!(id = cluster.id, count, "placed waiting instances"),
+            Err(e) => tracing::warn!(id = cluster.id, count, error = %e, "placing waiting instances not committed"),
         }
     }
 }

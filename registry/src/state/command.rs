@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use plum_types::{HealthReport, KvType};
+use plum_types::{DeploymentRequest, HealthReport, KvType};
 use serde::{Deserialize, Serialize};
 
 use super::records::{EndpointRecord, KvRecord};
@@ -21,6 +21,23 @@ pub struct KvWrite {
     pub key: String,
     pub value: String,
     pub kind: KvType,
+}
+
+/// An instance and the node the leader's scheduler chose for it (empty: none could take it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub instance_id: String,
+    pub node_id: String,
+}
+
+/// What an agent reports of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    pub instance_id: String,
+    pub phase: String,
+    pub port: u16,
+    pub healthy: bool,
+    pub exit_code: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +62,10 @@ pub enum Op {
     /// renewal in the log since then wins.
     ExpireNodes {
         nodes: Vec<(String, u64)>,
+        /// The dead nodes' instances, placed elsewhere by the leader: in the same entry, so
+        /// the moment a node is dead its work has a new home.
+        #[serde(default)]
+        moves: Vec<Placed>,
     },
     ExpireInstances {
         instances: Vec<(String, u64)>,
@@ -79,6 +100,24 @@ pub enum Op {
     ForgetInstances {
         instances: Vec<(String, u64)>,
     },
+    /// A deployment and its instances, ids and nodes chosen by the leader before proposing.
+    /// Creating an id that exists changes nothing (a retried create).
+    CreateDeployment {
+        deployment_id: String,
+        /// Boxed: it is large, and every other command is small.
+        spec: Box<DeploymentRequest>,
+        placements: Vec<Placed>,
+    },
+    DeleteDeployment {
+        deployment_id: String,
+    },
+    /// Instances moved to new nodes (they were waiting for one, or their node is dead).
+    Reassign {
+        moves: Vec<Placed>,
+    },
+    ReportInstance {
+        report: InstanceReport,
+    },
     KvPut {
         ns: String,
         write: KvWrite,
@@ -101,13 +140,21 @@ impl fmt::Display for Command {
         match &self.op {
             Op::UpsertNode { node_id, .. } => write!(f, "upsert-node {node_id}"),
             Op::Renew { nodes, instances } => write!(f, "renew {} nodes {} instances", nodes.len(), instances.len()),
-            Op::ExpireNodes { nodes } => write!(f, "expire {} nodes", nodes.len()),
+            Op::ExpireNodes { nodes, moves } => {
+                write!(f, "expire {} nodes, move {} instances", nodes.len(), moves.len())
+            }
             Op::ExpireInstances { instances } => write!(f, "expire {} instances", instances.len()),
             Op::DeleteNode { node_id } => write!(f, "delete-node {node_id}"),
             Op::RegisterInstance { instance_id, .. } => write!(f, "register {instance_id}"),
             Op::SetHealth { instance_id, .. } => write!(f, "set-health {instance_id}"),
             Op::DeregisterInstance { instance_id } => write!(f, "deregister {instance_id}"),
             Op::ForgetInstances { instances } => write!(f, "forget {} dead instances", instances.len()),
+            Op::CreateDeployment { deployment_id, placements, .. } => {
+                write!(f, "create-deployment {deployment_id} ({} instances)", placements.len())
+            }
+            Op::DeleteDeployment { deployment_id } => write!(f, "delete-deployment {deployment_id}"),
+            Op::Reassign { moves } => write!(f, "reassign {} instances", moves.len()),
+            Op::ReportInstance { report } => write!(f, "report {} {}", report.instance_id, report.phase),
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
             Op::KvBatch { ns, writes } => write!(f, "kv-batch {ns} ({} keys)", writes.len()),
@@ -135,4 +182,9 @@ pub enum CommandResult {
     Changed {
         count: usize,
     },
+    /// The deployment with this id (new, or the one a first attempt created).
+    Deployment {
+        deployment_id: String,
+    },
+    NotFound,
 }

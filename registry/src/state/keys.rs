@@ -6,6 +6,8 @@ pub(crate) const INSTANCE: &[u8] = b"i/";
 pub(crate) const KV: &[u8] = b"k/";
 pub(crate) const KV_DELETED: &[u8] = b"d/";
 pub(crate) const REQUEST: &[u8] = b"r/";
+pub(crate) const DEPLOYMENT: &[u8] = b"D/";
+pub(crate) const ASSIGNMENT: &[u8] = b"A/";
 
 fn key(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -32,6 +34,14 @@ pub(crate) fn kv(ns: &str, k: &str) -> Vec<u8> {
 
 pub(crate) fn request(id: &str) -> Vec<u8> {
     key(REQUEST, &[id])
+}
+
+pub(crate) fn deployment(id: &str) -> Vec<u8> {
+    key(DEPLOYMENT, &[id])
+}
+
+pub(crate) fn assignment(id: &str) -> Vec<u8> {
+    key(ASSIGNMENT, &[id])
 }
 
 pub(crate) fn kv_deleted(ns: &str) -> Vec<u8> {

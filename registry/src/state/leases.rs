@@ -72,14 +72,21 @@ impl Op {
         }
         match self {
             Op::UpsertNode { node_id, .. } | Op::DeleteNode { node_id } => vec![(LeaseKind::Node, node_id)],
-            Op::ExpireNodes { nodes } => each(LeaseKind::Node, nodes),
+            Op::ExpireNodes { nodes, .. } => each(LeaseKind::Node, nodes),
             Op::RegisterInstance { instance_id, .. }
             | Op::SetHealth { instance_id, .. }
             | Op::DeregisterInstance { instance_id } => vec![(LeaseKind::Instance, instance_id)],
             Op::ExpireInstances { instances } | Op::ForgetInstances { instances } => {
                 each(LeaseKind::Instance, instances)
             }
-            Op::Renew { .. } | Op::KvPut { .. } | Op::KvDelete { .. } | Op::KvBatch { .. } => Vec::new(),
+            Op::Renew { .. }
+            | Op::KvPut { .. }
+            | Op::KvDelete { .. }
+            | Op::KvBatch { .. }
+            | Op::CreateDeployment { .. }
+            | Op::DeleteDeployment { .. }
+            | Op::Reassign { .. }
+            | Op::ReportInstance { .. } => Vec::new(),
         }
     }
 

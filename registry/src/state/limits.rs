@@ -16,6 +16,16 @@ pub const MAX_BATCH: usize = 1000;
 /// No declared heartbeat TTL may exceed this, whatever a replica's configuration says.
 pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// Instances of one deployment at most.
+pub const MAX_REPLICAS: usize = 1000;
+
+fn check_moves(moves: &[super::command::Placed]) -> Result<(), String> {
+    moves.iter().try_for_each(|m| {
+        check_name("instanceId", &m.instance_id, MAX_ID)?;
+        check_text("nodeId", &m.node_id, MAX_ID)
+    })
+}
+
 fn check_ttl(ttl_ms: u64) -> Result<(), String> {
     (ttl_ms <= MAX_TTL_MS).then_some(()).ok_or_else(|| format!("`ttlMs` above {MAX_TTL_MS}"))
 }
@@ -55,7 +65,22 @@ impl Op {
                 ids("nodeId", nodes)?;
                 ids("instanceId", instances)
             }
-            Op::ExpireNodes { nodes } => ids("nodeId", nodes),
+            Op::ExpireNodes { nodes, moves } => {
+                ids("nodeId", nodes)?;
+                check_moves(moves)
+            }
+            Op::Reassign { moves } => check_moves(moves),
+            Op::CreateDeployment { deployment_id, spec, placements } => {
+                check_name("deploymentId", deployment_id, MAX_ID)?;
+                check_name("name", &spec.name, MAX_ID)?;
+                (placements.len() <= MAX_REPLICAS).then_some(()).ok_or("too many replicas")?;
+                check_moves(placements)
+            }
+            Op::DeleteDeployment { deployment_id } => check_name("deploymentId", deployment_id, MAX_ID),
+            Op::ReportInstance { report } => {
+                check_name("instanceId", &report.instance_id, MAX_ID)?;
+                check_text("phase", &report.phase, MAX_SHORT)
+            }
             Op::ExpireInstances { instances } | Op::ForgetInstances { instances } => ids("instanceId", instances),
             Op::DeleteNode { node_id } => check_name("nodeId", node_id, MAX_ID),
             Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, .. } => {

@@ -15,8 +15,10 @@ mod rows;
 mod view;
 
 pub use app::RegistryApp;
-pub use apply::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
-pub use command::{Command, CommandResult, KvWrite, Op};
+pub use apply::{ASSIGNED, MAX_REMEMBERED_REQUESTS, PENDING, REQUEST_WINDOW_MS};
+pub use command::{Command, CommandResult, InstanceReport, KvWrite, Op, Placed};
 pub use leases::{Lease, LeaseKind, LeaseObserver};
-pub use records::{EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord};
+pub use records::{
+    AssignmentRecord, DeploymentRecord, EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord,
+};
 pub use view::Registry;

@@ -104,3 +104,28 @@ impl RequestRecord {
         }
     }
 }
+
+/// A deployment: its spec as the client sent it (checked), and when it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub deployment_id: String,
+    pub spec: plum_types::DeploymentRequest,
+    pub created_ms: u64,
+}
+
+/// One instance of a deployment and the node it is assigned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentRecord {
+    pub instance_id: String,
+    pub deployment_id: String,
+    /// Empty: no node can take it yet (the leader keeps trying).
+    pub node_id: String,
+    /// `Pending`, `Assigned`, or the last phase its agent reported.
+    pub phase: String,
+    pub port: u16,
+    pub healthy: bool,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}

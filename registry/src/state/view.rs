@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use plum_types::{Endpoint, KvItem, NodeDetail, NodeHealth, NodeSummary};
+use plum_types::{AssignmentItem, DeploymentInfo, Endpoint, InstanceInfo, KvItem, NodeDetail, NodeHealth, NodeSummary};
 
-use super::records::{InstanceRecord, KvRecord, NodeRecord, RequestRecord};
+use super::records::{AssignmentRecord, DeploymentRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord};
 use super::{keys, rows};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct Registry {
     /// Recent request ids of KV writes, and the same ordered by time (derived) for expiry.
     pub(crate) requests: BTreeMap<String, RequestRecord>,
     pub(crate) requests_by_time: BTreeSet<(u64, String)>,
+    pub(crate) deployments: BTreeMap<String, DeploymentRecord>,
+    /// Instances of deployments, by instance id.
+    pub(crate) assignments: BTreeMap<String, AssignmentRecord>,
     pub(crate) applied_index: u64,
 }
 
@@ -170,6 +173,71 @@ impl Registry {
         })
     }
 
+    pub fn deployment_record(&self, id: &str) -> Option<&DeploymentRecord> {
+        self.deployments.get(id)
+    }
+
+    pub fn assignment_records(&self) -> impl Iterator<Item = &AssignmentRecord> {
+        self.assignments.values()
+    }
+
+    fn deployment_info(&self, d: &DeploymentRecord) -> DeploymentInfo {
+        let instances = self
+            .assignments
+            .values()
+            .filter(|a| a.deployment_id == d.deployment_id)
+            .map(|a| InstanceInfo {
+                instance_id: a.instance_id.clone(),
+                node_id: a.node_id.clone(),
+                phase: a.phase.clone(),
+                port: a.port,
+                healthy: a.healthy,
+                restarts: a.restarts,
+                created_at: secs(a.created_ms),
+                updated_at: secs(a.updated_ms),
+            })
+            .collect();
+        DeploymentInfo {
+            deployment_id: d.deployment_id.clone(),
+            spec: d.spec.clone(),
+            instances,
+            created_at: secs(d.created_ms),
+        }
+    }
+
+    pub fn deployments(&self) -> Vec<DeploymentInfo> {
+        self.deployments.values().map(|d| self.deployment_info(d)).collect()
+    }
+
+    pub fn deployment(&self, id: &str) -> Option<DeploymentInfo> {
+        self.deployments.get(id).map(|d| self.deployment_info(d))
+    }
+
+    /// What `node_id` should run, in the shape Plum's Go agent polls.
+    pub fn assignments_of(&self, node_id: &str) -> Vec<AssignmentItem> {
+        self.assignments
+            .values()
+            .filter(|a| a.node_id == node_id)
+            .filter_map(|a| {
+                let d = self.deployments.get(&a.deployment_id)?;
+                let start_cmd = std::iter::once(d.spec.command.as_str())
+                    .chain(d.spec.args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Some(AssignmentItem {
+                    instance_id: a.instance_id.clone(),
+                    deployment_id: a.deployment_id.clone(),
+                    node_id: a.node_id.clone(),
+                    desired: "Running".to_string(),
+                    artifact_url: d.spec.artifact.as_ref().map(|x| x.url.clone()).unwrap_or_default(),
+                    start_cmd,
+                    app_name: d.spec.name.clone(),
+                    app_version: d.spec.version.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Rebuilds the view from durable rows (start-up, snapshot install).
     pub(crate) fn from_rows(
         applied_index: u64,
@@ -195,6 +263,12 @@ impl Registry {
                 let rec: RequestRecord = rows::decode(&v).map_err(bad)?;
                 reg.requests_by_time.insert((rec.at_ms, id.clone()));
                 reg.requests.insert(id, rec);
+            } else if k.starts_with(keys::DEPLOYMENT) {
+                let rec: DeploymentRecord = rows::decode(&v).map_err(bad)?;
+                reg.deployments.insert(rec.deployment_id.clone(), rec);
+            } else if k.starts_with(keys::ASSIGNMENT) {
+                let rec: AssignmentRecord = rows::decode(&v).map_err(bad)?;
+                reg.assignments.insert(rec.instance_id.clone(), rec);
             } else if let Some(rest) = k.strip_prefix(keys::KV_DELETED) {
                 let ns = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
                 let index: u64 = rows::decode(&v).map_err(bad)?;

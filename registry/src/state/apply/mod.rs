@@ -1,6 +1,7 @@
 //! Deterministic apply: the only code that changes the registry. One function per operation,
 //! grouped by what they change; [`Registry::apply`] only dispatches.
 
+mod deployments;
 mod instances;
 mod kv;
 mod leases;
@@ -14,6 +15,7 @@ use super::records::{InstanceRecord, NodeRecord};
 use super::rows;
 use super::view::Registry;
 
+pub use deployments::{ASSIGNED, PENDING};
 pub use kv::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
 
 impl Registry {
@@ -27,7 +29,11 @@ impl Registry {
                 self.upsert_node(node_id, ip, labels, *can_run, *ttl_ms, now, writes)
             }
             Op::Renew { nodes, instances } => self.renew(nodes, instances, writes),
-            Op::ExpireNodes { nodes } => self.expire_nodes(nodes, writes),
+            Op::ExpireNodes { nodes, moves } => {
+                let result = self.expire_nodes(nodes, writes);
+                self.reassign(moves, now, writes);
+                result
+            }
             Op::ExpireInstances { instances } => self.expire_instances(instances, writes),
             Op::DeleteNode { node_id } => self.delete_node(node_id, writes),
             Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, replace } => {
@@ -40,6 +46,12 @@ impl Registry {
             }
             Op::DeregisterInstance { instance_id } => self.deregister_instance(instance_id, writes),
             Op::ForgetInstances { instances } => self.forget_instances(instances, writes),
+            Op::CreateDeployment { deployment_id, spec, placements } => {
+                self.create_deployment(deployment_id, spec, placements, now, writes)
+            }
+            Op::DeleteDeployment { deployment_id } => self.delete_deployment(deployment_id, writes),
+            Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, now, writes) },
+            Op::ReportInstance { report } => self.report_instance(report, now, writes),
             Op::KvPut { ns, write, expect_version, request_id } => {
                 self.kv_put(ns, write, *expect_version, request_id.as_deref(), index, now, writes)
             }

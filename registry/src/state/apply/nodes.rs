@@ -36,10 +36,11 @@ impl Registry {
         CommandResult::Done
     }
 
-    /// Refused while instances are registered on the node.
+    /// Refused while instances are registered on the node or assigned to it.
     pub(super) fn delete_node(&mut self, node_id: &str, writes: &mut DataWrites) -> CommandResult {
-        let busy: Vec<String> =
-            self.instances.values().filter(|i| i.node_id == node_id).map(|i| i.instance_id.clone()).collect();
+        let registered = self.instances.values().filter(|i| i.node_id == node_id).map(|i| &i.instance_id);
+        let assigned = self.assignments.values().filter(|a| a.node_id == node_id).map(|a| &a.instance_id);
+        let busy: Vec<String> = registered.chain(assigned).cloned().collect();
         if !busy.is_empty() {
             return CommandResult::NodeBusy { instances: busy };
         }

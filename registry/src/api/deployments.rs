@@ -1,0 +1,157 @@
+//! `/v1/deployments*`: what should run where; `/v1/assignments` and `/v1/instances/status`,
+//! the routes Plum's Go agent polls and reports to.
+//!
+//! Creating a deployment needs a placement decision, which only the leader makes: a follower
+//! passes the request on. The leader places the instances with its current view and proposes
+//! deployment and placements as one entry.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use plum_types::{DeploymentRequest, InstanceStatusReport};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{JsonBody, Query};
+use super::validate::{self, MAX_ID, MAX_SHORT};
+use super::{Shared, body_and_parts, on_leader, with_index};
+use crate::scheduler::Scheduler;
+use crate::state::limits::MAX_REPLICAS;
+use crate::state::{CommandResult, InstanceReport, Op, Placed};
+
+/// Arguments and environment entries a deployment may carry.
+const MAX_ARGS: usize = 256;
+const MAX_ARG: usize = 4096;
+
+/// Checks a deployment request: 400 and nothing proposed when it is not acceptable.
+fn check(spec: &DeploymentRequest) -> Result<(), ApiError> {
+    validate::name("name", &spec.name, MAX_SHORT)?;
+    if !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(ApiError::bad("`name` may hold only letters, digits, '-', '_' and '.'"));
+    }
+    validate::text("version", &spec.version, MAX_SHORT)?;
+    if spec.replicas as usize > MAX_REPLICAS {
+        return Err(ApiError::bad(format!("`replicas` above {MAX_REPLICAS}")));
+    }
+    let artifact = spec.artifact.as_ref().filter(|a| !a.url.is_empty());
+    if spec.command.is_empty() && artifact.is_none() {
+        return Err(ApiError::bad("`command` (or an `artifact` to run it from) is required"));
+    }
+    validate::text("command", &spec.command, MAX_ARG)?;
+    if spec.args.len() > MAX_ARGS || spec.env.len() > MAX_ARGS {
+        return Err(ApiError::bad(format!("more than {MAX_ARGS} args or env entries")));
+    }
+    for (i, a) in spec.args.iter().enumerate() {
+        validate::text(&format!("args[{i}]"), a, MAX_ARG)?;
+    }
+    for (k, v) in &spec.env {
+        validate::name("env key", k, MAX_SHORT)?;
+        validate::text("env value", v, MAX_ARG)?;
+    }
+    if let Some(a) = artifact {
+        validate::text("artifact.url", &a.url, MAX_ARG)?;
+        if a.sha256.len() != 64 || !a.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::bad("`artifact.sha256` must be 64 hex digits"));
+        }
+    }
+    if let Some(svc) = &spec.service {
+        validate::name("service.name", &svc.name, MAX_ID)?;
+        validate::text("service.protocol", &svc.protocol, MAX_SHORT)?;
+    }
+    validate::labels("placement.labels", &spec.placement.labels)?;
+    if let Some(id) = &spec.request_id {
+        validate::name("requestId", id, MAX_SHORT)?;
+    }
+    Ok(())
+}
+
+/// The deployment's id: from the client's request id (so a retried create finds the first
+/// one), or fresh.
+fn deployment_id(spec: &DeploymentRequest) -> String {
+    match &spec.request_id {
+        Some(id) => format!("{}-{id}", spec.name),
+        None => format!("{}-{:08x}", spec.name, rand::random::<u32>()),
+    }
+}
+
+pub async fn create(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
+    let (headers, path, bytes) = body_and_parts(req).await?;
+    let spec: DeploymentRequest =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
+    check(&spec)?;
+    if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
+        return Ok(resp);
+    }
+    let deployment_id = deployment_id(&spec);
+    let placements: Vec<Placed> = state.cluster.with_registry(|r| {
+        let mut scheduler = Scheduler::new(r, BTreeSet::new());
+        (0..spec.replicas)
+            .map(|i| Placed {
+                instance_id: format!("{deployment_id}-{i}"),
+                node_id: scheduler.place(&deployment_id, &spec.placement.labels),
+            })
+            .collect()
+    });
+    let op = Op::CreateDeployment { deployment_id: deployment_id.clone(), spec: Box::new(spec), placements };
+    let applied = state.cluster.write(op).await?;
+    let info = state.cluster.with_registry(|r| r.deployment(&deployment_id));
+    let info = info.ok_or_else(|| ApiError::NotFound(format!("deployment `{deployment_id}` vanished")))?;
+    Ok(with_index(applied.index, (StatusCode::CREATED, Json(info))))
+}
+
+pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
+    state.read(&query, |r| r.deployments()).await
+}
+
+pub async fn get_one(State(state): State<Shared>, query: Query, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.read_found(&query, &format!("deployment `{id}`"), |r| r.deployment(&id)).await
+}
+
+pub async fn remove(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    validate::name("deploymentId", &id, MAX_ID)?;
+    let applied = state.write(&headers, &query, &uri, Op::DeleteDeployment { deployment_id: id.clone() }).await?;
+    match applied.result {
+        CommandResult::NotFound => Err(ApiError::NotFound(format!("deployment `{id}` not found"))),
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// `GET /v1/assignments?nodeId=`: what the node should run (the Go agent's poll).
+pub async fn assignments(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
+    let node = query.get("nodeId").ok_or_else(|| ApiError::bad("query parameter `nodeId` is required"))?.to_string();
+    validate::name("nodeId", &node, MAX_ID)?;
+    state.read(&query, |r| json!({ "items": r.assignments_of(&node) })).await
+}
+
+/// `POST /v1/instances/status`: an agent's report on one instance.
+pub async fn report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    JsonBody(r): JsonBody<InstanceStatusReport>,
+) -> Result<Response, ApiError> {
+    validate::name("instanceId", &r.instance_id, MAX_ID)?;
+    validate::name("phase", &r.phase, MAX_SHORT)?;
+    let report = InstanceReport {
+        instance_id: r.instance_id,
+        phase: r.phase,
+        port: r.port,
+        healthy: r.healthy,
+        exit_code: r.exit_code,
+    };
+    let applied = state.write(&headers, &query, &uri, Op::ReportInstance { report }).await?;
+    match applied.result {
+        CommandResult::NotFound => Err(ApiError::NotFound("no such assigned instance".into())),
+        _ => Ok(Json(json!({})).into_response()),
+    }
+}

@@ -1,0 +1,154 @@
+//! Placement: which node runs an instance. Runs on the leader, before proposing, so that apply
+//! only records decisions (it stays deterministic).
+//!
+//! A node is a candidate when it is alive, its agent declared it can run work (nodes that only
+//! heartbeat, such as load tools, never are), it carries every label the deployment asks for,
+//! and it is not being taken out. Among candidates the scheduler spreads: fewest instances of
+//! this deployment first, then fewest instances in all, then node id (so the choice is stable).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::state::{Placed, Registry};
+
+/// Instances per node, counted once for a whole batch of decisions.
+pub struct Scheduler<'a> {
+    registry: &'a Registry,
+    /// Nodes that must not receive work (dying ones).
+    excluded: BTreeSet<String>,
+    total: BTreeMap<String, usize>,
+    per_deployment: BTreeMap<(String, String), usize>,
+}
+
+impl<'a> Scheduler<'a> {
+    pub fn new(registry: &'a Registry, excluded: BTreeSet<String>) -> Scheduler<'a> {
+        let mut total = BTreeMap::new();
+        let mut per_deployment = BTreeMap::new();
+        for a in registry.assignment_records().filter(|a| !a.node_id.is_empty()) {
+            *total.entry(a.node_id.clone()).or_insert(0) += 1;
+            *per_deployment.entry((a.deployment_id.clone(), a.node_id.clone())).or_insert(0) += 1;
+        }
+        Scheduler { registry, excluded, total, per_deployment }
+    }
+
+    /// Chooses a node for one more instance of `deployment_id` that wants `labels`; empty when
+    /// no node can take it. Counts the choice for the decisions that follow.
+    pub fn place(&mut self, deployment_id: &str, labels: &BTreeMap<String, String>) -> String {
+        let best = self
+            .registry
+            .node_records()
+            .filter(|n| n.alive && n.can_run && !self.excluded.contains(&n.node_id))
+            .filter(|n| labels.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+            .min_by_key(|n| {
+                let mine = self.per_deployment.get(&(deployment_id.to_string(), n.node_id.clone())).copied();
+                (mine.unwrap_or(0), self.total.get(&n.node_id).copied().unwrap_or(0), n.node_id.clone())
+            })
+            .map(|n| n.node_id.clone());
+        let Some(node) = best else { return String::new() };
+        *self.total.entry(node.clone()).or_insert(0) += 1;
+        *self.per_deployment.entry((deployment_id.to_string(), node.clone())).or_insert(0) += 1;
+        node
+    }
+
+    /// Takes an instance off its node in the counts (it is about to move).
+    fn release(&mut self, deployment_id: &str, node_id: &str) {
+        if let Some(c) = self.total.get_mut(node_id) {
+            *c = c.saturating_sub(1);
+        }
+        if let Some(c) = self.per_deployment.get_mut(&(deployment_id.to_string(), node_id.to_string())) {
+            *c = c.saturating_sub(1);
+        }
+    }
+
+    /// New homes for every instance assigned to a node in `from` (with `from` excluded), and
+    /// for every instance still waiting for a node. Only real moves are returned.
+    pub fn moves_off(&mut self, from: &BTreeSet<String>) -> Vec<Placed> {
+        self.excluded.extend(from.iter().cloned());
+        let registry = self.registry;
+        let mut moves = Vec::new();
+        for a in registry.assignment_records().filter(|a| a.node_id.is_empty() || from.contains(&a.node_id)) {
+            let Some(d) = registry.deployment_record(&a.deployment_id) else { continue };
+            self.release(&a.deployment_id, &a.node_id);
+            let node_id = self.place(&a.deployment_id, &d.spec.placement.labels);
+            if node_id != a.node_id {
+                moves.push(Placed { instance_id: a.instance_id.clone(), node_id });
+            }
+        }
+        moves
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plum_raft_store::DataWrites;
+    use plum_types::{DeploymentRequest, Placement};
+
+    use super::*;
+    use crate::state::{Command, Op};
+
+    fn apply(r: &mut Registry, op: Op) {
+        let index = r.applied_index() + 1;
+        r.apply(index, &Command { now_ms: 1_000, op }, &mut DataWrites::default());
+    }
+
+    fn node(r: &mut Registry, id: &str, can_run: bool, zone: &str) {
+        let labels = BTreeMap::from([("zone".to_string(), zone.to_string())]);
+        apply(r, Op::UpsertNode { node_id: id.into(), ip: "10.0.0.1".into(), labels, can_run, ttl_ms: 0 });
+    }
+
+    fn deploy(r: &mut Registry, id: &str, zone: Option<&str>, count: usize) -> Vec<Placed> {
+        let labels: BTreeMap<String, String> = zone.map(|z| ("zone".to_string(), z.to_string())).into_iter().collect();
+        let mut s = Scheduler::new(r, BTreeSet::new());
+        let placements: Vec<Placed> =
+            (0..count).map(|i| Placed { instance_id: format!("{id}-{i}"), node_id: s.place(id, &labels) }).collect();
+        let spec =
+            DeploymentRequest { name: id.into(), placement: Placement { labels }, ..DeploymentRequest::default() };
+        apply(
+            r,
+            Op::CreateDeployment { deployment_id: id.into(), spec: Box::new(spec), placements: placements.clone() },
+        );
+        placements
+    }
+
+    fn nodes_of(p: &[Placed]) -> Vec<&str> {
+        p.iter().map(|p| p.node_id.as_str()).collect()
+    }
+
+    #[test]
+    fn replicas_spread_over_nodes_that_can_run_and_match_the_labels() {
+        let mut r = Registry::default();
+        node(&mut r, "a", true, "x");
+        node(&mut r, "b", true, "x");
+        node(&mut r, "c", true, "y");
+        node(&mut r, "loadtool", false, "x");
+        assert_eq!(nodes_of(&deploy(&mut r, "web", Some("x"), 3)), vec!["a", "b", "a"]);
+        // Another deployment prefers the least loaded node overall.
+        assert_eq!(nodes_of(&deploy(&mut r, "api", None, 2)), vec!["c", "b"]);
+        assert_eq!(nodes_of(&deploy(&mut r, "none", Some("z"), 1)), vec![""], "no candidate: pending");
+    }
+
+    #[test]
+    fn a_dead_nodes_instances_move_and_pending_ones_find_a_home() {
+        let mut r = Registry::default();
+        node(&mut r, "a", true, "x");
+        node(&mut r, "b", true, "x");
+        deploy(&mut r, "web", None, 2);
+        deploy(&mut r, "late", Some("y"), 1);
+        node(&mut r, "c", true, "y");
+        let moves = Scheduler::new(&r, BTreeSet::new()).moves_off(&BTreeSet::from(["a".to_string()]));
+        assert_eq!(
+            moves,
+            vec![
+                Placed { instance_id: "late-0".into(), node_id: "c".into() },
+                // b already runs web-1: c spreads it better.
+                Placed { instance_id: "web-0".into(), node_id: "c".into() },
+            ]
+        );
+        // Applied in the expiry entry: the node is dead and its instance elsewhere, together.
+        apply(&mut r, Op::ExpireNodes { nodes: vec![("a".into(), 1_000)], moves });
+        let web = r.deployment("web").unwrap();
+        let homes: Vec<(&str, &str)> = web.instances.iter().map(|i| (i.node_id.as_str(), i.phase.as_str())).collect();
+        assert_eq!(homes, vec![("c", "Assigned"), ("b", "Assigned")]);
+        assert!(!r.node_record("a").unwrap().alive);
+        assert!(r.assignments_of("a").is_empty());
+    }
+}

@@ -1,0 +1,137 @@
+//! Deployments: what should run, how many, where; and the instances the controller assigned.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lenient::null_as_default;
+
+/// How the agent checks that an instance is ready before registering its endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Readiness {
+    /// `GET http://127.0.0.1:${PORT}{httpPath}` answers 2xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_path: Option<String>,
+    /// Or: a TCP connection to the port succeeds.
+    #[serde(deserialize_with = "null_as_default")]
+    pub tcp: bool,
+}
+
+/// The service an instance's endpoint is registered under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceSpec {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Readiness>,
+}
+
+/// Where instances may run: nodes carrying every one of these labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Placement {
+    #[serde(deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A program to fetch instead of a command already on the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Artifact {
+    #[serde(deserialize_with = "null_as_default")]
+    pub url: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub sha256: String,
+}
+
+/// `POST /v1/deployments`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DeploymentRequest {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub version: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub replicas: u32,
+    #[serde(deserialize_with = "null_as_default")]
+    pub command: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub args: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSpec>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub placement: Placement,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+    /// Makes a retried create return the deployment the first attempt made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// One assigned instance of a deployment, as `GET /v1/deployments/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    /// Empty while no node can take it.
+    pub node_id: String,
+    /// `Pending` (no node), `Assigned`, then what the agent reports (`Starting`, `Running`,
+    /// `Exited`, ...).
+    pub phase: String,
+    pub port: u16,
+    pub healthy: bool,
+    pub restarts: u32,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// `GET /v1/deployments/{id}`, and the items of `GET /v1/deployments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentInfo {
+    pub deployment_id: String,
+    pub spec: DeploymentRequest,
+    pub instances: Vec<InstanceInfo>,
+    pub created_at: u64,
+}
+
+/// An item of `GET /v1/assignments?nodeId=` (the shape Plum's Go agent polls).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentItem {
+    pub instance_id: String,
+    pub deployment_id: String,
+    pub node_id: String,
+    /// `Running` while assigned.
+    pub desired: String,
+    pub artifact_url: String,
+    pub start_cmd: String,
+    pub app_name: String,
+    pub app_version: String,
+}
+
+/// `POST /v1/instances/status` (what an agent reports of an instance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InstanceStatusReport {
+    #[serde(deserialize_with = "null_as_default")]
+    pub instance_id: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub phase: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub healthy: bool,
+    #[serde(deserialize_with = "null_as_default")]
+    pub port: u16,
+    #[serde(deserialize_with = "null_as_default")]
+    pub ts_unix: u64,
+}
