@@ -1,6 +1,47 @@
-//! `plum-agent`: not built yet (arrives with the agent issue). Says so instead of pretending.
+//! `plum-agent`: one per machine. Heartbeats to the controllers (any replica), learns by push
+//! what this node should run, runs and supervises it, registers the endpoints.
 
-fn main() {
-    eprintln!("plum-agent is not implemented yet");
-    std::process::exit(2);
+mod assignments;
+mod config;
+mod heartbeat;
+mod process;
+mod supervisor;
+
+use std::sync::Arc;
+
+use clap::Parser;
+use plum_sdk::Controllers;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("PLUM_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let config = Arc::new(config::AgentConfig::from_args(config::Args::parse())?);
+    std::fs::create_dir_all(&config.data_dir)?;
+    let client = Arc::new(Controllers::new(config.controllers.clone()));
+    tracing::info!(node = %config.node_id, controllers = ?config.controllers, "agent starting");
+    let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(heartbeat::run(config.clone(), client.clone()));
+    tokio::spawn(assignments::run(config.clone(), client.clone(), desired_tx));
+    let supervising = tokio::spawn(supervisor::run(config.clone(), client.clone(), desired_rx));
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = sigterm() => tracing::info!("SIGTERM: stopping"),
+        _ = supervising => {}
+    }
+    Ok(())
+}
+
+async fn sigterm() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }

@@ -22,11 +22,48 @@ pub fn controller_bin() -> PathBuf {
     if let Ok(p) = std::env::var("PLUM_CONTROLLER_BIN") {
         return PathBuf::from(p);
     }
+    workspace_bin("plum-controller")
+}
+
+/// A binary of the workspace, next to the test executable (`target/<profile>/`).
+pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/plum-controller
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("plum-controller");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join(name);
     assert!(bin.exists(), "{} not found: build it first (scripts/test.sh does)", bin.display());
     bin
+}
+
+/// A node: a `plum-agent` process and the instances it started (each in its own process
+/// group, found through the agent's pid files).
+struct Agent {
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// SIGKILL the agent and every instance it started: the machine is gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in instance_pids(&self.data_dir) {
+            // SAFETY: kill(2) on a process group an agent of this test started.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+    }
+}
+
+/// Pids of the instances an agent started, from its pid files.
+pub fn instance_pids(agent_data_dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(agent_data_dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect()
 }
 
 /// A port that is free now, chosen below the kernel's ephemeral range so that outgoing
@@ -55,6 +92,7 @@ struct Replica {
 pub struct TestCluster {
     _dir: tempfile::TempDir,
     replicas: BTreeMap<u64, Replica>,
+    agents: BTreeMap<String, Agent>,
     peers: String,
     extra_args: Vec<String>,
     pub http: reqwest::Client,
@@ -83,6 +121,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             _dir: dir,
             replicas,
+            agents: BTreeMap::new(),
             peers,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             http,
@@ -184,6 +223,36 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Starts a `plum-agent` for node `node_id`, talking to every replica.
+    pub fn start_agent(&mut self, node_id: &str) {
+        let data_dir = self._dir.path().join(format!("agent-{node_id}"));
+        let log = self._dir.path().join(format!("agent-{node_id}.log"));
+        let controllers: Vec<String> = self.replicas.values().map(|r| format!("http://{}", r.addr)).collect();
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
+        let child = Command::new(workspace_bin("plum-agent"))
+            .args(["--node-id", node_id, "--controllers", &controllers.join(",")])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("PLUM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn plum-agent");
+        self.agents.insert(node_id.to_string(), Agent { data_dir, log, child: Some(child) });
+    }
+
+    /// SIGKILL a node: its agent and every instance it runs.
+    pub fn kill_node(&mut self, node_id: &str) {
+        if let Some(a) = self.agents.get_mut(node_id) {
+            a.kill();
+        }
+    }
+
+    /// The data directory of a node's agent (its pid files are there).
+    pub fn agent_dir(&self, node_id: &str) -> PathBuf {
+        self.agents[node_id].data_dir.clone()
     }
 
     /// SIGSTOP: the process keeps its sockets but answers nothing, like a machine cut off
@@ -299,6 +368,17 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         let failed = std::thread::panicking();
+        for (node, a) in self.agents.iter_mut() {
+            a.kill();
+            if failed {
+                let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                eprintln!("---- agent {node} log (last {} lines) ----", tail.len());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
         for (id, r) in self.replicas.iter_mut() {
             if let Some(mut child) = r.child.take() {
                 let _ = child.kill();

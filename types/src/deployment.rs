@@ -116,6 +116,9 @@ pub struct AssignmentItem {
     pub start_cmd: String,
     pub app_name: String,
     pub app_version: String,
+    /// The whole deployment spec (our agent reads it; Plum's Go agent ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<DeploymentRequest>,
 }
 
 /// `POST /v1/instances/status` (what an agent reports of an instance).
@@ -124,6 +127,10 @@ pub struct AssignmentItem {
 pub struct InstanceStatusReport {
     #[serde(deserialize_with = "null_as_default")]
     pub instance_id: String,
+    /// The reporting node; a report from a node the instance is no longer assigned to is
+    /// ignored. Plum's Go agent sends none.
+    #[serde(deserialize_with = "null_as_default")]
+    pub node_id: String,
     #[serde(deserialize_with = "null_as_default")]
     pub phase: String,
     #[serde(skip_serializing_if = "Option::is_none")]

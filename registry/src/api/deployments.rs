@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use plum_types::{DeploymentRequest, InstanceStatusReport};
 use serde_json::json;
@@ -17,7 +17,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ID, MAX_SHORT};
-use super::{Shared, body_and_parts, on_leader, with_index};
+use super::{INDEX_HEADER, Shared, body_and_parts, on_leader, watch_timeout, with_index};
 use crate::scheduler::Scheduler;
 use crate::state::limits::MAX_REPLICAS;
 use crate::state::{CommandResult, InstanceReport, Op, Placed};
@@ -125,11 +125,23 @@ pub async fn remove(
     }
 }
 
-/// `GET /v1/assignments?nodeId=`: what the node should run (the Go agent's poll).
+/// `GET /v1/assignments?nodeId=`: what the node should run (the Go agent's poll). With
+/// `watch=true&index=N`, a long poll that answers once placements changed after index N (or
+/// on timeout); `x-plum-index` is the index to pass next.
 pub async fn assignments(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
     let node = query.get("nodeId").ok_or_else(|| ApiError::bad("query parameter `nodeId` is required"))?.to_string();
     validate::name("nodeId", &node, MAX_ID)?;
-    state.read(&query, |r| json!({ "items": r.assignments_of(&node) })).await
+    let mut index = state.read_point(&query).await?;
+    let mut change = state.cluster.with_registry(|r| r.placement_index());
+    if query.flag("watch") {
+        let after = query.number("index")?.unwrap_or(0);
+        change = state.wait_for_change(after, watch_timeout(&query)?, |r| r.placement_index()).await;
+        index = state.cluster.applied_index();
+    }
+    let items = state.cluster.with_registry(|r| r.assignments_of(&node));
+    let mut resp = with_index(index, Json(json!({ "items": items })));
+    resp.headers_mut().insert(INDEX_HEADER, HeaderValue::from(change));
+    Ok(resp)
 }
 
 /// `POST /v1/instances/status`: an agent's report on one instance.
@@ -142,8 +154,10 @@ pub async fn report(
 ) -> Result<Response, ApiError> {
     validate::name("instanceId", &r.instance_id, MAX_ID)?;
     validate::name("phase", &r.phase, MAX_SHORT)?;
+    validate::text("nodeId", &r.node_id, MAX_ID)?;
     let report = InstanceReport {
         instance_id: r.instance_id,
+        node_id: r.node_id,
         phase: r.phase,
         port: r.port,
         healthy: r.healthy,

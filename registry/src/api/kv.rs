@@ -1,8 +1,6 @@
 //! `/v1/kv*`: the config store. Versions per key, compare-and-set (`expectVersion`), and a
 //! long-poll watch on a namespace or prefix (`?watch=true&index=N`).
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -12,13 +10,8 @@ use plum_types::{KvBatchRequest, KvBatchResponse, KvKeys, KvNamespaces, KvPutReq
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_BATCH, MAX_ID};
-use super::{Shared, with_index};
+use super::{INDEX_HEADER, Shared, watch_timeout, with_index};
 use crate::state::{CommandResult, KvWrite, Op};
-
-const WATCH_DEFAULT: Duration = Duration::from_secs(30);
-const WATCH_MAX: Duration = Duration::from_secs(120);
-/// Header with the index a watch answer reflects; pass it back as `index` to resume.
-const INDEX_HEADER: &str = "x-plum-index";
 
 fn check_place(ns: &str, key: Option<&str>) -> Result<(), ApiError> {
     validate::name("namespace", ns, MAX_ID)?;
@@ -103,21 +96,7 @@ pub async fn list(State(state): State<Shared>, query: Query, Path(ns): Path<Stri
     let mut change = state.cluster.with_registry(|r| r.kv_change_index(&ns, &prefix));
     if query.flag("watch") {
         let after = query.number("index")?.unwrap_or(0);
-        let timeout = query.number("timeoutMs")?.map(Duration::from_millis).unwrap_or(WATCH_DEFAULT).min(WATCH_MAX);
-        let mut applied = state.cluster.applied_watch();
-        let waited = tokio::time::timeout(timeout, async {
-            loop {
-                let now = state.cluster.with_registry(|r| r.kv_change_index(&ns, &prefix));
-                if now > after {
-                    return now;
-                }
-                if applied.changed().await.is_err() {
-                    return now;
-                }
-            }
-        })
-        .await;
-        change = waited.unwrap_or(change.max(after));
+        change = state.wait_for_change(after, watch_timeout(&query)?, |r| r.kv_change_index(&ns, &prefix)).await;
         index = state.cluster.applied_index();
     }
     let items = state.cluster.with_registry(|r| r.kv_list(&ns, &prefix));

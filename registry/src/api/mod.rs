@@ -95,6 +95,29 @@ impl AppState {
         Ok(with_index(index, axum::Json(self.cluster.with_registry(f))))
     }
 
+    /// A long poll's wait: until `change` (the log index of the last change the watcher cares
+    /// about) passes `after`, or `timeout`. Returns the change index to report; after a
+    /// timeout never less than `after`, so a watcher's index does not go back (it may have
+    /// come from a replica further ahead).
+    pub async fn wait_for_change(
+        &self,
+        after: u64,
+        timeout: std::time::Duration,
+        change: impl Fn(&crate::state::Registry) -> u64,
+    ) -> u64 {
+        let mut applied = self.cluster.applied_watch();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let now = self.cluster.with_registry(&change);
+                if now > after || applied.changed().await.is_err() {
+                    return now;
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| self.cluster.with_registry(&change).max(after))
+    }
+
     /// The same for one thing that may not exist: `404` naming `what` when it does not.
     pub async fn read_found<T: serde::Serialize>(
         &self,
@@ -108,6 +131,17 @@ impl AppState {
             None => Err(ApiError::NotFound(format!("{what} not found"))),
         }
     }
+}
+
+/// Long polls: how long a watch waits by default, and at most (`timeoutMs`).
+pub const WATCH_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const WATCH_MAX: std::time::Duration = std::time::Duration::from_secs(120);
+/// Header with the index a watch answer reflects; pass it back as `index` to resume.
+pub const INDEX_HEADER: &str = "x-plum-index";
+
+/// The bound of a long poll: `timeoutMs`, or the default, never above the maximum.
+pub fn watch_timeout(query: &Query) -> Result<std::time::Duration, ApiError> {
+    Ok(query.number("timeoutMs")?.map(std::time::Duration::from_millis).unwrap_or(WATCH_DEFAULT).min(WATCH_MAX))
 }
 
 /// Adds the applied index a read was served at.

@@ -34,6 +34,9 @@ pub struct Placed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceReport {
     pub instance_id: String,
+    /// Empty: from an agent that does not say (Plum's Go agent).
+    #[serde(default)]
+    pub node_id: String,
     pub phase: String,
     pub port: u16,
     pub healthy: bool,

@@ -8,6 +8,8 @@ pub(crate) const KV_DELETED: &[u8] = b"d/";
 pub(crate) const REQUEST: &[u8] = b"r/";
 pub(crate) const DEPLOYMENT: &[u8] = b"D/";
 pub(crate) const ASSIGNMENT: &[u8] = b"A/";
+/// One row: the log index of the last change to where instances are assigned.
+pub(crate) const PLACEMENT_INDEX: &[u8] = b"P/";
 
 fn key(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.to_vec();

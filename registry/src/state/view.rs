@@ -22,6 +22,9 @@ pub struct Registry {
     pub(crate) deployments: BTreeMap<String, DeploymentRecord>,
     /// Instances of deployments, by instance id.
     pub(crate) assignments: BTreeMap<String, AssignmentRecord>,
+    /// Log index of the last change to which instances are assigned where (agents' watches
+    /// wake on it; agents' own status reports do not move it).
+    pub(crate) placement_index: u64,
     pub(crate) applied_index: u64,
 }
 
@@ -173,6 +176,10 @@ impl Registry {
         })
     }
 
+    pub fn placement_index(&self) -> u64 {
+        self.placement_index
+    }
+
     pub fn deployment_record(&self, id: &str) -> Option<&DeploymentRecord> {
         self.deployments.get(id)
     }
@@ -233,6 +240,7 @@ impl Registry {
                     start_cmd,
                     app_name: d.spec.name.clone(),
                     app_version: d.spec.version.clone(),
+                    spec: Some(d.spec.clone()),
                 })
             })
             .collect()
@@ -263,6 +271,8 @@ impl Registry {
                 let rec: RequestRecord = rows::decode(&v).map_err(bad)?;
                 reg.requests_by_time.insert((rec.at_ms, id.clone()));
                 reg.requests.insert(id, rec);
+            } else if k == keys::PLACEMENT_INDEX {
+                reg.placement_index = rows::decode(&v).map_err(bad)?;
             } else if k.starts_with(keys::DEPLOYMENT) {
                 let rec: DeploymentRecord = rows::decode(&v).map_err(bad)?;
                 reg.deployments.insert(rec.deployment_id.clone(), rec);

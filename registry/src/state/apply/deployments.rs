@@ -20,6 +20,11 @@ fn phase_for(node_id: &str) -> &'static str {
 }
 
 impl Registry {
+    fn placement_changed(&mut self, index: u64, writes: &mut DataWrites) {
+        self.placement_index = index;
+        writes.put(keys::PLACEMENT_INDEX.to_vec(), rows::encode(&index));
+    }
+
     fn put_assignment(&mut self, rec: AssignmentRecord, writes: &mut DataWrites) {
         writes.put(keys::assignment(&rec.instance_id), rows::encode(&rec));
         self.assignments.insert(rec.instance_id.clone(), rec);
@@ -30,6 +35,7 @@ impl Registry {
         deployment_id: &str,
         spec: &DeploymentRequest,
         placements: &[Placed],
+        index: u64,
         now: u64,
         writes: &mut DataWrites,
     ) -> CommandResult {
@@ -58,11 +64,17 @@ impl Registry {
             };
             self.put_assignment(rec, writes);
         }
+        self.placement_changed(index, writes);
         created
     }
 
     /// Removes the deployment and its assignments: their agents stop them.
-    pub(super) fn delete_deployment(&mut self, deployment_id: &str, writes: &mut DataWrites) -> CommandResult {
+    pub(super) fn delete_deployment(
+        &mut self,
+        deployment_id: &str,
+        index: u64,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
         if self.deployments.remove(deployment_id).is_none() {
             return CommandResult::NotFound;
         }
@@ -77,12 +89,13 @@ impl Registry {
             self.assignments.remove(&id);
             writes.delete(keys::assignment(&id));
         }
+        self.placement_changed(index, writes);
         CommandResult::Done
     }
 
     /// Gives instances new nodes. The old node's agent no longer finds them assigned and stops
     /// them; the new one starts them.
-    pub(super) fn reassign(&mut self, moves: &[Placed], now: u64, writes: &mut DataWrites) -> usize {
+    pub(super) fn reassign(&mut self, moves: &[Placed], index: u64, now: u64, writes: &mut DataWrites) -> usize {
         let mut count = 0;
         for m in moves {
             let Some(old) = self.assignments.get(&m.instance_id) else { continue };
@@ -101,6 +114,9 @@ impl Registry {
             self.put_assignment(rec, writes);
             count += 1;
         }
+        if count > 0 {
+            self.placement_changed(index, writes);
+        }
         count
     }
 
@@ -112,6 +128,10 @@ impl Registry {
         writes: &mut DataWrites,
     ) -> CommandResult {
         let Some(old) = self.assignments.get(&report.instance_id) else { return CommandResult::NotFound };
+        // A late report from the node an instance was moved off must not describe the new copy.
+        if !report.node_id.is_empty() && report.node_id != old.node_id {
+            return CommandResult::NotFound;
+        }
         let restarted = report.phase == "Starting" && matches!(old.phase.as_str(), "Exited" | "Failed" | "Crashed");
         let rec = AssignmentRecord {
             phase: report.phase.clone(),

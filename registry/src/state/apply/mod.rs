@@ -31,7 +31,7 @@ impl Registry {
             Op::Renew { nodes, instances } => self.renew(nodes, instances, writes),
             Op::ExpireNodes { nodes, moves } => {
                 let result = self.expire_nodes(nodes, writes);
-                self.reassign(moves, now, writes);
+                self.reassign(moves, index, now, writes);
                 result
             }
             Op::ExpireInstances { instances } => self.expire_instances(instances, writes),
@@ -47,10 +47,10 @@ impl Registry {
             Op::DeregisterInstance { instance_id } => self.deregister_instance(instance_id, writes),
             Op::ForgetInstances { instances } => self.forget_instances(instances, writes),
             Op::CreateDeployment { deployment_id, spec, placements } => {
-                self.create_deployment(deployment_id, spec, placements, now, writes)
+                self.create_deployment(deployment_id, spec, placements, index, now, writes)
             }
-            Op::DeleteDeployment { deployment_id } => self.delete_deployment(deployment_id, writes),
-            Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, now, writes) },
+            Op::DeleteDeployment { deployment_id } => self.delete_deployment(deployment_id, index, writes),
+            Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, index, now, writes) },
             Op::ReportInstance { report } => self.report_instance(report, now, writes),
             Op::KvPut { ns, write, expect_version, request_id } => {
                 self.kv_put(ns, write, *expect_version, request_id.as_deref(), index, now, writes)

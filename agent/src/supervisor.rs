@@ -1,0 +1,246 @@
+//! Runs the instances assigned to this node: starts what is assigned and not running, stops
+//! what runs and is no longer assigned (moved away, deleted, or this node was declared dead
+//! meanwhile), restarts what crashed (with backoff), and reports every phase.
+//!
+//! Each instance has one task: start the process on a free port, wait until it is ready,
+//! register its endpoint, renew it while the process runs; on exit deregister, report, back
+//! off, start again; on stop, SIGTERM then SIGKILL the group and deregister.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plum_sdk::Controllers;
+use plum_types::{AssignmentItem, DeploymentRequest};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::assignments::Desired;
+use crate::config::AgentConfig;
+use crate::process;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Endpoints are renewed this often and declare this TTL; a dead node hides them at once
+/// anyway (discovery never returns endpoints of a dead node).
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+const ENDPOINT_TTL_MS: u64 = 15_000;
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Stops instances a previous run of this agent left behind (their pid files), so a restarted
+/// agent never runs two copies. (Adopting them instead is not built yet.)
+async fn stop_leftovers(config: &AgentConfig) {
+    let Ok(entries) = std::fs::read_dir(&config.data_dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "pid") {
+            continue;
+        }
+        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            tracing::info!(node = %config.node_id, pid, "stopping an instance left by a previous run");
+            process::stop_group(pid, STOP_GRACE).await;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, mut desired: watch::Receiver<Option<Desired>>) {
+    stop_leftovers(&config).await;
+    let mut running: HashMap<String, Running> = HashMap::new();
+    loop {
+        if desired.changed().await.is_err() {
+            break;
+        }
+        let Some(want) = desired.borrow_and_update().clone() else { continue };
+        let gone: Vec<String> = running.keys().filter(|id| !want.contains_key(*id)).cloned().collect();
+        for id in gone {
+            if let Some(r) = running.remove(&id) {
+                tracing::info!(node = %config.node_id, instance = %id, "no longer assigned here: stopping");
+                let _ = r.stop.send(());
+                // Stopping takes up to the grace period; the others need not wait for it.
+                tokio::spawn(async move {
+                    let _ = r.task.await;
+                });
+            }
+        }
+        for (id, item) in want {
+            if running.contains_key(&id) {
+                continue;
+            }
+            let (stop, stopped) = oneshot::channel();
+            let task = tokio::spawn(supervise(config.clone(), client.clone(), item, stopped));
+            running.insert(id, Running { stop, task });
+        }
+    }
+    for (_, r) in running {
+        let _ = r.stop.send(());
+        let _ = r.task.await;
+    }
+}
+
+/// Replaces `${PORT}` in a value.
+fn with_port(value: &str, port: u16) -> String {
+    value.replace("${PORT}", &port.to_string())
+}
+
+async fn report(
+    client: &Controllers,
+    config: &AgentConfig,
+    id: &str,
+    phase: &str,
+    port: u16,
+    healthy: bool,
+    exit: Option<i32>,
+) {
+    let body = json!({"instanceId": id, "nodeId": config.node_id, "phase": phase, "port": port, "healthy": healthy,
+                      "exitCode": exit});
+    if let Err(e) = client.call::<_, Value>(Method::POST, "/v1/instances/status", Some(&body), CALL_TIMEOUT).await {
+        tracing::debug!(instance = %id, phase, error = %e, "status report not taken");
+    }
+}
+
+async fn deregister(client: &Controllers, id: &str) {
+    let path = format!("/v1/services?instanceId={id}");
+    if let Err(e) = client.call::<(), Value>(Method::DELETE, &path, None, CALL_TIMEOUT).await {
+        tracing::warn!(instance = %id, error = %e, "deregistration failed");
+    }
+}
+
+/// Polls readiness until it holds, or gives up after `READY_TIMEOUT`.
+async fn wait_ready(spec: &DeploymentRequest, port: u16) -> bool {
+    let http_path = spec.service.as_ref().and_then(|s| s.readiness.as_ref()).and_then(|r| r.http_path.clone());
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(1)).build();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        let ready = match (&http_path, &http) {
+            (Some(path), Ok(http)) => {
+                http.get(format!("http://127.0.0.1:{port}{path}")).send().await.is_ok_and(|r| r.status().is_success())
+            }
+            _ => tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok(),
+        };
+        if ready {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// How one run of the process ended.
+enum Ended {
+    Exited(Option<i32>),
+    Stopped,
+}
+
+async fn supervise(
+    config: Arc<AgentConfig>,
+    client: Arc<Controllers>,
+    item: AssignmentItem,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let id = item.instance_id.clone();
+    let spec = item.spec.clone().unwrap_or_default();
+    let mut failures: u32 = 0;
+    loop {
+        let started = Instant::now();
+        match run_once(&config, &client, &item, &spec, &mut stop).await {
+            Ended::Stopped => return,
+            Ended::Exited(code) => {
+                deregister(&client, &id).await;
+                report(&client, &config, &id, "Exited", 0, false, code).await;
+                // A run that lasted a while resets the backoff: only crash loops slow down.
+                failures = if started.elapsed() > Duration::from_secs(10) { 0 } else { failures + 1 };
+                let backoff = (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(10))).min(MAX_BACKOFF);
+                tracing::warn!(instance = %id, ?code, ?backoff, "instance exited; restarting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut stop => return,
+                }
+            }
+        }
+    }
+}
+
+async fn run_once(
+    config: &AgentConfig,
+    client: &Controllers,
+    item: &AssignmentItem,
+    spec: &DeploymentRequest,
+    stop: &mut oneshot::Receiver<()>,
+) -> Ended {
+    let id = &item.instance_id;
+    let Ok(port) = process::free_port() else { return Ended::Exited(None) };
+    let service = spec.service.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+    let mut env: BTreeMap<String, String> = spec.env.iter().map(|(k, v)| (k.clone(), with_port(v, port))).collect();
+    env.insert("PORT".into(), port.to_string());
+    env.insert("PLUM_INSTANCE_ID".into(), id.clone());
+    env.insert("PLUM_NODE_ID".into(), config.node_id.clone());
+    env.insert("PLUM_SERVICE".into(), service.clone());
+    env.insert("PLUM_VERSION".into(), spec.version.clone());
+    let args: Vec<String> = spec.args.iter().map(|a| with_port(a, port)).collect();
+    report(client, config, id, "Starting", port, false, None).await;
+    let mut child = match process::spawn(&spec.command, &args, &env, &config.data_dir.join("logs"), id) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(instance = %id, command = %spec.command, error = %e, "cannot start");
+            return Ended::Exited(None);
+        }
+    };
+    if let Some(pid) = child.id() {
+        let _ = std::fs::write(config.data_dir.join(format!("{id}.pid")), pid.to_string());
+    }
+    let ready = tokio::select! {
+        ready = wait_ready(spec, port) => ready,
+        status = child.wait() => return Ended::Exited(status.ok().and_then(|s| s.code())),
+        _ = &mut *stop => {
+            process::stop(&mut child, STOP_GRACE).await;
+            return Ended::Stopped;
+        }
+    };
+    if !ready {
+        tracing::warn!(instance = %id, port, "not ready in time: restarting it");
+        process::stop(&mut child, STOP_GRACE).await;
+        return Ended::Exited(None);
+    }
+    let registration = (!service.is_empty()).then(|| {
+        json!({"instanceId": id, "nodeId": config.node_id, "ip": config.ip, "replace": true, "ttlMs": ENDPOINT_TTL_MS,
+               "endpoints": [{"serviceName": service,
+                              "protocol": spec.service.as_ref().map(|s| s.protocol.clone()).unwrap_or_default(),
+                              "port": port, "version": spec.version}]})
+    });
+    if let Some(body) = &registration
+        && let Err(e) = client.call::<_, Value>(Method::POST, "/v1/services/register", Some(body), CALL_TIMEOUT).await
+    {
+        tracing::warn!(instance = %id, error = %e, "registration failed; retried at the next renewal");
+    }
+    report(client, config, id, "Running", port, true, None).await;
+    tracing::info!(node = %config.node_id, instance = %id, port, "instance ready");
+    let mut renew = tokio::time::interval(RENEW_EVERY);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            status = child.wait() => return Ended::Exited(status.ok().and_then(|s| s.code())),
+            _ = &mut *stop => {
+                deregister(client, id).await;
+                process::stop(&mut child, STOP_GRACE).await;
+                let _ = std::fs::remove_file(config.data_dir.join(format!("{id}.pid")));
+                return Ended::Stopped;
+            }
+            _ = renew.tick() => {
+                // Registering again is idempotent and also renews: it survives a controller
+                // that lost the registration (the leader changed mid-write).
+                if let Some(body) = &registration {
+                    let _ = client.call::<_, Value>(Method::POST, "/v1/services/register", Some(body), CALL_TIMEOUT).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Real agents run a deployment of `plum-echo`: it becomes ready and discoverable on three
+//! nodes; a crashed instance is restarted by its agent; a node killed outright (agent and
+//! instances) has its instance replaced on another node, and discovery stops returning the
+//! dead one's endpoint.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use plum_tests::{TestCluster, instance_pids, wait_until, workspace_bin};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const GENEROUS: Duration = Duration::from_secs(60);
+
+/// (node, instance, url) of every discoverable echo endpoint that answers as itself.
+async fn serving(cluster: &TestCluster, via: u64) -> Vec<(String, String)> {
+    let eps: Vec<Value> = cluster.get_json(via, "/v1/discovery?service=echo").await.unwrap_or_default();
+    let mut out = Vec::new();
+    for ep in eps {
+        let url = format!("http://{}:{}/", ep["ip"].as_str().unwrap_or_default(), ep["port"]);
+        let answer: Option<Value> = match cluster.http.get(&url).timeout(Duration::from_secs(2)).send().await {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        // The process behind the endpoint is the instance discovery names.
+        if answer.is_some_and(|a| a["instance"] == ep["instanceId"]) {
+            out.push((
+                ep["nodeId"].as_str().unwrap_or_default().to_string(),
+                ep["instanceId"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_deployment_runs_restarts_crashed_instances_and_moves_off_a_killed_node() {
+    let mut cluster = TestCluster::start(3, &[]);
+    cluster.wait_leader(GENEROUS).await;
+    for node in ["n1", "n2", "n3"] {
+        cluster.start_agent(node);
+    }
+    wait_until(GENEROUS, "three agent nodes healthy", || async {
+        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
+        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 3
+    })
+    .await;
+    let spec = json!({"name": "echo", "version": "1.0.0", "replicas": 3,
+                      "command": workspace_bin("plum-echo").display().to_string(),
+                      "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}});
+    let (status, created) = cluster.call(2, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    wait_until(GENEROUS, "three instances serving, one per node", || async {
+        let nodes: BTreeSet<String> = serving(&cluster, 3).await.into_iter().map(|(n, _)| n).collect();
+        nodes == BTreeSet::from(["n1".to_string(), "n2".to_string(), "n3".to_string()])
+    })
+    .await;
+
+    // A crashed instance is restarted by its agent.
+    let pids = instance_pids(&cluster.agent_dir("n1"));
+    assert_eq!(pids.len(), 1, "one instance on n1");
+    // SAFETY: kill(2) on an instance process this test's agent started.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    wait_until(GENEROUS, "the crashed instance restarted and serving again", || async {
+        let restarted = instance_pids(&cluster.agent_dir("n1")).first().is_some_and(|p| *p != pids[0]);
+        restarted && serving(&cluster, 1).await.len() == 3
+    })
+    .await;
+
+    // n2 dies outright: its instance moves, and its endpoint leaves discovery.
+    cluster.kill_node("n2");
+    let killed = Instant::now();
+    wait_until(GENEROUS, "three instances serving again, none on the dead node", || async {
+        let now = serving(&cluster, 3).await;
+        now.len() == 3 && now.iter().all(|(node, _)| node != "n2")
+    })
+    .await;
+    eprintln!("node failover: {:?} from kill to three serving endpoints again (debug build)", killed.elapsed());
+    let eps: Vec<Value> = cluster.get_json(3, "/v1/discovery?service=echo").await.expect("discovery");
+    assert!(eps.iter().all(|e| e["nodeId"] != "n2"), "a dead node's endpoint is still discoverable: {eps:?}");
+}
