@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Local Plum controller cluster on 127.0.0.1.
-#   scripts/cluster.sh up       build what is missing, start 3 replicas, wait for a leader
+#   scripts/cluster.sh up       build what is missing, start 3 replicas and 3 agents, wait for a leader
 #   scripts/cluster.sh status   what each replica says of the cluster
 #   scripts/cluster.sh down     stop the replicas (data kept under .plum/cluster/data)
 #   scripts/cluster.sh wipe     stop and delete the data
 #   scripts/cluster.sh start-replica ID / stop-replica ID   one replica (used by chaos scripts)
-# Settings: PLUM_REPLICAS (3), PLUM_BASE_PORT (7101), PLUM_PROFILE (release), PLUM_HOME (.plum).
+#   scripts/cluster.sh start-agent N / stop-agent N / kill-node N   node-N's agent (kill-node: SIGKILL
+#                               the agent and every instance it runs)
+# Settings: PLUM_REPLICAS (3), PLUM_AGENTS (3; `up --agents N`), PLUM_BASE_PORT (7101),
+# PLUM_PROFILE (release), PLUM_HOME (.plum).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -30,13 +33,17 @@ wait_ready() {
 cmd="${1:-}"
 case "$cmd" in
   up)
-    ensure_built plum-controller
+    [ "${2:-}" = "--agents" ] && AGENTS="${3:?number of agents}"
+    ensure_built plum-controller plum-agent plum-echo
     for i in $(seq 1 "$REPLICAS"); do start_replica "$i"; done
     leader="$(wait_ready)"
+    for i in $(seq 1 "$AGENTS"); do start_agent "$i"; done
     mkdir -p "$PLUM_HOME"
     echo "PLUM_CONTROLLERS=$(controllers_list)" >"$ENV_FILE"
-    echo "Plum cluster up: $REPLICAS replicas, leader is replica $leader"
+    echo "PLUM_AGENTS=$AGENTS" >>"$ENV_FILE"
+    echo "Plum cluster up: $REPLICAS replicas, leader is replica $leader; $AGENTS agents"
     for i in $(seq 1 "$REPLICAS"); do echo "  replica $i  http://$(replica_addr "$i")  pid $(replica_pid "$i")"; done
+    for i in $(seq 1 "$AGENTS"); do echo "  agent   node-$i  pid $(cat "$(agent_pidfile "$i")")"; done
     echo "Addresses written to $ENV_FILE; logs in $CLUSTER_DIR/logs"
     ;;
   status)
@@ -47,17 +54,25 @@ case "$cmd" in
         echo "replica $i: not running"
       fi
     done
+    for i in $(seq 1 "$AGENTS"); do
+      if agent_running "$i"; then echo "agent node-$i: running (pid $(cat "$(agent_pidfile "$i")"))"; else echo "agent node-$i: not running"; fi
+    done
     ;;
   down)
+    for i in $(seq 1 "$AGENTS"); do stop_agent "$i"; done
     for i in $(seq 1 "$REPLICAS"); do stop_replica "$i"; done
     echo "Plum cluster stopped (data kept in $CLUSTER_DIR/data)"
     ;;
   wipe)
+    for i in $(seq 1 "$AGENTS"); do stop_agent "$i"; done
     for i in $(seq 1 "$REPLICAS"); do stop_replica "$i"; done
     rm -rf "$CLUSTER_DIR" "$ENV_FILE"
     echo "Plum cluster stopped and its data deleted"
     ;;
   start-replica) start_replica "${2:?replica id}" ;;
   stop-replica) stop_replica "${2:?replica id}" ;;
-  *) echo "usage: $0 up|status|down|wipe|start-replica ID|stop-replica ID" >&2; exit 2 ;;
+  start-agent) start_agent "${2:?agent number}" ;;
+  stop-agent) stop_agent "${2:?agent number}" ;;
+  kill-node) kill_node "${2:?agent number}" ;;
+  *) echo "usage: $0 up [--agents N]|status|down|wipe|start-replica ID|stop-replica ID|start-agent N|stop-agent N|kill-node N" >&2; exit 2 ;;
 esac

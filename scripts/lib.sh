@@ -11,6 +11,10 @@ PROFILE="${PLUM_PROFILE:-release}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN_DIR="$TARGET_DIR/$PROFILE"
 
+# How many agents: PLUM_AGENTS, else what `up` recorded in cluster.env, else 3.
+AGENTS="${PLUM_AGENTS:-$(sed -n 's/^PLUM_AGENTS=//p' "$ENV_FILE" 2>/dev/null || true)}"
+AGENTS="${AGENTS:-3}"
+
 replica_addr() { echo "127.0.0.1:$((BASE_PORT + $1 - 1))"; }
 replica_pidfile() { echo "$CLUSTER_DIR/pids/$1.pid"; }
 replica_log() { echo "$CLUSTER_DIR/logs/$1.log"; }
@@ -105,6 +109,56 @@ stop_replica() {
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$(replica_pidfile "$id")"
+}
+
+# Agents: node ids node-1..node-N; each keeps instance pid files and logs in its data dir.
+agent_dir() { echo "$CLUSTER_DIR/agents/node-$1"; }
+agent_pidfile() { echo "$CLUSTER_DIR/pids/agent-$1.pid"; }
+agent_log() { echo "$CLUSTER_DIR/logs/agent-$1.log"; }
+
+agent_running() {
+  local pid; pid="$(cat "$(agent_pidfile "$1")" 2>/dev/null || true)"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q plum-agent "/proc/$pid/cmdline" 2>/dev/null
+}
+
+start_agent() {
+  local i="$1"
+  if agent_running "$i"; then return 0; fi
+  mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs" "$(agent_dir "$i")"
+  PLUM_LOG="${PLUM_LOG:-info}" nohup "$BIN_DIR/plum-agent" --node-id "node-$i" \
+    --controllers "$(controllers_list)" --data-dir "$(agent_dir "$i")" >>"$(agent_log "$i")" 2>&1 &
+  echo $! >"$(agent_pidfile "$i")"
+}
+
+# Kills the instance processes an agent started (their process groups, from its pid files).
+kill_instances() {
+  local f pid
+  for f in "$(agent_dir "$1")"/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f")"
+    [ -n "$pid" ] && kill -"${2:-KILL}" -- "-$pid" 2>/dev/null || true
+    rm -f "$f"
+  done
+}
+
+# SIGKILL: the node is gone at once, agent and instances.
+kill_node() {
+  local pid; pid="$(cat "$(agent_pidfile "$1")" 2>/dev/null || true)"
+  if [ -n "$pid" ] && agent_running "$1"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  kill_instances "$1" KILL
+  rm -f "$(agent_pidfile "$1")"
+}
+
+# A clean stop: the agent, then its instances (which outlive an agent on purpose).
+stop_agent() {
+  local pid i; pid="$(cat "$(agent_pidfile "$1")" 2>/dev/null || true)"
+  if [ -n "$pid" ] && agent_running "$1"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  kill_instances "$1" TERM
+  rm -f "$(agent_pidfile "$1")"
 }
 
 # Prints the leader id one replica reports, or nothing.

@@ -9,5 +9,6 @@
 
 pub mod failover;
 pub mod load;
+pub mod node_failover;
 pub mod stats;
 pub mod target;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use plum_chaos::{failover, load, target};
+use plum_chaos::{failover, load, node_failover, target};
 
 #[derive(Parser)]
 #[command(name = "plum-bench", about = "Load and chaos scenarios for a local Plum cluster")]
@@ -31,6 +31,25 @@ enum Scenario {
         /// Command that restarts replica {id}.
         #[arg(long, default_value = "scripts/cluster.sh start-replica {id}")]
         restart_cmd: String,
+    },
+    /// Kill a node (agent and instances) repeatedly; prints the node_failover_ms line last.
+    /// Needs a deployment of `service` (scripts/deploy_echo.sh).
+    NodeFailover {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        #[arg(long, default_value = "echo")]
+        service: String,
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// Also SIGKILL the controller leader at the same moment.
+        #[arg(long)]
+        with_leader: bool,
+        #[arg(long, default_value = "scripts/cluster.sh kill-node {id}")]
+        kill_node_cmd: String,
+        #[arg(long, default_value = "scripts/cluster.sh start-agent {id}")]
+        start_node_cmd: String,
+        #[arg(long, default_value = "scripts/cluster.sh start-replica {id}")]
+        start_replica_cmd: String,
     },
     /// Discovery reads from many concurrent clients.
     Discovery {
@@ -83,6 +102,29 @@ async fn main() -> Result<()> {
             };
             let results = failover::run(&opts).await?;
             println!("{}", failover::summary_line(&results));
+        }
+        Scenario::NodeFailover {
+            trials,
+            service,
+            replicas,
+            with_leader,
+            kill_node_cmd,
+            start_node_cmd,
+            start_replica_cmd,
+        } => {
+            let opts = node_failover::NodeFailoverOptions {
+                urls,
+                trials,
+                service,
+                replicas,
+                kill_node_cmd,
+                start_node_cmd,
+                with_leader,
+                pid_dir: cli.plum_home.join("cluster/pids"),
+                start_replica_cmd,
+            };
+            let results = node_failover::run(&opts).await?;
+            println!("{}", node_failover::summary_line(&results));
         }
         Scenario::Discovery { clients, seconds, services, instances_per_service } => {
             let opts = load::LoadOptions { urls, clients, duration: Duration::from_secs(seconds) };

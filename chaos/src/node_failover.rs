@@ -1,0 +1,158 @@
+//! Node kill scenario: SIGKILL a node (its agent and every instance it runs), measure the time
+//! until discovery again returns the deployment's full replica count with no endpoint of the
+//! dead node and every endpoint answering; restart the node; count duplicates once settled.
+//! With `with_leader`, the controller leader is SIGKILLed at the same moment.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::stats::{ms, summarize};
+use crate::target::{cluster_status, replica_pid};
+
+pub struct NodeFailoverOptions {
+    pub urls: Vec<String>,
+    pub trials: usize,
+    pub service: String,
+    pub replicas: usize,
+    /// Shell commands; `{id}` is the node's agent number (node-{id}) or the replica id.
+    pub kill_node_cmd: String,
+    pub start_node_cmd: String,
+    pub with_leader: bool,
+    pub pid_dir: PathBuf,
+    pub start_replica_cmd: String,
+}
+
+pub struct NodeTrial {
+    pub node: String,
+    pub failover: Option<Duration>,
+    pub duplicates: usize,
+}
+
+const BOUND: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn sh(cmd: &str, id: &str) -> Result<()> {
+    let cmd = cmd.replace("{id}", id);
+    let status = std::process::Command::new("sh").arg("-c").arg(&cmd).status().with_context(|| cmd.clone())?;
+    if !status.success() {
+        bail!("`{cmd}` failed: {status}");
+    }
+    Ok(())
+}
+
+/// Endpoints of the service as the first answering replica reports them: (node, instance, url).
+async fn endpoints(http: &reqwest::Client, urls: &[String], service: &str) -> Option<Vec<(String, String, String)>> {
+    for url in urls {
+        let Ok(resp) = http.get(format!("{url}/v1/discovery?service={service}")).send().await else { continue };
+        let Ok(eps) = resp.json::<Vec<Value>>().await else { continue };
+        return Some(
+            eps.iter()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (s("nodeId"), s("instanceId"), format!("http://{}:{}", s("ip"), e["port"]))
+                })
+                .collect(),
+        );
+    }
+    None
+}
+
+/// True when every endpoint answers its health check.
+async fn all_answer(http: &reqwest::Client, eps: &[(String, String, String)]) -> bool {
+    for (_, _, url) in eps {
+        let ok = http.get(format!("{url}/health")).timeout(Duration::from_millis(300)).send().await;
+        if !ok.is_ok_and(|r| r.status().is_success()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Waits until at least the full count serves (more would be duplicates, counted by the caller).
+async fn settled(http: &reqwest::Client, opts: &NodeFailoverOptions) -> Result<Vec<(String, String, String)>> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if let Some(eps) = endpoints(http, &opts.urls, &opts.service).await
+            && eps.len() >= opts.replicas
+            && all_answer(http, &eps).await
+        {
+            return Ok(eps);
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not settle at {} serving endpoints within {SETTLE:?}", opts.service, opts.replicas);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn run(opts: &NodeFailoverOptions) -> Result<Vec<NodeTrial>> {
+    let http = crate::target::http_client(Duration::from_secs(2));
+    let mut results = Vec::new();
+    for trial in 0..opts.trials {
+        let eps = settled(&http, opts).await.with_context(|| format!("before trial {trial}"))?;
+        let node = eps[trial % eps.len()].0.clone();
+        let agent = node.strip_prefix("node-").context("nodes are named node-N by scripts/cluster.sh")?.to_string();
+        let leader = if opts.with_leader {
+            let status = cluster_status(&http, &opts.urls).await.context("cluster status")?;
+            Some(status["leaderId"].as_u64().context("no leader")?)
+        } else {
+            None
+        };
+        let killed_at = Instant::now();
+        if let Some(id) = leader {
+            let pid = replica_pid(&opts.pid_dir, id)?;
+            // SAFETY: kill(2) on the pid of a controller started by scripts/cluster.sh.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        sh(&opts.kill_node_cmd, &agent)?;
+        let mut failover = None;
+        while killed_at.elapsed() < BOUND {
+            if let Some(now) = endpoints(&http, &opts.urls, &opts.service).await
+                && now.len() == opts.replicas
+                && now.iter().all(|(n, _, _)| *n != node)
+                && all_answer(&http, &now).await
+            {
+                failover = Some(killed_at.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let Some(id) = leader {
+            sh(&opts.start_replica_cmd, &id.to_string())?;
+        }
+        sh(&opts.start_node_cmd, &agent)?;
+        let after = settled(&http, opts).await.with_context(|| format!("after trial {trial}"))?;
+        // Duplicates: serving endpoints beyond the replica count, and an instance id served twice.
+        let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, instance, _) in &after {
+            *per_instance.entry(instance).or_default() += 1;
+        }
+        let repeated: usize = per_instance.values().map(|c| c.saturating_sub(1)).sum();
+        let duplicates = repeated + after.len().saturating_sub(opts.replicas);
+        println!(
+            "trial={trial} node={node} leader_killed={} failover_ms={} duplicates={duplicates}",
+            leader.map(|l| l.to_string()).unwrap_or_else(|| "no".into()),
+            failover.map(|d| format!("{:.0}", ms(d))).unwrap_or_else(|| "timeout".into())
+        );
+        results.push(NodeTrial { node, failover, duplicates });
+    }
+    Ok(results)
+}
+
+/// The line `chaos/kill_node.sh` ends with.
+pub fn summary_line(results: &[NodeTrial]) -> String {
+    // A trial that never recovered counts as its bound.
+    let s = summarize(results.iter().map(|r| r.failover.unwrap_or(BOUND)).collect());
+    let duplicates: usize = results.iter().map(|r| r.duplicates).sum();
+    format!(
+        "node_failover_ms p50={:.0} p99={:.0} max={:.0} trials={} duplicates={duplicates}",
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.max),
+        results.len()
+    )
+}
