@@ -30,6 +30,9 @@ pub struct Args {
     /// The TTL this node declares: silent for this long, it is declared dead and its work moves.
     #[arg(long, env = "PLUM_AGENT_TTL_MS", default_value_t = 1000)]
     pub ttl_ms: u64,
+    /// Instances this node accepts at most (0: no limit).
+    #[arg(long, env = "PLUM_AGENT_CAPACITY", default_value_t = 0)]
+    pub capacity: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +44,7 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     pub heartbeat: Duration,
     pub ttl_ms: u64,
+    pub capacity: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,7 @@ impl AgentConfig {
             data_dir: a.data_dir,
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             ttl_ms: a.ttl_ms,
+            capacity: a.capacity,
         })
     }
 }

@@ -12,13 +12,16 @@ use serde_json::{Value, json};
 use crate::config::AgentConfig;
 
 pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>) {
-    let body = json!({
+    let mut body = json!({
         "nodeId": config.node_id,
         "ip": config.ip,
         "labels": config.labels,
         "canRunInstances": true,
         "ttlMs": config.ttl_ms,
     });
+    if config.capacity > 0 {
+        body["capacity"] = json!(config.capacity);
+    }
     let timeout = config.heartbeat.max(Duration::from_millis(200));
     loop {
         match client.call::<_, Value>(Method::POST, "/v1/nodes/heartbeat", Some(&body), timeout).await {

@@ -65,6 +65,10 @@ pub struct Args {
     /// How long dead instance records are kept before they are forgotten.
     #[arg(long, env = "PLUM_DEAD_RETENTION_MS")]
     pub dead_retention_ms: Option<u64>,
+    /// Rescheduling pauses when more than this share of the nodes that run work expire within
+    /// one TTL (1 or more: never).
+    #[arg(long, env = "PLUM_MASS_LOSS_SHARE")]
+    pub mass_loss_share: Option<f64>,
     /// How often the leader replicates coalesced heartbeats (one Raft entry each time).
     #[arg(long, env = "PLUM_RENEW_FLUSH_MS")]
     pub renew_flush_ms: Option<u64>,
@@ -105,6 +109,7 @@ pub struct FileConfig {
     pub min_ttl_ms: Option<u64>,
     pub max_ttl_ms: Option<u64>,
     pub dead_retention_ms: Option<u64>,
+    pub mass_loss_share: Option<f64>,
     pub renew_flush_ms: Option<u64>,
     pub sweep_ms: Option<u64>,
     pub heartbeat_batch_ms: Option<u64>,
@@ -125,6 +130,7 @@ pub struct LivenessConfig {
     pub min_ttl: Duration,
     pub max_ttl: Duration,
     pub dead_retention: Duration,
+    pub mass_loss_share: f64,
     pub renew_flush: Duration,
     pub sweep: Duration,
     pub heartbeat_batch: Duration,
@@ -205,6 +211,7 @@ impl ControllerConfig {
             min_ttl: ms(args.min_ttl_ms.or(file.min_ttl_ms).unwrap_or(500)),
             max_ttl: ms(args.max_ttl_ms.or(file.max_ttl_ms).unwrap_or(3_600_000)),
             dead_retention: ms(args.dead_retention_ms.or(file.dead_retention_ms).unwrap_or(3_600_000)),
+            mass_loss_share: args.mass_loss_share.or(file.mass_loss_share).unwrap_or(0.5),
             renew_flush: ms(args.renew_flush_ms.or(file.renew_flush_ms).unwrap_or(100)),
             sweep: ms(args.sweep_ms.or(file.sweep_ms).unwrap_or(50)),
             heartbeat_batch: ms(args.heartbeat_batch_ms.or(file.heartbeat_batch_ms).unwrap_or(5)),
@@ -226,6 +233,9 @@ impl ControllerConfig {
             || liveness.min_ttl <= liveness.renew_flush
         {
             return Err(ConfigError::Invalid("TTLs must be longer than the renewal flush interval".into()));
+        }
+        if liveness.mass_loss_share.is_nan() || liveness.mass_loss_share <= 0.0 {
+            return Err(ConfigError::Invalid("mass-loss share must be above 0".into()));
         }
         if liveness.min_ttl > liveness.max_ttl || liveness.max_ttl.as_millis() as u64 > MAX_TTL_MS {
             return Err(ConfigError::Invalid(format!("need min TTL <= max TTL <= {MAX_TTL_MS} ms")));

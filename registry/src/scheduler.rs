@@ -3,7 +3,8 @@
 //!
 //! A node is a candidate when it is alive, its agent declared it can run work (nodes that only
 //! heartbeat, such as load tools, never are), it carries every label the deployment asks for,
-//! and it is not being taken out. Among candidates the scheduler spreads: fewest instances of
+//! it has room (below the capacity its agent declared), and it is not being taken out. Among
+//! candidates the scheduler spreads: fewest instances of
 //! this deployment first, then fewest instances in all, then node id (so the choice is stable).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +38,7 @@ impl<'a> Scheduler<'a> {
             .registry
             .node_records()
             .filter(|n| n.alive && n.can_run && !self.excluded.contains(&n.node_id))
+            .filter(|n| n.capacity == 0 || self.total.get(&n.node_id).copied().unwrap_or(0) < n.capacity as usize)
             .filter(|n| labels.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
             .min_by_key(|n| {
                 let mine = self.per_deployment.get(&(deployment_id.to_string(), n.node_id.clone())).copied();
@@ -91,8 +93,20 @@ mod tests {
     }
 
     fn node(r: &mut Registry, id: &str, can_run: bool, zone: &str) {
+        node_with_capacity(r, id, can_run, zone, 0);
+    }
+
+    fn node_with_capacity(r: &mut Registry, id: &str, can_run: bool, zone: &str, capacity: u32) {
         let labels = BTreeMap::from([("zone".to_string(), zone.to_string())]);
-        apply(r, Op::UpsertNode { node_id: id.into(), ip: "10.0.0.1".into(), labels, can_run, ttl_ms: 0 });
+        apply(r, Op::UpsertNode { node_id: id.into(), ip: "10.0.0.1".into(), labels, can_run, ttl_ms: 0, capacity });
+    }
+
+    #[test]
+    fn a_full_node_takes_no_more() {
+        let mut r = Registry::default();
+        node_with_capacity(&mut r, "small", true, "x", 1);
+        node_with_capacity(&mut r, "big", true, "x", 2);
+        assert_eq!(nodes_of(&deploy(&mut r, "web", None, 4)), vec!["big", "small", "big", ""]);
     }
 
     fn deploy(r: &mut Registry, id: &str, zone: Option<&str>, count: usize) -> Vec<Placed> {

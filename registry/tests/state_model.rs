@@ -38,6 +38,7 @@ const ENDPOINT_IPS: &[&str] = &["", "10.0.0.1", "10.0.0.3"];
 /// Registration addresses, with "" for "keep what the instance had".
 const REGISTER_IPS: &[&str] = &["10.0.0.1", "10.0.0.2", ""];
 const TTLS: &[u64] = &[0, 1000];
+const CAPACITIES: &[u32] = &[0, 2];
 const NAMESPACES: &[&str] = &["a", "b"];
 const KEYS: &[&str] = &["k0", "k1", "k1/x", "k2", "k3"];
 const VALUES: &[&str] = &["x", "y"];
@@ -108,8 +109,8 @@ fn op() -> impl Strategy<Value = Op> {
     // Mostly unconditional writes: a random expected version is usually a conflict.
     let expect_version = || proptest::option::weighted(0.3, 0u64..4);
     prop_oneof![
-        3 => (pick(NODES), pick(IPS), labels(), any::<bool>(), select(TTLS)).prop_map(
-            |(node_id, ip, labels, can_run, ttl_ms)| Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms }
+        3 => (pick(NODES), pick(IPS), labels(), any::<bool>(), select(TTLS), select(CAPACITIES)).prop_map(
+            |(node_id, ip, labels, can_run, ttl_ms, capacity)| Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms, capacity }
         ),
         3 => (seen_list(QUERY_NODES), seen_list(INSTANCES))
             .prop_map(|(nodes, instances)| Op::Renew { nodes, instances }),
@@ -208,6 +209,7 @@ struct ModelNode {
     live: Liveness,
     registered_ms: u64,
     ttl_ms: u64,
+    capacity: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -250,7 +252,7 @@ impl Model {
         // Request ids older than the window are forgotten on every command (leader time).
         self.requests.retain(|_, (_, _, (at, _))| *at >= now.saturating_sub(REQUEST_WINDOW_MS));
         match &cmd.op {
-            Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms } => {
+            Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms, capacity } => {
                 let old = self.nodes.get(node_id);
                 let node = ModelNode {
                     ip: ip.clone(),
@@ -259,6 +261,7 @@ impl Model {
                     live: Liveness::touched(old.map(|n| &n.live), now),
                     registered_ms: old.map_or(now, |n| n.registered_ms),
                     ttl_ms: *ttl_ms,
+                    capacity: *capacity,
                 };
                 self.nodes.insert(node_id.clone(), node);
                 CommandResult::Done
@@ -427,7 +430,8 @@ impl Model {
             Op::CreateDeployment { .. }
             | Op::DeleteDeployment { .. }
             | Op::Reassign { .. }
-            | Op::ReportInstance { .. } => {
+            | Op::ReportInstance { .. }
+            | Op::SetReschedulePause { .. } => {
                 unreachable!("deployment commands are not generated")
             }
         }
@@ -557,6 +561,7 @@ impl View for Model {
             last_seen_ms: n.live.last_seen_ms,
             registered_ms: n.registered_ms,
             ttl_ms: n.ttl_ms,
+            capacity: n.capacity,
         })
     }
 

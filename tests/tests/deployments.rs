@@ -143,3 +143,57 @@ async fn instances_spread_and_move_off_a_dead_node_in_the_entry_that_declares_it
         b.await.expect("heartbeats");
     }
 }
+
+/// Three of four nodes lost together looks like the controllers' network, not the nodes:
+/// rescheduling pauses (and says so) instead of piling the fleet onto the one node left, and
+/// resumes by itself once enough nodes are back.
+#[tokio::test]
+async fn a_mass_loss_pauses_rescheduling_until_nodes_come_back() {
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.wait_leader(GENEROUS).await;
+    let stops: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let mut beats: Vec<_> =
+        (0..4).map(|i| agent_heartbeats(&cluster, &format!("m{i}"), true, stops[i].clone())).collect();
+    wait_until(GENEROUS, "four nodes known", || async {
+        cluster.get_json::<Vec<Value>>(leader, "/v1/nodes").await.is_ok_and(|n| n.len() == 4)
+    })
+    .await;
+    let spec = json!({"name": "svc", "replicas": 4, "command": "/bin/true"});
+    let (status, created) = cluster.call(leader, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    let id = created["deploymentId"].as_str().expect("id").to_string();
+    assert_eq!(homes(&created), vec!["m0", "m1", "m2", "m3"]);
+
+    for (i, stop) in stops.iter().enumerate().skip(1) {
+        stop.store(true, Ordering::Relaxed);
+        beats[i].abort();
+    }
+    wait_until(GENEROUS, "rescheduling paused", || async {
+        let c: Value = cluster.get_json(leader, "/v1/cluster").await.unwrap_or_default();
+        c["reschedulePaused"]["nodes"].as_array().is_some_and(|n| n.len() == 3)
+    })
+    .await;
+    let d: Value = cluster.get_json(leader, &format!("/v1/deployments/{id}")).await.expect("deployment");
+    assert!(d["reschedulePaused"].as_str().is_some_and(|r| r.contains("3 of 4")), "{d}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d: Value = cluster.get_json(leader, &format!("/v1/deployments/{id}")).await.expect("deployment");
+    assert_eq!(homes(&d), vec!["m0", "m1", "m2", "m3"], "nothing moved during the pause: {d}");
+
+    // Two nodes come back: one of four down is no mass loss; the last one's instance moves.
+    for i in [1, 2] {
+        stops[i].store(false, Ordering::Relaxed);
+        beats[i] = agent_heartbeats(&cluster, &format!("m{i}"), true, stops[i].clone());
+    }
+    wait_until(GENEROUS, "rescheduling resumed and m3's instance moved", || async {
+        let c: Value = cluster.get_json(leader, "/v1/cluster").await.unwrap_or_default();
+        let d: Value = cluster.get_json(leader, &format!("/v1/deployments/{id}")).await.unwrap_or_default();
+        c.get("reschedulePaused").is_none() && !homes(&d).contains(&"m3".to_string()) && homes(&d).len() == 4
+    })
+    .await;
+    let (status, body) = cluster.call(leader, Method::POST, "/v1/cluster/reschedule", None).await.expect("confirm");
+    assert_eq!((status, body["resumed"].clone()), (200, json!(true)));
+    for (i, stop) in stops.iter().enumerate() {
+        stop.store(true, Ordering::Relaxed);
+        beats[i].abort();
+    }
+}

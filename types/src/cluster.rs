@@ -9,6 +9,22 @@ pub struct ClusterStatus {
     pub leader_id: Option<u64>,
     pub term: u64,
     pub members: Vec<MemberStatus>,
+    /// Set while rescheduling is paused after a mass loss of nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reschedule_paused: Option<ReschedulePause>,
+}
+
+/// Too many nodes were lost within one TTL (the controllers' own network is the likely
+/// culprit): their instances are not moved until the nodes come back or an operator confirms
+/// (`POST /v1/cluster/reschedule`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReschedulePause {
+    /// Unix milliseconds (leader clock).
+    pub since_ms: u64,
+    /// The nodes lost together.
+    pub nodes: Vec<String>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,6 +101,9 @@ pub struct DeploymentInfo {
     pub spec: DeploymentRequest,
     pub instances: Vec<InstanceInfo>,
     pub created_at: u64,
+    /// Why instances on dead nodes are not being moved, while rescheduling is paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reschedule_paused: Option<String>,
 }
 
 /// An item of `GET /v1/assignments?nodeId=` (the shape Plum's Go agent polls).

@@ -11,7 +11,7 @@ mod lenient;
 pub mod node;
 pub mod service;
 
-pub use cluster::{ClusterStatus, MemberStatus, MembershipChange};
+pub use cluster::{ClusterStatus, MemberStatus, MembershipChange, ReschedulePause};
 pub use deployment::{
     Artifact, AssignmentItem, DeploymentInfo, DeploymentRequest, InstanceInfo, InstanceStatusReport, Placement,
     Readiness, ServiceSpec,

@@ -24,6 +24,9 @@ pub struct NodeHeartbeat {
     /// default for clients that declare none (about 15 s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
+    /// How many instances its agent accepts at most (none: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
 }
 
 impl NodeHeartbeat {

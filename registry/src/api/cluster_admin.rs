@@ -45,7 +45,8 @@ pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
         }
     });
     let members = futures::future::join_all(probes).await;
-    Json(ClusterStatus { replica_id: cluster.id, leader_id: me.leader, term: me.term, members })
+    let reschedule_paused = cluster.with_registry(|r| r.reschedule_pause().cloned());
+    Json(ClusterStatus { replica_id: cluster.id, leader_id: me.leader, term: me.term, members, reschedule_paused })
 }
 
 fn membership_json(state: &Shared) -> serde_json::Value {
@@ -53,6 +54,19 @@ fn membership_json(state: &Shared) -> serde_json::Value {
     let voters: Vec<u64> = members.iter().filter(|m| m.2).map(|m| m.0).collect();
     let learners: Vec<u64> = members.iter().filter(|m| !m.2).map(|m| m.0).collect();
     serde_json::json!({ "voters": voters, "learners": learners })
+}
+
+/// `POST /v1/cluster/reschedule`: an operator confirms that the nodes lost in a mass loss are
+/// really gone; their instances are moved.
+pub async fn resume_rescheduling(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    query: super::extract::Query,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    state.write(&headers, &query, &uri, crate::state::Op::SetReschedulePause { pause: None }).await?;
+    tracing::info!(id = state.cluster.id, "an operator resumed rescheduling");
+    Ok(Json(serde_json::json!({ "resumed": true })).into_response())
 }
 
 fn membership_failure(e: MembershipError) -> ApiError {

@@ -182,6 +182,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/cluster/voters", post(cluster_admin::promote))
         .route("/v1/cluster/members/{id}", delete(cluster_admin::remove_member))
         .route("/v1/cluster/transfer-leader", post(cluster_admin::transfer_leader))
+        .route("/v1/cluster/reschedule", post(cluster_admin::resume_rescheduling))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_API_BODY))

@@ -25,11 +25,17 @@ pub async fn heartbeat(
     validate::labels("labels", &hb.labels)?;
     let live = &state.cluster.config.liveness;
     let ttl_ms = live.bounded_ttl_ms(hb.ttl_ms);
+    let capacity = hb.capacity.unwrap_or(0);
     // Registration (or a change of address, labels, capability or TTL, or a revival) is a
     // write; an unchanged live node only renews, which is batched and never costs an fsync.
     let unchanged = state.cluster.with_registry(|r| {
         r.node_record(&hb.node_id).is_some_and(|n| {
-            n.alive && n.ip == ip && n.labels == hb.labels && n.can_run == hb.can_run_instances && n.ttl_ms == ttl_ms
+            n.alive
+                && n.ip == ip
+                && n.labels == hb.labels
+                && n.can_run == hb.can_run_instances
+                && n.ttl_ms == ttl_ms
+                && n.capacity == capacity
         })
     });
     if unchanged {
@@ -39,7 +45,14 @@ pub async fn heartbeat(
             .await
             .map_err(|e| ApiError::Write(crate::cluster::WriteError::Unavailable(e.to_string())))?;
     } else {
-        let op = Op::UpsertNode { node_id: hb.node_id, ip, labels: hb.labels, can_run: hb.can_run_instances, ttl_ms };
+        let op = Op::UpsertNode {
+            node_id: hb.node_id,
+            ip,
+            labels: hb.labels,
+            can_run: hb.can_run_instances,
+            ttl_ms,
+            capacity,
+        };
         state.write(&headers, &query, &uri, op).await?;
     }
     let ttl = state.tracker.ttl_of(LeaseKind::Node, ttl_ms).as_millis() as u64;

@@ -178,6 +178,7 @@ mod tests {
             min_ttl: ms(500),
             max_ttl: ms(60_000),
             dead_retention: ms(3_600_000),
+            mass_loss_share: 0.5,
             renew_flush: ms(100),
             sweep: ms(50),
             heartbeat_batch: ms(5),

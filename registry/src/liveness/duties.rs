@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use super::mass_loss::{LossWindow, is_mass_loss};
 use super::tracker::Tracker;
 use crate::cluster::{Cluster, unix_now_ms};
 use crate::scheduler::Scheduler;
-use crate::state::Op;
+use crate::state::{LeaseKind, Op, Placed};
+use plum_types::ReschedulePause;
 
 /// At most this many expiries per Raft entry; more wait for the next entry, moments later.
 const MAX_EXPIRIES_PER_ENTRY: usize = 4096;
@@ -69,16 +71,19 @@ fn follow_leadership(cluster: &Cluster, tracker: &Tracker) -> Option<u64> {
 async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
     let retry = cluster.config.liveness.sweep;
     let mut leadership = cluster.leadership_watch();
+    let mut losses = LossWindow::default();
     loop {
         // Registered before looking, so a wake-up in between is not lost.
         let woken = tracker.woken();
         let changed = leadership.changed();
         let Some(term) = follow_leadership(&cluster, &tracker) else {
+            losses.clear();
             changed.await;
             continue;
         };
         let (nodes, instances) = tracker.take_expired(Instant::now(), retry, MAX_EXPIRIES_PER_ENTRY);
-        propose_expiry(&cluster, term, nodes, instances).await;
+        let expiry = Expiry { term, nodes, instances };
+        propose_expiry(&cluster, &tracker, &mut losses, expiry).await;
         let next =
             tracker.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)) + EXPIRY_COALESCE;
         tokio::select! {
@@ -89,15 +94,70 @@ async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
     }
 }
 
+/// One sweep's verdicts, from the book of `term`.
+struct Expiry {
+    term: u64,
+    nodes: Vec<(String, u64)>,
+    instances: Vec<(String, u64)>,
+}
+
+/// Where the instances of the dying nodes go: new homes, in the same entry that declares the
+/// nodes dead; none while rescheduling is paused, or when this expiry is a mass loss (then
+/// the pause is proposed first).
+async fn moves_for(
+    cluster: &Cluster,
+    tracker: &Tracker,
+    losses: &mut LossWindow,
+    dying: &BTreeSet<String>,
+) -> Vec<Placed> {
+    let share = cluster.config.liveness.mass_loss_share;
+    let (moves, pause) = cluster.with_registry(|r| {
+        if r.reschedule_pause().is_some() {
+            return (Vec::new(), None);
+        }
+        let runnable = |id: &String| r.node_record(id).is_some_and(|n| n.can_run);
+        let dying_runnable: Vec<String> = dying.iter().filter(|id| runnable(id)).cloned().collect();
+        // "Within one TTL": the longest TTL among the nodes going now.
+        let window = dying_runnable
+            .iter()
+            .filter_map(|id| r.node_record(id))
+            .map(|n| tracker.ttl_of(LeaseKind::Node, n.ttl_ms))
+            .max()
+            .unwrap_or_default();
+        let lost = losses.record(Instant::now(), window, &dying_runnable);
+        let alive = r.node_records().filter(|n| n.alive && n.can_run).count();
+        let lost_before = lost.iter().filter(|id| !dying.contains(*id)).count();
+        let fleet = alive + lost_before;
+        if !dying_runnable.is_empty() && is_mass_loss(fleet, lost.len(), share) {
+            let reason = format!(
+                "{} of {fleet} nodes that run work were lost within one TTL ({} ms): rescheduling paused until \
+                 they come back or an operator confirms (POST /v1/cluster/reschedule)",
+                lost.len(),
+                window.as_millis()
+            );
+            let pause = ReschedulePause { since_ms: unix_now_ms(), nodes: lost, reason };
+            return (Vec::new(), Some(pause));
+        }
+        (Scheduler::new(r, BTreeSet::new()).moves_off(dying), None)
+    });
+    if let Some(pause) = pause {
+        tracing::error!(id = cluster.id, nodes = ?pause.nodes, reason = %pause.reason, "mass loss of nodes");
+        if let Err(e) = cluster.propose_if_leader(Op::SetReschedulePause { pause: Some(pause) }).await {
+            tracing::warn!(id = cluster.id, error = %e, "pausing rescheduling not committed; not moving anything");
+        }
+    }
+    moves
+}
+
 /// Proposes the verdicts of the book of `term`, each only while this replica still leads in
 /// that term (the first proposal may take long enough for leadership to move).
-async fn propose_expiry(cluster: &Cluster, term: u64, nodes: Vec<(String, u64)>, instances: Vec<(String, u64)>) {
+async fn propose_expiry(cluster: &Cluster, tracker: &Tracker, losses: &mut LossWindow, expiry: Expiry) {
+    let Expiry { term, nodes, instances } = expiry;
     let still_leading = || cluster.leading_term() == Some(term);
     if !nodes.is_empty() && still_leading() {
         let ids: Vec<&str> = nodes.iter().take(LOGGED_IDS).map(|(id, _)| id.as_str()).collect();
-        // Their instances get new homes in the same entry that declares the nodes dead.
         let dying: BTreeSet<String> = nodes.iter().map(|(id, _)| id.clone()).collect();
-        let moves = cluster.with_registry(|r| Scheduler::new(r, BTreeSet::new()).moves_off(&dying));
+        let moves = moves_for(cluster, tracker, losses, &dying).await;
         tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, moves = moves.len(), "expiring silent nodes");
         if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes, moves }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
@@ -149,14 +209,28 @@ async fn place_waiting(cluster: Arc<Cluster>) {
         if cluster.leading_term().is_none() {
             continue;
         }
-        let moves = cluster.with_registry(|r| {
+        let share = cluster.config.liveness.mass_loss_share;
+        let (moves, resume) = cluster.with_registry(|r| {
             let dead: BTreeSet<String> = r.node_records().filter(|n| !n.alive).map(|n| n.node_id.clone()).collect();
+            if r.reschedule_pause().is_some() {
+                // Resume once the nodes that run work are back above the share.
+                let fleet = r.node_records().filter(|n| n.can_run).count();
+                let down = r.node_records().filter(|n| n.can_run && !n.alive).count();
+                return (Vec::new(), !is_mass_loss(fleet, down, share));
+            }
             let homeless = r.assignment_records().any(|a| a.node_id.is_empty() || dead.contains(&a.node_id));
             if !homeless {
-                return Vec::new();
+                return (Vec::new(), false);
             }
-            Scheduler::new(r, BTreeSet::new()).moves_off(&dead)
+            (Scheduler::new(r, BTreeSet::new()).moves_off(&dead), false)
         });
+        if resume {
+            tracing::info!(id = cluster.id, "enough nodes are back: rescheduling resumes");
+            if let Err(e) = cluster.propose_if_leader(Op::SetReschedulePause { pause: None }).await {
+                tracing::warn!(id = cluster.id, error = %e, "resuming rescheduling not committed");
+            }
+            continue;
+        }
         if moves.is_empty() {
             continue;
         }

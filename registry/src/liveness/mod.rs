@@ -11,6 +11,7 @@
 
 pub mod batcher;
 pub mod duties;
+pub mod mass_loss;
 pub mod tracker;
 
 pub use batcher::{RenewBatcher, RenewError};

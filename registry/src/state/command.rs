@@ -55,6 +55,9 @@ pub enum Op {
         /// The TTL it declared, already bounded; 0: the controller's default.
         #[serde(default)]
         ttl_ms: u64,
+        /// Instances its agent accepts at most; 0: no limit.
+        #[serde(default)]
+        capacity: u32,
     },
     /// Coalesced heartbeats: `(id, unix ms seen)` for nodes and for instances.
     Renew {
@@ -121,6 +124,10 @@ pub enum Op {
     ReportInstance {
         report: InstanceReport,
     },
+    /// Pause rescheduling after a mass loss of nodes (`Some`), or resume it (`None`).
+    SetReschedulePause {
+        pause: Option<plum_types::ReschedulePause>,
+    },
     KvPut {
         ns: String,
         write: KvWrite,
@@ -158,6 +165,7 @@ impl fmt::Display for Command {
             Op::DeleteDeployment { deployment_id } => write!(f, "delete-deployment {deployment_id}"),
             Op::Reassign { moves } => write!(f, "reassign {} instances", moves.len()),
             Op::ReportInstance { report } => write!(f, "report {} {}", report.instance_id, report.phase),
+            Op::SetReschedulePause { pause } => write!(f, "reschedule-paused {}", pause.is_some()),
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
             Op::KvBatch { ns, writes } => write!(f, "kv-batch {ns} ({} keys)", writes.len()),

@@ -10,6 +10,8 @@ pub(crate) const DEPLOYMENT: &[u8] = b"D/";
 pub(crate) const ASSIGNMENT: &[u8] = b"A/";
 /// One row: the log index of the last change to where instances are assigned.
 pub(crate) const PLACEMENT_INDEX: &[u8] = b"P/";
+/// One row, present while rescheduling is paused.
+pub(crate) const RESCHEDULE_PAUSE: &[u8] = b"S/";
 
 fn key(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.to_vec();

@@ -86,7 +86,8 @@ impl Op {
             | Op::CreateDeployment { .. }
             | Op::DeleteDeployment { .. }
             | Op::Reassign { .. }
-            | Op::ReportInstance { .. } => Vec::new(),
+            | Op::ReportInstance { .. }
+            | Op::SetReschedulePause { .. } => Vec::new(),
         }
     }
 

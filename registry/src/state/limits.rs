@@ -77,6 +77,10 @@ impl Op {
                 check_moves(placements)
             }
             Op::DeleteDeployment { deployment_id } => check_name("deploymentId", deployment_id, MAX_ID),
+            Op::SetReschedulePause { pause } => pause.as_ref().map_or(Ok(()), |p| {
+                check_text("reason", &p.reason, MAX_ID)?;
+                (p.nodes.len() <= 100_000).then_some(()).ok_or_else(|| "too many nodes".to_string())
+            }),
             Op::ReportInstance { report } => {
                 check_name("instanceId", &report.instance_id, MAX_ID)?;
                 check_text("phase", &report.phase, MAX_SHORT)

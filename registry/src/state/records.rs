@@ -22,6 +22,9 @@ pub struct NodeRecord {
     /// Declared heartbeat TTL (bounded by the controller); 0: the controller's default.
     #[serde(default)]
     pub ttl_ms: u64,
+    /// Instances its agent accepts at most; 0: no limit.
+    #[serde(default)]
+    pub capacity: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

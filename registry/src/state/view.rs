@@ -25,6 +25,8 @@ pub struct Registry {
     /// Log index of the last change to which instances are assigned where (agents' watches
     /// wake on it; agents' own status reports do not move it).
     pub(crate) placement_index: u64,
+    /// Set while rescheduling is paused after a mass loss of nodes.
+    pub(crate) reschedule_pause: Option<plum_types::ReschedulePause>,
     pub(crate) applied_index: u64,
 }
 
@@ -176,6 +178,10 @@ impl Registry {
         })
     }
 
+    pub fn reschedule_pause(&self) -> Option<&plum_types::ReschedulePause> {
+        self.reschedule_pause.as_ref()
+    }
+
     pub fn placement_index(&self) -> u64 {
         self.placement_index
     }
@@ -209,6 +215,7 @@ impl Registry {
             spec: d.spec.clone(),
             instances,
             created_at: secs(d.created_ms),
+            reschedule_paused: self.reschedule_pause.as_ref().map(|p| p.reason.clone()),
         }
     }
 
@@ -271,6 +278,8 @@ impl Registry {
                 let rec: RequestRecord = rows::decode(&v).map_err(bad)?;
                 reg.requests_by_time.insert((rec.at_ms, id.clone()));
                 reg.requests.insert(id, rec);
+            } else if k == keys::RESCHEDULE_PAUSE {
+                reg.reschedule_pause = Some(rows::decode(&v).map_err(bad)?);
             } else if k == keys::PLACEMENT_INDEX {
                 reg.placement_index = rows::decode(&v).map_err(bad)?;
             } else if k.starts_with(keys::DEPLOYMENT) {

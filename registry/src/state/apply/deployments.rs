@@ -120,6 +120,19 @@ impl Registry {
         count
     }
 
+    pub(super) fn set_reschedule_pause(
+        &mut self,
+        pause: &Option<plum_types::ReschedulePause>,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        match pause {
+            Some(p) => writes.put(keys::RESCHEDULE_PAUSE.to_vec(), rows::encode(p)),
+            None => writes.delete(keys::RESCHEDULE_PAUSE.to_vec()),
+        }
+        self.reschedule_pause = pause.clone();
+        CommandResult::Done
+    }
+
     /// An agent's report. A start after an exit counts as a restart.
     pub(super) fn report_instance(
         &mut self,

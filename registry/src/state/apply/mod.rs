@@ -25,8 +25,10 @@ impl Registry {
         let now = cmd.now_ms;
         self.forget_requests_before(now.saturating_sub(REQUEST_WINDOW_MS), writes);
         match &cmd.op {
-            Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms } => {
-                self.upsert_node(node_id, ip, labels, *can_run, *ttl_ms, now, writes)
+            Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms, capacity } => {
+                let up =
+                    nodes::NodeUpsert { node_id, ip, labels, can_run: *can_run, ttl_ms: *ttl_ms, capacity: *capacity };
+                self.upsert_node(up, now, writes)
             }
             Op::Renew { nodes, instances } => self.renew(nodes, instances, writes),
             Op::ExpireNodes { nodes, moves } => {
@@ -52,6 +54,7 @@ impl Registry {
             Op::DeleteDeployment { deployment_id } => self.delete_deployment(deployment_id, index, writes),
             Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, index, now, writes) },
             Op::ReportInstance { report } => self.report_instance(report, now, writes),
+            Op::SetReschedulePause { pause } => self.set_reschedule_pause(pause, writes),
             Op::KvPut { ns, write, expect_version, request_id } => {
                 self.kv_put(ns, write, *expect_version, request_id.as_deref(), index, now, writes)
             }

@@ -9,28 +9,29 @@ use crate::state::keys;
 use crate::state::records::NodeRecord;
 use crate::state::view::Registry;
 
+/// The fields of an `UpsertNode` command.
+pub(super) struct NodeUpsert<'a> {
+    pub node_id: &'a str,
+    pub ip: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub can_run: bool,
+    pub ttl_ms: u64,
+    pub capacity: u32,
+}
+
 impl Registry {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn upsert_node(
-        &mut self,
-        node_id: &str,
-        ip: &str,
-        labels: &BTreeMap<String, String>,
-        can_run: bool,
-        ttl_ms: u64,
-        now: u64,
-        writes: &mut DataWrites,
-    ) -> CommandResult {
-        let old = self.nodes.get(node_id);
+    pub(super) fn upsert_node(&mut self, up: NodeUpsert<'_>, now: u64, writes: &mut DataWrites) -> CommandResult {
+        let old = self.nodes.get(up.node_id);
         let rec = NodeRecord {
-            node_id: node_id.to_string(),
-            ip: ip.to_string(),
-            labels: labels.clone(),
-            can_run,
+            node_id: up.node_id.to_string(),
+            ip: up.ip.to_string(),
+            labels: up.labels.clone(),
+            can_run: up.can_run,
             alive: true,
             last_seen_ms: old.map(|n| n.last_seen_ms.max(now)).unwrap_or(now),
             registered_ms: old.map(|n| n.registered_ms).unwrap_or(now),
-            ttl_ms,
+            ttl_ms: up.ttl_ms,
+            capacity: up.capacity,
         };
         self.put_node(rec, writes);
         CommandResult::Done
