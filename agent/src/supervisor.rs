@@ -29,6 +29,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 const ENDPOINT_TTL_MS: u64 = 15_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Between deregistering an instance and signalling it: clients that looked it up just before
+/// finish their requests (a rolling update loses none).
+const DRAIN: Duration = Duration::from_millis(500);
 
 struct Running {
     stop: oneshot::Sender<()>,
@@ -230,6 +233,7 @@ async fn run_once(
             status = child.wait() => return Ended::Exited(status.ok().and_then(|s| s.code())),
             _ = &mut *stop => {
                 deregister(client, id).await;
+                tokio::time::sleep(DRAIN).await;
                 process::stop(&mut child, STOP_GRACE).await;
                 let _ = std::fs::remove_file(config.data_dir.join(format!("{id}.pid")));
                 return Ended::Stopped;

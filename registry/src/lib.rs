@@ -12,6 +12,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod liveness;
+pub mod rollout;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -431,7 +431,10 @@ impl Model {
             | Op::DeleteDeployment { .. }
             | Op::Reassign { .. }
             | Op::ReportInstance { .. }
-            | Op::SetReschedulePause { .. } => {
+            | Op::SetReschedulePause { .. }
+            | Op::UpdateDeployment { .. }
+            | Op::ScaleDeployment { .. }
+            | Op::RolloutStep { .. } => {
                 unreachable!("deployment commands are not generated")
             }
         }

@@ -91,6 +91,9 @@ pub struct InstanceInfo {
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
+    /// The deployment generation (spec change) it runs.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// `GET /v1/deployments/{id}`, and the items of `GET /v1/deployments`.
@@ -101,6 +104,12 @@ pub struct DeploymentInfo {
     pub spec: DeploymentRequest,
     pub instances: Vec<InstanceInfo>,
     pub created_at: u64,
+    /// Counts spec changes; instances of older generations are replaced by a rolling update.
+    #[serde(default)]
+    pub generation: u64,
+    /// The last rolling update: `InProgress`, `Done`, or `Failed: why` (empty: none yet).
+    #[serde(default)]
+    pub rollout: String,
     /// Why instances on dead nodes are not being moved, while rescheduling is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reschedule_paused: Option<String>,

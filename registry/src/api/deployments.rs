@@ -102,6 +102,65 @@ pub async fn create(State(state): State<Shared>, req: Request) -> Result<Respons
     Ok(with_index(applied.index, (StatusCode::CREATED, Json(info))))
 }
 
+/// `PATCH /v1/deployments/{id}`: the fields given replace the current ones. A new `replicas`
+/// scales at once; a change of what runs (version, command, args, env, artifact, service)
+/// starts a rolling update (409 while one is in progress).
+pub async fn update(State(state): State<Shared>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let (headers, path, bytes) = body_and_parts(req).await?;
+    let patch: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
+    let Some(fields) = patch.as_object() else { return Err(ApiError::bad("the body must be a JSON object")) };
+    if let Some(fixed) = ["name", "requestId"].into_iter().find(|k| fields.contains_key(*k)) {
+        return Err(ApiError::bad(format!("`{fixed}` cannot be changed")));
+    }
+    if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::PATCH, bytes.clone()).await {
+        return Ok(resp);
+    }
+    let current = state.cluster.with_registry(|r| r.deployment_record(&id).map(|d| d.spec.clone()));
+    let current = current.ok_or_else(|| ApiError::NotFound(format!("deployment `{id}` not found")))?;
+    let mut merged = serde_json::to_value(&current).map_err(|e| ApiError::bad(e.to_string()))?;
+    for (k, v) in fields {
+        merged[k] = v.clone();
+    }
+    let spec: DeploymentRequest =
+        serde_json::from_value(merged).map_err(|e| ApiError::bad(format!("invalid deployment: {e}")))?;
+    check(&spec)?;
+    if spec.replicas != current.replicas {
+        let op = state.cluster.with_registry(|r| scale_op(r, &id, &spec));
+        state.cluster.write(op).await?;
+    }
+    let runs = |s: &DeploymentRequest| DeploymentRequest { replicas: 0, ..s.clone() };
+    if runs(&spec) != runs(&current) {
+        let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec) };
+        if let CommandResult::Busy { reason } = state.cluster.write(op).await?.result {
+            return Err(ApiError::Conflict { message: reason, detail: None });
+        }
+    }
+    state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id)).await
+}
+
+/// Instances to add (placed here, on the leader) or remove (the last ones by id) to reach
+/// `spec.replicas`.
+fn scale_op(r: &crate::state::Registry, id: &str, spec: &DeploymentRequest) -> Op {
+    let mut ids: Vec<String> =
+        r.assignment_records().filter(|a| a.deployment_id == id).map(|a| a.instance_id.clone()).collect();
+    ids.sort();
+    let want = spec.replicas as usize;
+    let remove: Vec<String> = ids.iter().skip(want).cloned().collect();
+    let mut scheduler = Scheduler::new(r, BTreeSet::new());
+    let mut add = Vec::new();
+    let mut n = 0;
+    while ids.len() + add.len() < want {
+        let instance_id = format!("{id}-s{n}");
+        n += 1;
+        if ids.contains(&instance_id) {
+            continue;
+        }
+        add.push(Placed { instance_id, node_id: scheduler.place(id, &spec.placement.labels) });
+    }
+    Op::ScaleDeployment { deployment_id: id.to_string(), replicas: spec.replicas, add, remove }
+}
+
 pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
     state.read(&query, |r| r.deployments()).await
 }

@@ -40,7 +40,8 @@ pub fn start(cluster: Arc<Cluster>, tracker: Arc<Tracker>) -> LeaderDuties {
         tokio::spawn(flush_renewals(cluster.clone(), tracker.clone())),
         tokio::spawn(expire_silent(cluster.clone(), tracker)),
         tokio::spawn(forget_dead(cluster.clone())),
-        tokio::spawn(place_waiting(cluster)),
+        tokio::spawn(place_waiting(cluster.clone())),
+        tokio::spawn(crate::rollout::drive(cluster)),
     ];
     LeaderDuties { loops }
 }

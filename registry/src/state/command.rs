@@ -124,6 +124,26 @@ pub enum Op {
     ReportInstance {
         report: InstanceReport,
     },
+    /// A new spec (what runs) for a deployment: starts a rolling update to it.
+    UpdateDeployment {
+        deployment_id: String,
+        spec: Box<DeploymentRequest>,
+    },
+    /// Replicas added (placed by the leader) or removed (ids chosen by the leader).
+    ScaleDeployment {
+        deployment_id: String,
+        replicas: u32,
+        add: Vec<Placed>,
+        remove: Vec<String>,
+    },
+    /// One step of a rolling update: stop an instance of an older generation and/or start one
+    /// of the current generation. `outcome`, when set, ends the update (`Done` or why it failed).
+    RolloutStep {
+        deployment_id: String,
+        remove: Option<String>,
+        add: Option<Placed>,
+        outcome: Option<String>,
+    },
     /// Pause rescheduling after a mass loss of nodes (`Some`), or resume it (`None`).
     SetReschedulePause {
         pause: Option<plum_types::ReschedulePause>,
@@ -166,6 +186,9 @@ impl fmt::Display for Command {
             Op::Reassign { moves } => write!(f, "reassign {} instances", moves.len()),
             Op::ReportInstance { report } => write!(f, "report {} {}", report.instance_id, report.phase),
             Op::SetReschedulePause { pause } => write!(f, "reschedule-paused {}", pause.is_some()),
+            Op::UpdateDeployment { deployment_id, .. } => write!(f, "update-deployment {deployment_id}"),
+            Op::ScaleDeployment { deployment_id, replicas, .. } => write!(f, "scale {deployment_id} to {replicas}"),
+            Op::RolloutStep { deployment_id, .. } => write!(f, "rollout-step {deployment_id}"),
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
             Op::KvBatch { ns, writes } => write!(f, "kv-batch {ns} ({} keys)", writes.len()),
@@ -198,4 +221,8 @@ pub enum CommandResult {
         deployment_id: String,
     },
     NotFound,
+    /// Refused for now (e.g. a rolling update is in progress).
+    Busy {
+        reason: String,
+    },
 }

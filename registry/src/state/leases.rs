@@ -87,7 +87,10 @@ impl Op {
             | Op::DeleteDeployment { .. }
             | Op::Reassign { .. }
             | Op::ReportInstance { .. }
-            | Op::SetReschedulePause { .. } => Vec::new(),
+            | Op::SetReschedulePause { .. }
+            | Op::UpdateDeployment { .. }
+            | Op::ScaleDeployment { .. }
+            | Op::RolloutStep { .. } => Vec::new(),
         }
     }
 

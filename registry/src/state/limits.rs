@@ -76,7 +76,21 @@ impl Op {
                 (placements.len() <= MAX_REPLICAS).then_some(()).ok_or("too many replicas")?;
                 check_moves(placements)
             }
-            Op::DeleteDeployment { deployment_id } => check_name("deploymentId", deployment_id, MAX_ID),
+            Op::DeleteDeployment { deployment_id } | Op::UpdateDeployment { deployment_id, .. } => {
+                check_name("deploymentId", deployment_id, MAX_ID)
+            }
+            Op::ScaleDeployment { deployment_id, add, remove, replicas } => {
+                check_name("deploymentId", deployment_id, MAX_ID)?;
+                (*replicas as usize <= MAX_REPLICAS).then_some(()).ok_or("too many replicas")?;
+                remove.iter().try_for_each(|id| check_name("instanceId", id, MAX_ID))?;
+                check_moves(add)
+            }
+            Op::RolloutStep { deployment_id, remove, add, outcome } => {
+                check_name("deploymentId", deployment_id, MAX_ID)?;
+                remove.as_deref().map_or(Ok(()), |id| check_name("instanceId", id, MAX_ID))?;
+                outcome.as_deref().map_or(Ok(()), |o| check_text("outcome", o, MAX_ID))?;
+                check_moves(add.as_slice())
+            }
             Op::SetReschedulePause { pause } => pause.as_ref().map_or(Ok(()), |p| {
                 check_text("reason", &p.reason, MAX_ID)?;
                 (p.nodes.len() <= 100_000).then_some(()).ok_or_else(|| "too many nodes".to_string())

@@ -15,7 +15,7 @@ mod rows;
 mod view;
 
 pub use app::RegistryApp;
-pub use apply::{ASSIGNED, MAX_REMEMBERED_REQUESTS, PENDING, REQUEST_WINDOW_MS};
+pub use apply::{ASSIGNED, MAX_REMEMBERED_REQUESTS, PENDING, REQUEST_WINDOW_MS, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS};
 pub use command::{Command, CommandResult, InstanceReport, KvWrite, Op, Placed};
 pub use leases::{Lease, LeaseKind, LeaseObserver};
 pub use records::{

@@ -114,6 +114,16 @@ pub struct DeploymentRecord {
     pub deployment_id: String,
     pub spec: plum_types::DeploymentRequest,
     pub created_ms: u64,
+    /// Counts changes of what runs (version, command, args, env, artifact); instances carry
+    /// the generation they run.
+    #[serde(default)]
+    pub generation: u64,
+    /// During a rolling update: the spec the instances of older generations run.
+    #[serde(default)]
+    pub previous: Option<plum_types::DeploymentRequest>,
+    /// The last rolling update: `InProgress`, `Done`, or `Failed: why`.
+    #[serde(default)]
+    pub rollout: String,
 }
 
 /// One instance of a deployment and the node it is assigned to.
@@ -131,4 +141,7 @@ pub struct AssignmentRecord {
     pub exit_code: Option<i32>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// The deployment generation this instance runs.
+    #[serde(default)]
+    pub generation: u64,
 }

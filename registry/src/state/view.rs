@@ -186,6 +186,10 @@ impl Registry {
         self.placement_index
     }
 
+    pub fn deployment_records(&self) -> impl Iterator<Item = &DeploymentRecord> {
+        self.deployments.values()
+    }
+
     pub fn deployment_record(&self, id: &str) -> Option<&DeploymentRecord> {
         self.deployments.get(id)
     }
@@ -208,6 +212,7 @@ impl Registry {
                 restarts: a.restarts,
                 created_at: secs(a.created_ms),
                 updated_at: secs(a.updated_ms),
+                generation: a.generation,
             })
             .collect();
         DeploymentInfo {
@@ -215,6 +220,8 @@ impl Registry {
             spec: d.spec.clone(),
             instances,
             created_at: secs(d.created_ms),
+            generation: d.generation,
+            rollout: d.rollout.clone(),
             reschedule_paused: self.reschedule_pause.as_ref().map(|p| p.reason.clone()),
         }
     }
@@ -234,8 +241,13 @@ impl Registry {
             .filter(|a| a.node_id == node_id)
             .filter_map(|a| {
                 let d = self.deployments.get(&a.deployment_id)?;
-                let start_cmd = std::iter::once(d.spec.command.as_str())
-                    .chain(d.spec.args.iter().map(String::as_str))
+                // An instance of an older generation runs the spec it was started with.
+                let spec = match &d.previous {
+                    Some(previous) if a.generation < d.generation => previous,
+                    _ => &d.spec,
+                };
+                let start_cmd = std::iter::once(spec.command.as_str())
+                    .chain(spec.args.iter().map(String::as_str))
                     .collect::<Vec<_>>()
                     .join(" ");
                 Some(AssignmentItem {
@@ -243,11 +255,11 @@ impl Registry {
                     deployment_id: a.deployment_id.clone(),
                     node_id: a.node_id.clone(),
                     desired: "Running".to_string(),
-                    artifact_url: d.spec.artifact.as_ref().map(|x| x.url.clone()).unwrap_or_default(),
+                    artifact_url: spec.artifact.as_ref().map(|x| x.url.clone()).unwrap_or_default(),
                     start_cmd,
-                    app_name: d.spec.name.clone(),
-                    app_version: d.spec.version.clone(),
-                    spec: Some(d.spec.clone()),
+                    app_name: spec.name.clone(),
+                    app_version: spec.version.clone(),
+                    spec: Some(spec.clone()),
                 })
             })
             .collect()

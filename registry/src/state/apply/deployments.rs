@@ -14,6 +14,9 @@ use crate::state::view::Registry;
 pub const PENDING: &str = "Pending";
 /// Phase of an instance given to a node whose agent has not reported on it yet.
 pub const ASSIGNED: &str = "Assigned";
+/// Rolling-update states of a deployment.
+pub const ROLLOUT_IN_PROGRESS: &str = "InProgress";
+pub const ROLLOUT_DONE: &str = "Done";
 
 fn phase_for(node_id: &str) -> &'static str {
     if node_id.is_empty() { PENDING } else { ASSIGNED }
@@ -43,29 +46,136 @@ impl Registry {
         if self.deployments.contains_key(deployment_id) {
             return created;
         }
-        let rec = DeploymentRecord { deployment_id: deployment_id.to_string(), spec: spec.clone(), created_ms: now };
+        let rec = DeploymentRecord {
+            deployment_id: deployment_id.to_string(),
+            spec: spec.clone(),
+            created_ms: now,
+            generation: 1,
+            previous: None,
+            rollout: String::new(),
+        };
         writes.put(keys::deployment(deployment_id), rows::encode(&rec));
         self.deployments.insert(deployment_id.to_string(), rec);
         for p in placements {
-            if self.assignments.contains_key(&p.instance_id) {
-                continue;
-            }
-            let rec = AssignmentRecord {
-                instance_id: p.instance_id.clone(),
-                deployment_id: deployment_id.to_string(),
-                node_id: p.node_id.clone(),
-                phase: phase_for(&p.node_id).to_string(),
-                port: 0,
-                healthy: false,
-                restarts: 0,
-                exit_code: None,
-                created_ms: now,
-                updated_ms: now,
-            };
-            self.put_assignment(rec, writes);
+            self.add_instance(deployment_id, p, 1, now, writes);
         }
         self.placement_changed(index, writes);
         created
+    }
+
+    /// A new instance of `deployment_id` running `generation`, on the node placed for it.
+    fn add_instance(&mut self, deployment_id: &str, p: &Placed, generation: u64, now: u64, writes: &mut DataWrites) {
+        if self.assignments.contains_key(&p.instance_id) {
+            return;
+        }
+        let rec = AssignmentRecord {
+            instance_id: p.instance_id.clone(),
+            deployment_id: deployment_id.to_string(),
+            node_id: p.node_id.clone(),
+            phase: phase_for(&p.node_id).to_string(),
+            port: 0,
+            healthy: false,
+            restarts: 0,
+            exit_code: None,
+            created_ms: now,
+            updated_ms: now,
+            generation,
+        };
+        self.put_assignment(rec, writes);
+    }
+
+    fn remove_assignment(&mut self, instance_id: &str, writes: &mut DataWrites) {
+        if self.assignments.remove(instance_id).is_some() {
+            writes.delete(keys::assignment(instance_id));
+        }
+    }
+
+    fn put_deployment(&mut self, rec: DeploymentRecord, writes: &mut DataWrites) {
+        writes.put(keys::deployment(&rec.deployment_id), rows::encode(&rec));
+        self.deployments.insert(rec.deployment_id.clone(), rec);
+    }
+
+    /// A new spec: the next generation; a rolling update to it starts (the leader drives it).
+    /// Refused while another one is in progress.
+    pub(super) fn update_deployment(
+        &mut self,
+        deployment_id: &str,
+        spec: &DeploymentRequest,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        let Some(old) = self.deployments.get(deployment_id) else { return CommandResult::NotFound };
+        if old.rollout == ROLLOUT_IN_PROGRESS {
+            return CommandResult::Busy { reason: "a rolling update is in progress".into() };
+        }
+        let rec = DeploymentRecord {
+            spec: DeploymentRequest { replicas: old.spec.replicas, ..spec.clone() },
+            previous: Some(old.spec.clone()),
+            generation: old.generation.max(1) + 1,
+            rollout: ROLLOUT_IN_PROGRESS.to_string(),
+            ..old.clone()
+        };
+        self.put_deployment(rec, writes);
+        CommandResult::Done
+    }
+
+    pub(super) fn scale_deployment(
+        &mut self,
+        deployment_id: &str,
+        replicas: u32,
+        change: (&[Placed], &[String]),
+        index: u64,
+        now: u64,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        let Some(old) = self.deployments.get(deployment_id) else { return CommandResult::NotFound };
+        let generation = old.generation.max(1);
+        let rec = DeploymentRecord { spec: DeploymentRequest { replicas, ..old.spec.clone() }, ..old.clone() };
+        self.put_deployment(rec, writes);
+        let (add, remove) = change;
+        for id in remove {
+            self.remove_assignment(id, writes);
+        }
+        for p in add {
+            self.add_instance(deployment_id, p, generation, now, writes);
+        }
+        self.placement_changed(index, writes);
+        CommandResult::Done
+    }
+
+    pub(super) fn rollout_step(
+        &mut self,
+        deployment_id: &str,
+        step: (Option<&str>, Option<&Placed>, Option<&str>),
+        index: u64,
+        now: u64,
+        writes: &mut DataWrites,
+    ) -> CommandResult {
+        let Some(old) = self.deployments.get(deployment_id) else { return CommandResult::NotFound };
+        if old.rollout != ROLLOUT_IN_PROGRESS {
+            return CommandResult::Busy { reason: "no rolling update in progress".into() };
+        }
+        let generation = old.generation.max(1);
+        let (remove, add, outcome) = step;
+        if let Some(outcome) = outcome {
+            let done = outcome == ROLLOUT_DONE;
+            let rec = DeploymentRecord {
+                rollout: outcome.to_string(),
+                // Older instances keep their spec after a failed update; none are left after a done one.
+                previous: if done { None } else { old.previous.clone() },
+                ..old.clone()
+            };
+            self.put_deployment(rec, writes);
+        }
+        if let Some(id) = remove {
+            self.remove_assignment(id, writes);
+        }
+        if let Some(p) = add {
+            self.add_instance(deployment_id, p, generation, now, writes);
+        }
+        if remove.is_some() || add.is_some() {
+            self.placement_changed(index, writes);
+        }
+        CommandResult::Done
     }
 
     /// Removes the deployment and its assignments: their agents stop them.
@@ -86,8 +196,7 @@ impl Registry {
             .map(|a| a.instance_id.clone())
             .collect();
         for id in ids {
-            self.assignments.remove(&id);
-            writes.delete(keys::assignment(&id));
+            self.remove_assignment(&id, writes);
         }
         self.placement_changed(index, writes);
         CommandResult::Done

@@ -15,7 +15,7 @@ use super::records::{InstanceRecord, NodeRecord};
 use super::rows;
 use super::view::Registry;
 
-pub use deployments::{ASSIGNED, PENDING};
+pub use deployments::{ASSIGNED, PENDING, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS};
 pub use kv::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
 
 impl Registry {
@@ -55,6 +55,14 @@ impl Registry {
             Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, index, now, writes) },
             Op::ReportInstance { report } => self.report_instance(report, now, writes),
             Op::SetReschedulePause { pause } => self.set_reschedule_pause(pause, writes),
+            Op::UpdateDeployment { deployment_id, spec } => self.update_deployment(deployment_id, spec, writes),
+            Op::ScaleDeployment { deployment_id, replicas, add, remove } => {
+                self.scale_deployment(deployment_id, *replicas, (add, remove), index, now, writes)
+            }
+            Op::RolloutStep { deployment_id, remove, add, outcome } => {
+                let step = (remove.as_deref(), add.as_ref(), outcome.as_deref());
+                self.rollout_step(deployment_id, step, index, now, writes)
+            }
             Op::KvPut { ns, write, expect_version, request_id } => {
                 self.kv_put(ns, write, *expect_version, request_id.as_deref(), index, now, writes)
             }

@@ -1,0 +1,181 @@
+//! Rolling updates, driven by the leader: one instance at a time, the next only after the new
+//! one is ready. With R replicas: start one of the new generation (R+1 run); once it is ready,
+//! stop one of the old and start the next new one; ...; once no old one is left, the update is
+//! done. A new instance not ready within `READY_TIMEOUT` stops the update and says why (the
+//! old instances left keep running their spec).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::{Cluster, unix_now_ms};
+use crate::scheduler::Scheduler;
+use crate::state::{AssignmentRecord, Op, Placed, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS, Registry};
+
+const STEP_EVERY: Duration = Duration::from_millis(100);
+/// How long a new instance may take to become ready (leader time).
+const READY_TIMEOUT_MS: u64 = 60_000;
+
+/// The next step of every rolling update in progress.
+pub fn next_steps(r: &Registry, now_ms: u64) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut scheduler = Scheduler::new(r, BTreeSet::new());
+    for d in r.deployment_records().filter(|d| d.rollout == ROLLOUT_IN_PROGRESS) {
+        let generation = d.generation.max(1);
+        let mine: Vec<&AssignmentRecord> =
+            r.assignment_records().filter(|a| a.deployment_id == d.deployment_id).collect();
+        let (new, old): (Vec<&AssignmentRecord>, Vec<&AssignmentRecord>) =
+            mine.iter().partition(|a| a.generation >= generation);
+        let waiting: Vec<_> = new.iter().filter(|a| !(a.phase == "Running" && a.healthy)).collect();
+        let step = |remove: Option<String>, add: Option<Placed>, outcome: Option<String>| Op::RolloutStep {
+            deployment_id: d.deployment_id.clone(),
+            remove,
+            add,
+            outcome,
+        };
+        if let Some(late) = waiting.iter().find(|a| a.created_ms + READY_TIMEOUT_MS < now_ms) {
+            let why = format!("Failed: instance {} not ready within {} s", late.instance_id, READY_TIMEOUT_MS / 1000);
+            ops.push(step(None, None, Some(why)));
+            continue;
+        }
+        if !waiting.is_empty() {
+            continue;
+        }
+        let replicas = d.spec.replicas as usize;
+        if old.is_empty() && new.len() >= replicas {
+            ops.push(step(None, None, Some(ROLLOUT_DONE.to_string())));
+            continue;
+        }
+        // The first new instance starts beside all the old ones; every later step replaces one.
+        let remove = (!new.is_empty()).then(|| old.first().map(|a| a.instance_id.clone())).flatten();
+        let add = (new.len() < replicas).then(|| {
+            let taken: BTreeSet<&str> = mine.iter().map(|a| a.instance_id.as_str()).collect();
+            let instance_id = (0..)
+                .map(|n| format!("{}-g{generation}-{n}", d.deployment_id))
+                .find(|id| !taken.contains(id.as_str()))
+                .unwrap_or_default();
+            Placed { instance_id, node_id: scheduler.place(&d.deployment_id, &d.spec.placement.labels) }
+        });
+        ops.push(step(remove, add, None));
+    }
+    ops
+}
+
+/// The leader's loop.
+pub async fn drive(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(STEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if cluster.leading_term().is_none() {
+            continue;
+        }
+        let ops = cluster.with_registry(|r| next_steps(r, unix_now_ms()));
+        for op in ops {
+            tracing::info!(id = cluster.id, step = %crate::state::Command { now_ms: 0, op: op.clone() }, "rolling update");
+            if let Err(e) = cluster.propose_if_leader(op).await {
+                tracing::warn!(id = cluster.id, error = %e, "rolling update step not committed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use plum_raft_store::DataWrites;
+    use plum_types::DeploymentRequest;
+
+    use super::*;
+    use crate::state::{Command, CommandResult, InstanceReport};
+
+    fn apply(r: &mut Registry, now_ms: u64, op: Op) -> CommandResult {
+        let index = r.applied_index() + 1;
+        r.apply(index, &Command { now_ms, op }, &mut DataWrites::default())
+    }
+
+    fn ready(r: &mut Registry, id: &str) {
+        let report = InstanceReport {
+            instance_id: id.into(),
+            node_id: String::new(),
+            phase: "Running".into(),
+            port: 1,
+            healthy: true,
+            exit_code: None,
+        };
+        apply(r, 0, Op::ReportInstance { report });
+    }
+
+    /// Generation of every instance, sorted by id.
+    fn generations(r: &Registry) -> Vec<(String, u64)> {
+        r.assignment_records().map(|a| (a.instance_id.clone(), a.generation)).collect()
+    }
+
+    fn setup() -> Registry {
+        let mut r = Registry::default();
+        for n in ["a", "b"] {
+            let op = Op::UpsertNode {
+                node_id: n.into(),
+                ip: "10.0.0.1".into(),
+                labels: BTreeMap::new(),
+                can_run: true,
+                ttl_ms: 0,
+                capacity: 0,
+            };
+            apply(&mut r, 0, op);
+        }
+        let spec = DeploymentRequest { name: "d".into(), version: "1".into(), replicas: 2, ..Default::default() };
+        let placements = vec![
+            Placed { instance_id: "d-0".into(), node_id: "a".into() },
+            Placed { instance_id: "d-1".into(), node_id: "b".into() },
+        ];
+        apply(&mut r, 0, Op::CreateDeployment { deployment_id: "d".into(), spec: Box::new(spec.clone()), placements });
+        let v2 = DeploymentRequest { version: "2".into(), ..spec };
+        assert_eq!(
+            apply(&mut r, 0, Op::UpdateDeployment { deployment_id: "d".into(), spec: Box::new(v2) }),
+            CommandResult::Done
+        );
+        r
+    }
+
+    fn step(r: &mut Registry, now_ms: u64) -> usize {
+        let ops = next_steps(r, now_ms);
+        let n = ops.len();
+        for op in ops {
+            apply(r, now_ms, op);
+        }
+        n
+    }
+
+    #[test]
+    fn one_at_a_time_and_the_next_only_after_the_new_one_is_ready() {
+        let mut r = setup();
+        step(&mut r, 1);
+        assert_eq!(generations(&r), vec![("d-0".into(), 1), ("d-1".into(), 1), ("d-g2-0".into(), 2)], "surge by one");
+        assert_eq!(step(&mut r, 2), 0, "waits while the new one is not ready");
+        ready(&mut r, "d-g2-0");
+        step(&mut r, 3);
+        assert_eq!(generations(&r), vec![("d-1".into(), 1), ("d-g2-0".into(), 2), ("d-g2-1".into(), 2)]);
+        ready(&mut r, "d-g2-1");
+        step(&mut r, 4);
+        assert_eq!(generations(&r), vec![("d-g2-0".into(), 2), ("d-g2-1".into(), 2)]);
+        step(&mut r, 5);
+        let d = r.deployment("d").unwrap();
+        assert_eq!((d.rollout.as_str(), d.spec.version.as_str()), ("Done", "2"));
+        assert!(r.assignments_of("a").iter().chain(r.assignments_of("b").iter()).all(|i| i.app_version == "2"));
+    }
+
+    #[test]
+    fn an_instance_never_ready_stops_the_update_and_old_ones_keep_their_version() {
+        let mut r = setup();
+        step(&mut r, 1);
+        step(&mut r, 1 + READY_TIMEOUT_MS + 1);
+        let d = r.deployment("d").unwrap();
+        assert!(d.rollout.starts_with("Failed: instance d-g2-0"), "{}", d.rollout);
+        let old: Vec<String> =
+            r.assignments_of("a").iter().filter(|i| i.instance_id == "d-0").map(|i| i.app_version.clone()).collect();
+        assert_eq!(old, vec!["1".to_string()]);
+        assert_eq!(step(&mut r, 2 * READY_TIMEOUT_MS), 0, "a failed update takes no more steps");
+    }
+}
