@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Deploys the echo service (plum-echo) on the local cluster and waits until every replica of it
-# is discoverable.   scripts/deploy_echo.sh [replicas]   (default 3)
+# is discoverable.   scripts/deploy_echo.sh [replicas] [standby]   (default 3, 0)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 replicas="${1:-3}"
+standby="${2:-0}"
 ensure_built plum-echo
 api="http://$(replica_addr 1)"
-body=$(printf '{"name":"echo","version":"1.0.0","replicas":%s,"command":"%s","requestId":"demo","service":{"name":"echo","protocol":"http","readiness":{"httpPath":"/health"}}}' \
-  "$replicas" "$BIN_DIR/plum-echo")
+body=$(printf '{"name":"echo","version":"1.0.0","replicas":%s,"standby":%s,"command":"%s","requestId":"demo","service":{"name":"echo","protocol":"http","readiness":{"httpPath":"/health"}}}' \
+  "$replicas" "$standby" "$BIN_DIR/plum-echo")
 curl -sf -XPOST "$api/v1/deployments" -d "$body" >/dev/null || { echo "deployment refused: $(curl -s -XPOST "$api/v1/deployments" -d "$body")" >&2; exit 1; }
 deadline=$((SECONDS + 60))
 while [ "$SECONDS" -lt "$deadline" ]; do

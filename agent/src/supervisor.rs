@@ -35,6 +35,8 @@ const DRAIN: Duration = Duration::from_millis(500);
 
 struct Running {
     stop: oneshot::Sender<()>,
+    /// Whether it is a warm standby (its endpoint registered unhealthy, out of discovery).
+    standby: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -75,12 +77,15 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, mut desired
             }
         }
         for (id, item) in want {
-            if running.contains_key(&id) {
+            if let Some(r) = running.get(&id) {
+                // A standby that took over (or an instance that became one).
+                r.standby.send_if_modified(|s| std::mem::replace(s, item.standby) != item.standby);
                 continue;
             }
             let (stop, stopped) = oneshot::channel();
-            let task = tokio::spawn(supervise(config.clone(), client.clone(), item, stopped));
-            running.insert(id, Running { stop, task });
+            let (standby, standby_rx) = watch::channel(item.standby);
+            let task = tokio::spawn(supervise(config.clone(), client.clone(), item, stopped, standby_rx));
+            running.insert(id, Running { stop, standby, task });
         }
     }
     for (_, r) in running {
@@ -148,13 +153,14 @@ async fn supervise(
     client: Arc<Controllers>,
     item: AssignmentItem,
     mut stop: oneshot::Receiver<()>,
+    mut standby: watch::Receiver<bool>,
 ) {
     let id = item.instance_id.clone();
     let spec = item.spec.clone().unwrap_or_default();
     let mut failures: u32 = 0;
     loop {
         let started = Instant::now();
-        match run_once(&config, &client, &item, &spec, &mut stop).await {
+        match run_once(&config, &client, &item, &spec, &mut stop, &mut standby).await {
             Ended::Stopped => return,
             Ended::Exited(code) => {
                 deregister(&client, &id).await;
@@ -178,6 +184,7 @@ async fn run_once(
     item: &AssignmentItem,
     spec: &DeploymentRequest,
     stop: &mut oneshot::Receiver<()>,
+    standby: &mut watch::Receiver<bool>,
 ) -> Ended {
     let id = &item.instance_id;
     let Ok(port) = process::free_port() else { return Ended::Exited(None) };
@@ -213,17 +220,24 @@ async fn run_once(
         process::stop(&mut child, STOP_GRACE).await;
         return Ended::Exited(None);
     }
-    let registration = (!service.is_empty()).then(|| {
-        json!({"instanceId": id, "nodeId": config.node_id, "ip": config.ip, "replace": true, "ttlMs": ENDPOINT_TTL_MS,
-               "endpoints": [{"serviceName": service,
-                              "protocol": spec.service.as_ref().map(|s| s.protocol.clone()).unwrap_or_default(),
-                              "port": port, "version": spec.version}]})
-    });
-    if let Some(body) = &registration
-        && let Err(e) = client.call::<_, Value>(Method::POST, "/v1/services/register", Some(body), CALL_TIMEOUT).await
-    {
-        tracing::warn!(instance = %id, error = %e, "registration failed; retried at the next renewal");
-    }
+    // A warm standby registers its endpoint unhealthy: out of discovery until it takes over
+    // (the controllers mark it healthy in the entry that hands it the work).
+    let protocol = spec.service.as_ref().map(|s| s.protocol.clone()).unwrap_or_default();
+    let register = async |standby: bool| {
+        if service.is_empty() {
+            return;
+        }
+        let body = json!({"instanceId": id, "nodeId": config.node_id, "ip": config.ip, "replace": true,
+                          "ttlMs": ENDPOINT_TTL_MS,
+                          "endpoints": [{"serviceName": service, "protocol": protocol, "port": port,
+                                         "version": spec.version, "healthy": !standby}]});
+        if let Err(e) = client.call::<_, Value>(Method::POST, "/v1/services/register", Some(&body), CALL_TIMEOUT).await
+        {
+            tracing::warn!(instance = %id, error = %e, "registration failed; retried at the next renewal");
+        }
+    };
+    let role = *standby.borrow_and_update();
+    register(role).await;
     report(client, config, id, "Running", port, true, None).await;
     tracing::info!(node = %config.node_id, instance = %id, port, "instance ready");
     let mut renew = tokio::time::interval(RENEW_EVERY);
@@ -241,8 +255,14 @@ async fn run_once(
             _ = renew.tick() => {
                 // Registering again is idempotent and also renews: it survives a controller
                 // that lost the registration (the leader changed mid-write).
-                if let Some(body) = &registration {
-                    let _ = client.call::<_, Value>(Method::POST, "/v1/services/register", Some(body), CALL_TIMEOUT).await;
+                let role = *standby.borrow();
+                register(role).await;
+            }
+            changed = standby.changed() => {
+                if changed.is_ok() {
+                    let role = *standby.borrow_and_update();
+                    tracing::info!(instance = %id, standby = role, "role changed");
+                    register(role).await;
                 }
             }
         }

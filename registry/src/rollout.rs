@@ -24,39 +24,52 @@ pub fn next_steps(r: &Registry, now_ms: u64) -> Vec<Op> {
         let generation = d.generation.max(1);
         let mine: Vec<&AssignmentRecord> =
             r.assignment_records().filter(|a| a.deployment_id == d.deployment_id).collect();
+        // Active instances roll first; warm standbys are replaced after them, one per step.
+        let (standbys, active): (Vec<&AssignmentRecord>, Vec<&AssignmentRecord>) = mine.iter().partition(|a| a.standby);
         let (new, old): (Vec<&AssignmentRecord>, Vec<&AssignmentRecord>) =
-            mine.iter().partition(|a| a.generation >= generation);
-        let waiting: Vec<_> = new.iter().filter(|a| !(a.phase == "Running" && a.healthy)).collect();
-        let step = |remove: Option<String>, add: Option<Placed>, outcome: Option<String>| Op::RolloutStep {
-            deployment_id: d.deployment_id.clone(),
-            remove,
-            add,
-            outcome,
+            active.iter().partition(|a| a.generation >= generation);
+        let old_standby = standbys.iter().find(|a| a.generation < generation);
+        let fresh = mine.iter().filter(|a| a.generation >= generation);
+        let waiting: Vec<_> = fresh.filter(|a| !(a.phase == "Running" && a.healthy)).collect();
+        let step = |remove: Option<String>, add: Option<Placed>, outcome: Option<String>, add_standby: bool| {
+            Op::RolloutStep { deployment_id: d.deployment_id.clone(), remove, add, outcome, add_standby }
         };
         if let Some(late) = waiting.iter().find(|a| a.created_ms + READY_TIMEOUT_MS < now_ms) {
             let why = format!("Failed: instance {} not ready within {} s", late.instance_id, READY_TIMEOUT_MS / 1000);
-            ops.push(step(None, None, Some(why)));
+            ops.push(step(None, None, Some(why), false));
             continue;
         }
         if !waiting.is_empty() {
             continue;
         }
         let replicas = d.spec.replicas as usize;
+        let taken: BTreeSet<&str> = mine.iter().map(|a| a.instance_id.as_str()).collect();
+        let fresh_id = || {
+            (0..)
+                .map(|n| format!("{}-g{generation}-{n}", d.deployment_id))
+                .find(|id| !taken.contains(id.as_str()))
+                .unwrap_or_default()
+        };
         if old.is_empty() && new.len() >= replicas {
-            ops.push(step(None, None, Some(ROLLOUT_DONE.to_string())));
+            match old_standby {
+                Some(s) => {
+                    let add = Placed {
+                        instance_id: fresh_id(),
+                        node_id: scheduler.place(&d.deployment_id, &d.spec.placement.labels),
+                    };
+                    ops.push(step(Some(s.instance_id.clone()), Some(add), None, true));
+                }
+                None => ops.push(step(None, None, Some(ROLLOUT_DONE.to_string()), false)),
+            }
             continue;
         }
         // The first new instance starts beside all the old ones; every later step replaces one.
         let remove = (!new.is_empty()).then(|| old.first().map(|a| a.instance_id.clone())).flatten();
-        let add = (new.len() < replicas).then(|| {
-            let taken: BTreeSet<&str> = mine.iter().map(|a| a.instance_id.as_str()).collect();
-            let instance_id = (0..)
-                .map(|n| format!("{}-g{generation}-{n}", d.deployment_id))
-                .find(|id| !taken.contains(id.as_str()))
-                .unwrap_or_default();
-            Placed { instance_id, node_id: scheduler.place(&d.deployment_id, &d.spec.placement.labels) }
+        let add = (new.len() < replicas).then(|| Placed {
+            instance_id: fresh_id(),
+            node_id: scheduler.place(&d.deployment_id, &d.spec.placement.labels),
         });
-        ops.push(step(remove, add, None));
+        ops.push(step(remove, add, None, false));
     }
     ops
 }
@@ -130,7 +143,13 @@ mod tests {
             Placed { instance_id: "d-0".into(), node_id: "a".into() },
             Placed { instance_id: "d-1".into(), node_id: "b".into() },
         ];
-        apply(&mut r, 0, Op::CreateDeployment { deployment_id: "d".into(), spec: Box::new(spec.clone()), placements });
+        let op = Op::CreateDeployment {
+            deployment_id: "d".into(),
+            spec: Box::new(spec.clone()),
+            placements,
+            standby: Vec::new(),
+        };
+        apply(&mut r, 0, op);
         let v2 = DeploymentRequest { version: "2".into(), ..spec };
         assert_eq!(
             apply(&mut r, 0, Op::UpdateDeployment { deployment_id: "d".into(), spec: Box::new(v2) }),

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::state::{Placed, Registry};
+use crate::state::{Placed, Registry, Takeover};
 
 /// Instances per node, counted once for a whole batch of decisions.
 pub struct Scheduler<'a> {
@@ -59,6 +59,30 @@ impl<'a> Scheduler<'a> {
         if let Some(c) = self.per_deployment.get_mut(&(deployment_id.to_string(), node_id.to_string())) {
             *c = c.saturating_sub(1);
         }
+    }
+
+    /// Warm standbys that take over the active instances on the `dying` nodes: one per
+    /// instance, of the same deployment, on a live node, ready (running and healthy).
+    pub fn takeovers(&self, dying: &BTreeSet<String>) -> Vec<Takeover> {
+        let r = self.registry;
+        let live = |node: &str| !dying.contains(node) && r.node_record(node).is_some_and(|n| n.alive);
+        let mut used: BTreeSet<&str> = BTreeSet::new();
+        let mut out = Vec::new();
+        for a in r.assignment_records().filter(|a| !a.standby && dying.contains(&a.node_id)) {
+            let standby = r.assignment_records().find(|s| {
+                s.standby
+                    && s.deployment_id == a.deployment_id
+                    && s.phase == "Running"
+                    && s.healthy
+                    && live(&s.node_id)
+                    && !used.contains(s.instance_id.as_str())
+            });
+            if let Some(s) = standby {
+                used.insert(&s.instance_id);
+                out.push(Takeover { standby: s.instance_id.clone(), replaces: a.instance_id.clone() });
+            }
+        }
+        out
     }
 
     /// New homes for every instance assigned to a node in `from` (with `from` excluded), and
@@ -118,7 +142,12 @@ mod tests {
             DeploymentRequest { name: id.into(), placement: Placement { labels }, ..DeploymentRequest::default() };
         apply(
             r,
-            Op::CreateDeployment { deployment_id: id.into(), spec: Box::new(spec), placements: placements.clone() },
+            Op::CreateDeployment {
+                deployment_id: id.into(),
+                spec: Box::new(spec),
+                placements: placements.clone(),
+                standby: Vec::new(),
+            },
         );
         placements
     }
@@ -158,7 +187,7 @@ mod tests {
             ]
         );
         // Applied in the expiry entry: the node is dead and its instance elsewhere, together.
-        apply(&mut r, Op::ExpireNodes { nodes: vec![("a".into(), 1_000)], moves });
+        apply(&mut r, Op::ExpireNodes { nodes: vec![("a".into(), 1_000)], moves, takeovers: Vec::new() });
         let web = r.deployment("web").unwrap();
         let homes: Vec<(&str, &str)> = web.instances.iter().map(|i| (i.node_id.as_str(), i.phase.as_str())).collect();
         assert_eq!(homes, vec![("c", "Assigned"), ("b", "Assigned")]);

@@ -114,7 +114,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         3 => (seen_list(QUERY_NODES), seen_list(INSTANCES))
             .prop_map(|(nodes, instances)| Op::Renew { nodes, instances }),
-        2 => seen_list(QUERY_NODES).prop_map(|nodes| Op::ExpireNodes { nodes, moves: Vec::new() }),
+        2 => seen_list(QUERY_NODES).prop_map(|nodes| Op::ExpireNodes { nodes, moves: Vec::new(), takeovers: Vec::new() }),
         2 => seen_list(INSTANCES).prop_map(|instances| Op::ExpireInstances { instances }),
         1 => pick(QUERY_NODES).prop_map(|node_id| Op::DeleteNode { node_id }),
         4 => (pick(INSTANCES), pick(NODE_REFS), pick(REGISTER_IPS), vec(endpoint(), 0..3), select(TTLS), any::<bool>())
@@ -155,7 +155,9 @@ fn stamp(steps: &[Step]) -> Vec<Command> {
             Op::Renew { nodes, instances } => {
                 Op::Renew { nodes: seen_at(now, nodes), instances: seen_at(now, instances) }
             }
-            Op::ExpireNodes { nodes, moves } => Op::ExpireNodes { nodes: seen_at(now, nodes), moves: moves.clone() },
+            Op::ExpireNodes { nodes, moves, takeovers } => {
+                Op::ExpireNodes { nodes: seen_at(now, nodes), moves: moves.clone(), takeovers: takeovers.clone() }
+            }
             Op::ExpireInstances { instances } => Op::ExpireInstances { instances: seen_at(now, instances) },
             Op::ForgetInstances { instances } => Op::ForgetInstances { instances: seen_at(now, instances) },
             other => other.clone(),

@@ -80,3 +80,56 @@ async fn a_deployment_runs_restarts_crashed_instances_and_moves_off_a_killed_nod
     let eps: Vec<Value> = cluster.get_json(3, "/v1/discovery?service=echo").await.expect("discovery");
     assert!(eps.iter().all(|e| e["nodeId"] != "n2"), "a dead node's endpoint is still discoverable: {eps:?}");
 }
+
+/// A warm standby runs and is ready but out of discovery; when a node with an active instance
+/// dies, the standby takes over in the entry that declares the node dead, and a new standby
+/// is started elsewhere.
+#[tokio::test]
+async fn a_warm_standby_takes_over_from_a_killed_node() {
+    let mut cluster = TestCluster::start(3, &[]);
+    cluster.wait_leader(GENEROUS).await;
+    for node in ["w1", "w2", "w3", "w4"] {
+        cluster.start_agent(node);
+    }
+    wait_until(GENEROUS, "four agent nodes healthy", || async {
+        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
+        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 4
+    })
+    .await;
+    let spec = json!({"name": "echo", "version": "1.0.0", "replicas": 2, "standby": 1,
+                      "command": workspace_bin("plum-echo").display().to_string(),
+                      "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}});
+    let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    let id = created["deploymentId"].as_str().expect("id").to_string();
+    let standby_of = |d: &Value| {
+        d["instances"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["standby"] == json!(true)).cloned())
+            .unwrap_or_default()
+    };
+    wait_until(GENEROUS, "two serving and a ready standby", || async {
+        let d: Value = cluster.get_json(1, &format!("/v1/deployments/{id}")).await.unwrap_or_default();
+        let s = standby_of(&d);
+        serving(&cluster, 2).await.len() == 2 && s["phase"] == "Running" && s["healthy"] == json!(true)
+    })
+    .await;
+    let d: Value = cluster.get_json(1, &format!("/v1/deployments/{id}")).await.expect("deployment");
+    let standby = standby_of(&d)["instanceId"].as_str().expect("standby id").to_string();
+    let eps: Vec<Value> = cluster.get_json(1, "/v1/discovery?service=echo").await.expect("discovery");
+    assert!(eps.iter().all(|e| e["instanceId"] != json!(standby)), "a standby is not in discovery: {eps:?}");
+    let victim = eps[0]["nodeId"].as_str().expect("node").to_string();
+
+    cluster.kill_node(&victim);
+    wait_until(GENEROUS, "the standby serving in place of the dead node's instance", || async {
+        let now = serving(&cluster, 3).await;
+        now.len() == 2 && now.iter().all(|(n, _)| *n != victim) && now.iter().any(|(_, i)| *i == standby)
+    })
+    .await;
+    wait_until(GENEROUS, "a new standby, ready, on a live node", || async {
+        let d: Value = cluster.get_json(1, &format!("/v1/deployments/{id}")).await.unwrap_or_default();
+        let s = standby_of(&d);
+        s["instanceId"] != json!(standby) && s["nodeId"] != json!(victim) && s["phase"] == "Running"
+    })
+    .await;
+}

@@ -70,6 +70,11 @@ pub struct DeploymentRequest {
     pub placement: Placement,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact: Option<Artifact>,
+    /// Warm standby: extra instances that run and pass readiness but are not in discovery.
+    /// When a node dies, a standby takes over its instance in the same Raft entry (takeover
+    /// costs detection plus one write), and a new standby replaces it.
+    #[serde(deserialize_with = "null_as_default")]
+    pub standby: u32,
     /// Makes a retried create return the deployment the first attempt made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -94,6 +99,9 @@ pub struct InstanceInfo {
     /// The deployment generation (spec change) it runs.
     #[serde(default)]
     pub generation: u64,
+    /// A warm standby: running and ready, not in discovery.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 /// `GET /v1/deployments/{id}`, and the items of `GET /v1/deployments`.
@@ -128,6 +136,9 @@ pub struct AssignmentItem {
     pub start_cmd: String,
     pub app_name: String,
     pub app_version: String,
+    /// A warm standby: run it and check readiness, but keep its endpoint out of discovery.
+    #[serde(default)]
+    pub standby: bool,
     /// The whole deployment spec (our agent reads it; Plum's Go agent ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<DeploymentRequest>,

@@ -86,16 +86,15 @@ pub async fn create(State(state): State<Shared>, req: Request) -> Result<Respons
         return Ok(resp);
     }
     let deployment_id = deployment_id(&spec);
-    let placements: Vec<Placed> = state.cluster.with_registry(|r| {
+    let (placements, standby): (Vec<Placed>, Vec<Placed>) = state.cluster.with_registry(|r| {
         let mut scheduler = Scheduler::new(r, BTreeSet::new());
-        (0..spec.replicas)
-            .map(|i| Placed {
-                instance_id: format!("{deployment_id}-{i}"),
-                node_id: scheduler.place(&deployment_id, &spec.placement.labels),
-            })
-            .collect()
+        let mut place =
+            |id: String| Placed { node_id: scheduler.place(&deployment_id, &spec.placement.labels), instance_id: id };
+        let active = (0..spec.replicas).map(|i| place(format!("{deployment_id}-{i}"))).collect();
+        let standby = (0..spec.standby).map(|i| place(format!("{deployment_id}-standby-{i}"))).collect();
+        (active, standby)
     });
-    let op = Op::CreateDeployment { deployment_id: deployment_id.clone(), spec: Box::new(spec), placements };
+    let op = Op::CreateDeployment { deployment_id: deployment_id.clone(), spec: Box::new(spec), placements, standby };
     let applied = state.cluster.write(op).await?;
     let info = state.cluster.with_registry(|r| r.deployment(&deployment_id));
     let info = info.ok_or_else(|| ApiError::NotFound(format!("deployment `{deployment_id}` vanished")))?;

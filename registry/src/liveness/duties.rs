@@ -12,7 +12,7 @@ use super::mass_loss::{LossWindow, is_mass_loss};
 use super::tracker::Tracker;
 use crate::cluster::{Cluster, unix_now_ms};
 use crate::scheduler::Scheduler;
-use crate::state::{LeaseKind, Op, Placed};
+use crate::state::{LeaseKind, Op, Placed, Takeover};
 use plum_types::ReschedulePause;
 
 /// At most this many expiries per Raft entry; more wait for the next entry, moments later.
@@ -110,11 +110,11 @@ async fn moves_for(
     tracker: &Tracker,
     losses: &mut LossWindow,
     dying: &BTreeSet<String>,
-) -> Vec<Placed> {
+) -> (Vec<Placed>, Vec<Takeover>) {
     let share = cluster.config.liveness.mass_loss_share;
     let (moves, pause) = cluster.with_registry(|r| {
         if r.reschedule_pause().is_some() {
-            return (Vec::new(), None);
+            return ((Vec::new(), Vec::new()), None);
         }
         let runnable = |id: &String| r.node_record(id).is_some_and(|n| n.can_run);
         let dying_runnable: Vec<String> = dying.iter().filter(|id| runnable(id)).cloned().collect();
@@ -137,9 +137,11 @@ async fn moves_for(
                 window.as_millis()
             );
             let pause = ReschedulePause { since_ms: unix_now_ms(), nodes: lost, reason };
-            return (Vec::new(), Some(pause));
+            return ((Vec::new(), Vec::new()), Some(pause));
         }
-        (Scheduler::new(r, BTreeSet::new()).moves_off(dying), None)
+        let mut scheduler = Scheduler::new(r, BTreeSet::new());
+        let takeovers = scheduler.takeovers(dying);
+        ((scheduler.moves_off(dying), takeovers), None)
     });
     if let Some(pause) = pause {
         tracing::error!(id = cluster.id, nodes = ?pause.nodes, reason = %pause.reason, "mass loss of nodes");
@@ -158,9 +160,9 @@ async fn propose_expiry(cluster: &Cluster, tracker: &Tracker, losses: &mut LossW
     if !nodes.is_empty() && still_leading() {
         let ids: Vec<&str> = nodes.iter().take(LOGGED_IDS).map(|(id, _)| id.as_str()).collect();
         let dying: BTreeSet<String> = nodes.iter().map(|(id, _)| id.clone()).collect();
-        let moves = moves_for(cluster, tracker, losses, &dying).await;
+        let (moves, takeovers) = moves_for(cluster, tracker, losses, &dying).await;
         tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, moves = moves.len(), "expiring silent nodes");
-        if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes, moves }).await {
+        if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes, moves, takeovers }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
         }
     }

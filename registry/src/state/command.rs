@@ -30,6 +30,13 @@ pub struct Placed {
     pub node_id: String,
 }
 
+/// A warm standby taking over from an instance on a dead node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Takeover {
+    pub standby: String,
+    pub replaces: String,
+}
+
 /// What an agent reports of an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceReport {
@@ -72,6 +79,11 @@ pub enum Op {
         /// the moment a node is dead its work has a new home.
         #[serde(default)]
         moves: Vec<Placed>,
+        /// Warm standbys that take over a dead node's instances in this entry: they become
+        /// active (their endpoints enter discovery) and the instances they replace become the
+        /// new standbys (moved by `moves`).
+        #[serde(default)]
+        takeovers: Vec<Takeover>,
     },
     ExpireInstances {
         instances: Vec<(String, u64)>,
@@ -113,6 +125,9 @@ pub enum Op {
         /// Boxed: it is large, and every other command is small.
         spec: Box<DeploymentRequest>,
         placements: Vec<Placed>,
+        /// Warm standby instances, placed like the others.
+        #[serde(default)]
+        standby: Vec<Placed>,
     },
     DeleteDeployment {
         deployment_id: String,
@@ -143,6 +158,9 @@ pub enum Op {
         remove: Option<String>,
         add: Option<Placed>,
         outcome: Option<String>,
+        /// The added instance is a warm standby (standbys are replaced last).
+        #[serde(default)]
+        add_standby: bool,
     },
     /// Pause rescheduling after a mass loss of nodes (`Some`), or resume it (`None`).
     SetReschedulePause {
@@ -170,7 +188,7 @@ impl fmt::Display for Command {
         match &self.op {
             Op::UpsertNode { node_id, .. } => write!(f, "upsert-node {node_id}"),
             Op::Renew { nodes, instances } => write!(f, "renew {} nodes {} instances", nodes.len(), instances.len()),
-            Op::ExpireNodes { nodes, moves } => {
+            Op::ExpireNodes { nodes, moves, .. } => {
                 write!(f, "expire {} nodes, move {} instances", nodes.len(), moves.len())
             }
             Op::ExpireInstances { instances } => write!(f, "expire {} instances", instances.len()),

@@ -65,16 +65,21 @@ impl Op {
                 ids("nodeId", nodes)?;
                 ids("instanceId", instances)
             }
-            Op::ExpireNodes { nodes, moves } => {
+            Op::ExpireNodes { nodes, moves, takeovers } => {
                 ids("nodeId", nodes)?;
+                takeovers.iter().try_for_each(|t| {
+                    check_name("instanceId", &t.standby, MAX_ID)?;
+                    check_name("instanceId", &t.replaces, MAX_ID)
+                })?;
                 check_moves(moves)
             }
             Op::Reassign { moves } => check_moves(moves),
-            Op::CreateDeployment { deployment_id, spec, placements } => {
+            Op::CreateDeployment { deployment_id, spec, placements, standby } => {
                 check_name("deploymentId", deployment_id, MAX_ID)?;
                 check_name("name", &spec.name, MAX_ID)?;
-                (placements.len() <= MAX_REPLICAS).then_some(()).ok_or("too many replicas")?;
-                check_moves(placements)
+                (placements.len() + standby.len() <= MAX_REPLICAS).then_some(()).ok_or("too many replicas")?;
+                check_moves(placements)?;
+                check_moves(standby)
             }
             Op::DeleteDeployment { deployment_id } | Op::UpdateDeployment { deployment_id, .. } => {
                 check_name("deploymentId", deployment_id, MAX_ID)
@@ -85,7 +90,7 @@ impl Op {
                 remove.iter().try_for_each(|id| check_name("instanceId", id, MAX_ID))?;
                 check_moves(add)
             }
-            Op::RolloutStep { deployment_id, remove, add, outcome } => {
+            Op::RolloutStep { deployment_id, remove, add, outcome, .. } => {
                 check_name("deploymentId", deployment_id, MAX_ID)?;
                 remove.as_deref().map_or(Ok(()), |id| check_name("instanceId", id, MAX_ID))?;
                 outcome.as_deref().map_or(Ok(()), |o| check_text("outcome", o, MAX_ID))?;

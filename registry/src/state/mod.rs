@@ -16,7 +16,7 @@ mod view;
 
 pub use app::RegistryApp;
 pub use apply::{ASSIGNED, MAX_REMEMBERED_REQUESTS, PENDING, REQUEST_WINDOW_MS, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS};
-pub use command::{Command, CommandResult, InstanceReport, KvWrite, Op, Placed};
+pub use command::{Command, CommandResult, InstanceReport, KvWrite, Op, Placed, Takeover};
 pub use leases::{Lease, LeaseKind, LeaseObserver};
 pub use records::{
     AssignmentRecord, DeploymentRecord, EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord,

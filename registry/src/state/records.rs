@@ -144,4 +144,7 @@ pub struct AssignmentRecord {
     /// The deployment generation this instance runs.
     #[serde(default)]
     pub generation: u64,
+    /// A warm standby (not in discovery until it takes over).
+    #[serde(default)]
+    pub standby: bool,
 }

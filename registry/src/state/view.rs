@@ -213,6 +213,7 @@ impl Registry {
                 created_at: secs(a.created_ms),
                 updated_at: secs(a.updated_ms),
                 generation: a.generation,
+                standby: a.standby,
             })
             .collect();
         DeploymentInfo {
@@ -259,6 +260,7 @@ impl Registry {
                     start_cmd,
                     app_name: spec.name.clone(),
                     app_version: spec.version.clone(),
+                    standby: a.standby,
                     spec: Some(spec.clone()),
                 })
             })

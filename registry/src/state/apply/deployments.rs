@@ -4,7 +4,7 @@
 use plum_raft_store::DataWrites;
 use plum_types::DeploymentRequest;
 
-use crate::state::command::{CommandResult, InstanceReport, Placed};
+use crate::state::command::{CommandResult, InstanceReport, Placed, Takeover};
 use crate::state::keys;
 use crate::state::records::{AssignmentRecord, DeploymentRecord};
 use crate::state::rows;
@@ -37,11 +37,12 @@ impl Registry {
         &mut self,
         deployment_id: &str,
         spec: &DeploymentRequest,
-        placements: &[Placed],
+        placements: (&[Placed], &[Placed]),
         index: u64,
         now: u64,
         writes: &mut DataWrites,
     ) -> CommandResult {
+        let (placements, standby) = placements;
         let created = CommandResult::Deployment { deployment_id: deployment_id.to_string() };
         if self.deployments.contains_key(deployment_id) {
             return created;
@@ -59,8 +60,40 @@ impl Registry {
         for p in placements {
             self.add_instance(deployment_id, p, 1, now, writes);
         }
+        for p in standby {
+            self.add_instance(deployment_id, p, 1, now, writes);
+            self.mark_standby(&p.instance_id, writes);
+        }
         self.placement_changed(index, writes);
         created
+    }
+
+    fn mark_standby(&mut self, instance_id: &str, writes: &mut DataWrites) {
+        if let Some(a) = self.assignments.get(instance_id).filter(|a| !a.standby).cloned() {
+            self.put_assignment(AssignmentRecord { standby: true, ..a }, writes);
+        }
+    }
+
+    /// Warm standbys take over: each becomes active, its endpoints healthy (so in discovery
+    /// from this entry on), and the instance it replaces becomes a standby (to be moved to a
+    /// live node by the same entry's moves).
+    pub(super) fn take_over(&mut self, takeovers: &[Takeover], writes: &mut DataWrites) {
+        for t in takeovers {
+            let (Some(standby), Some(replaced)) = (self.assignments.get(&t.standby), self.assignments.get(&t.replaces))
+            else {
+                continue;
+            };
+            if !standby.standby || replaced.standby {
+                continue;
+            }
+            let (standby, replaced) = (standby.clone(), replaced.clone());
+            self.put_assignment(AssignmentRecord { standby: false, ..standby }, writes);
+            self.put_assignment(AssignmentRecord { standby: true, ..replaced }, writes);
+            if let Some(mut inst) = self.instances.get(&t.standby).cloned() {
+                inst.endpoints.iter_mut().for_each(|e| e.healthy = true);
+                self.put_instance(inst, writes);
+            }
+        }
     }
 
     /// A new instance of `deployment_id` running `generation`, on the node placed for it.
@@ -80,6 +113,7 @@ impl Registry {
             created_ms: now,
             updated_ms: now,
             generation,
+            standby: false,
         };
         self.put_assignment(rec, writes);
     }
@@ -146,6 +180,7 @@ impl Registry {
         &mut self,
         deployment_id: &str,
         step: (Option<&str>, Option<&Placed>, Option<&str>),
+        add_standby: bool,
         index: u64,
         now: u64,
         writes: &mut DataWrites,
@@ -171,6 +206,9 @@ impl Registry {
         }
         if let Some(p) = add {
             self.add_instance(deployment_id, p, generation, now, writes);
+            if add_standby {
+                self.mark_standby(&p.instance_id, writes);
+            }
         }
         if remove.is_some() || add.is_some() {
             self.placement_changed(index, writes);

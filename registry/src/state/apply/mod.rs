@@ -31,8 +31,9 @@ impl Registry {
                 self.upsert_node(up, now, writes)
             }
             Op::Renew { nodes, instances } => self.renew(nodes, instances, writes),
-            Op::ExpireNodes { nodes, moves } => {
+            Op::ExpireNodes { nodes, moves, takeovers } => {
                 let result = self.expire_nodes(nodes, writes);
+                self.take_over(takeovers, writes);
                 self.reassign(moves, index, now, writes);
                 result
             }
@@ -48,8 +49,8 @@ impl Registry {
             }
             Op::DeregisterInstance { instance_id } => self.deregister_instance(instance_id, writes),
             Op::ForgetInstances { instances } => self.forget_instances(instances, writes),
-            Op::CreateDeployment { deployment_id, spec, placements } => {
-                self.create_deployment(deployment_id, spec, placements, index, now, writes)
+            Op::CreateDeployment { deployment_id, spec, placements, standby } => {
+                self.create_deployment(deployment_id, spec, (placements, standby), index, now, writes)
             }
             Op::DeleteDeployment { deployment_id } => self.delete_deployment(deployment_id, index, writes),
             Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, index, now, writes) },
@@ -59,9 +60,9 @@ impl Registry {
             Op::ScaleDeployment { deployment_id, replicas, add, remove } => {
                 self.scale_deployment(deployment_id, *replicas, (add, remove), index, now, writes)
             }
-            Op::RolloutStep { deployment_id, remove, add, outcome } => {
+            Op::RolloutStep { deployment_id, remove, add, outcome, add_standby } => {
                 let step = (remove.as_deref(), add.as_ref(), outcome.as_deref());
-                self.rollout_step(deployment_id, step, index, now, writes)
+                self.rollout_step(deployment_id, step, *add_standby, index, now, writes)
             }
             Op::KvPut { ns, write, expect_version, request_id } => {
                 self.kv_put(ns, write, *expect_version, request_id.as_deref(), index, now, writes)
