@@ -11,7 +11,27 @@ use serde_json::{Value, json};
 
 use crate::config::AgentConfig;
 
-pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>) {
+/// When the controllers last acknowledged a heartbeat: what fencing goes by.
+pub struct Contact {
+    last_ack: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Contact {
+    pub fn new() -> Contact {
+        Contact { last_ack: std::sync::Mutex::new(std::time::Instant::now()) }
+    }
+
+    fn acked(&self) {
+        *self.last_ack.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    /// How long since the last acknowledged heartbeat.
+    pub fn silence(&self) -> Duration {
+        self.last_ack.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+}
+
+pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Arc<Contact>) {
     let mut body = json!({
         "nodeId": config.node_id,
         "ip": config.ip,
@@ -25,7 +45,10 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>) {
     let timeout = config.heartbeat.max(Duration::from_millis(200));
     loop {
         match client.call::<_, Value>(Method::POST, "/v1/nodes/heartbeat", Some(&body), timeout).await {
-            Ok(_) => tokio::time::sleep(config.heartbeat).await,
+            Ok(_) => {
+                contact.acked();
+                tokio::time::sleep(config.heartbeat).await
+            }
             Err(e) => {
                 tracing::warn!(node = %config.node_id, error = %e, "heartbeat not acknowledged");
                 let jitter = rand::random::<u64>() % 50;

@@ -25,9 +25,10 @@ async fn main() -> anyhow::Result<()> {
     let client = Arc::new(Controllers::new(config.controllers.clone()));
     tracing::info!(node = %config.node_id, controllers = ?config.controllers, "agent starting");
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
-    tokio::spawn(heartbeat::run(config.clone(), client.clone()));
+    let contact = Arc::new(heartbeat::Contact::new());
+    tokio::spawn(heartbeat::run(config.clone(), client.clone(), contact.clone()));
     tokio::spawn(assignments::run(config.clone(), client.clone(), desired_tx));
-    let supervising = tokio::spawn(supervisor::run(config.clone(), client.clone(), desired_rx));
+    let supervising = tokio::spawn(supervisor::run(config.clone(), client.clone(), contact, desired_rx));
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         _ = sigterm() => tracing::info!("SIGTERM: stopping"),

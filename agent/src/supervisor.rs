@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::assignments::Desired;
 use crate::config::AgentConfig;
+use crate::heartbeat::Contact;
 use crate::process;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,7 +58,12 @@ async fn stop_leftovers(config: &AgentConfig) {
     }
 }
 
-pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, mut desired: watch::Receiver<Option<Desired>>) {
+pub async fn run(
+    config: Arc<AgentConfig>,
+    client: Arc<Controllers>,
+    contact: Arc<Contact>,
+    mut desired: watch::Receiver<Option<Desired>>,
+) {
     stop_leftovers(&config).await;
     let mut running: HashMap<String, Running> = HashMap::new();
     loop {
@@ -84,7 +90,8 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, mut desired
             }
             let (stop, stopped) = oneshot::channel();
             let (standby, standby_rx) = watch::channel(item.standby);
-            let task = tokio::spawn(supervise(config.clone(), client.clone(), item, stopped, standby_rx));
+            let task =
+                tokio::spawn(supervise(config.clone(), client.clone(), contact.clone(), item, stopped, standby_rx));
             running.insert(id, Running { stop, standby, task });
         }
     }
@@ -146,11 +153,30 @@ async fn wait_ready(spec: &DeploymentRequest, port: u16) -> bool {
 enum Ended {
     Exited(Option<i32>),
     Stopped,
+    /// Stopped because contact with the controllers was lost (`fencing: stop`).
+    Fenced,
+}
+
+/// How often a fenced instance checks its agent's contact with the controllers.
+const FENCE_CHECK: Duration = Duration::from_millis(100);
+
+/// Longer than the declared TTL without an acknowledged heartbeat: the controllers have (or
+/// soon will have) declared this node dead and started the work elsewhere.
+fn cut_off(config: &AgentConfig, contact: &Contact) -> bool {
+    contact.silence() > Duration::from_millis(config.ttl_ms)
+}
+
+/// What one run starts: the assignment, its spec, and the contact to watch when fenced.
+struct Instance<'a> {
+    item: &'a AssignmentItem,
+    spec: &'a DeploymentRequest,
+    fence: Option<&'a Contact>,
 }
 
 async fn supervise(
     config: Arc<AgentConfig>,
     client: Arc<Controllers>,
+    contact: Arc<Contact>,
     item: AssignmentItem,
     mut stop: oneshot::Receiver<()>,
     mut standby: watch::Receiver<bool>,
@@ -160,8 +186,22 @@ async fn supervise(
     let mut failures: u32 = 0;
     loop {
         let started = Instant::now();
-        match run_once(&config, &client, &item, &spec, &mut stop, &mut standby).await {
+        let fenced = spec.fencing.as_deref() == Some("stop");
+        if fenced && cut_off(&config, &contact) {
+            // Not before contact is back: then the assignments say whether it is still ours.
+            tokio::select! {
+                _ = tokio::time::sleep(FENCE_CHECK) => continue,
+                _ = &mut stop => return,
+            }
+        }
+        let instance = Instance { item: &item, spec: &spec, fence: fenced.then_some(contact.as_ref()) };
+        match run_once(&config, &client, instance, &mut stop, &mut standby).await {
             Ended::Stopped => return,
+            Ended::Fenced => {
+                tracing::warn!(instance = %id, "contact with the controllers lost for longer than the TTL: stopped (fencing)");
+                report(&client, &config, &id, "Fenced", 0, false, None).await;
+                continue;
+            }
             Ended::Exited(code) => {
                 deregister(&client, &id).await;
                 report(&client, &config, &id, "Exited", 0, false, code).await;
@@ -181,11 +221,11 @@ async fn supervise(
 async fn run_once(
     config: &AgentConfig,
     client: &Controllers,
-    item: &AssignmentItem,
-    spec: &DeploymentRequest,
+    instance: Instance<'_>,
     stop: &mut oneshot::Receiver<()>,
     standby: &mut watch::Receiver<bool>,
 ) -> Ended {
+    let Instance { item, spec, fence } = instance;
     let id = &item.instance_id;
     let Ok(port) = process::free_port() else { return Ended::Exited(None) };
     let service = spec.service.as_ref().map(|s| s.name.clone()).unwrap_or_default();
@@ -242,8 +282,16 @@ async fn run_once(
     tracing::info!(node = %config.node_id, instance = %id, port, "instance ready");
     let mut renew = tokio::time::interval(RENEW_EVERY);
     renew.tick().await;
+    let mut fence_check = tokio::time::interval(FENCE_CHECK);
     loop {
         tokio::select! {
+            _ = fence_check.tick(), if fence.is_some() => {
+                if fence.is_some_and(|c| cut_off(config, c)) {
+                    process::stop(&mut child, STOP_GRACE).await;
+                    let _ = std::fs::remove_file(config.data_dir.join(format!("{id}.pid")));
+                    return Ended::Fenced;
+                }
+            }
             status = child.wait() => return Ended::Exited(status.ok().and_then(|s| s.code())),
             _ = &mut *stop => {
                 deregister(client, id).await;

@@ -197,3 +197,49 @@ async fn a_mass_loss_pauses_rescheduling_until_nodes_come_back() {
         beats[i].abort();
     }
 }
+
+/// Plum's Go agent never says `canRunInstances`: asking for its assignments is what marks its
+/// node as one that runs work. A load tool's node, which only heartbeats, never is. The event
+/// stream the Go agent listens to wakes on placement changes.
+#[tokio::test]
+async fn a_go_agent_becomes_a_target_by_polling_and_its_stream_wakes_it() {
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.wait_leader(GENEROUS).await;
+    for node in ["go1", "loadtool"] {
+        let (status, _) =
+            cluster.call(leader, Method::POST, "/v1/nodes/heartbeat", Some(json!({"nodeId": node}))).await.expect("hb");
+        assert_eq!(status, 200);
+    }
+    let spec = json!({"name": "legacy", "replicas": 1, "command": "/bin/true"});
+    let (_, d) = cluster.call(leader, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    assert_eq!(homes(&d), vec![""], "no node runs work yet: {d}");
+
+    let mut stream = cluster
+        .http
+        .get(format!("{}/v1/stream?nodeId=go1", cluster.url(leader)))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    let first =
+        tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await.expect("first event").expect("chunk");
+    assert!(String::from_utf8_lossy(&first.unwrap_or_default()).contains("event: assignments"));
+
+    let polled: Value = cluster.get_json(leader, "/v1/assignments?nodeId=go1").await.expect("poll");
+    assert_eq!(polled["items"], json!([]));
+    // The waiting instance is placed on the node that polled (within the leader's next round),
+    // and the stream says so.
+    let woke = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.expect("a wake-up").expect("chunk");
+    assert!(String::from_utf8_lossy(&woke.unwrap_or_default()).contains("event: assignments"));
+    wait_until(GENEROUS, "the instance on the Go agent's node", || async {
+        let d: Value = cluster
+            .get_json(leader, &format!("/v1/deployments/{}", d["deploymentId"].as_str().unwrap_or("")))
+            .await
+            .unwrap_or_default();
+        homes(&d) == vec!["go1"]
+    })
+    .await;
+    let polled: Value = cluster.get_json(leader, "/v1/assignments?nodeId=loadtool").await.expect("poll");
+    assert_eq!(polled["items"], json!([]));
+}

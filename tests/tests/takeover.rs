@@ -133,3 +133,77 @@ async fn a_warm_standby_takes_over_from_a_killed_node() {
     })
     .await;
 }
+
+/// The node and the controller leader die at the same moment: a new leader is elected, gives
+/// every node a full TTL from its election, then declares the dead node dead and moves its
+/// instance, as the old one would have.
+#[tokio::test]
+async fn a_node_and_the_controller_leader_killed_together() {
+    let mut cluster = TestCluster::start(3, &[]);
+    cluster.wait_leader(GENEROUS).await;
+    for node in ["k1", "k2", "k3"] {
+        cluster.start_agent(node);
+    }
+    wait_until(GENEROUS, "three agent nodes healthy", || async {
+        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
+        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 3
+    })
+    .await;
+    let spec = json!({"name": "echo", "version": "1.0.0", "replicas": 3,
+                      "command": workspace_bin("plum-echo").display().to_string(),
+                      "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}});
+    let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    wait_until(GENEROUS, "three serving", || async { serving(&cluster, 2).await.len() == 3 }).await;
+    let leader = cluster.wait_leader(GENEROUS).await;
+    let survivor = cluster.ids().into_iter().find(|id| *id != leader).expect("a survivor");
+    cluster.kill(leader);
+    cluster.kill_node("k2");
+    wait_until(GENEROUS, "three serving again, none on the dead node", || async {
+        let now = serving(&cluster, survivor).await;
+        now.len() == 3 && now.iter().all(|(n, _)| n != "k2")
+    })
+    .await;
+}
+
+/// With `fencing: stop`, an agent cut off from every controller for longer than its TTL stops
+/// that deployment's instances; others keep running (the data plane outlives the control
+/// plane).
+#[tokio::test]
+async fn fencing_stops_a_cut_off_nodes_instances_and_only_those() {
+    let mut cluster = TestCluster::start(3, &[]);
+    cluster.wait_leader(GENEROUS).await;
+    cluster.start_agent("f1");
+    wait_until(GENEROUS, "the agent node healthy", || async {
+        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
+        nodes.iter().any(|n| n["health"] == "Healthy")
+    })
+    .await;
+    let echo = workspace_bin("plum-echo").display().to_string();
+    for (name, fencing) in [("fenced", "stop"), ("kept", "none")] {
+        let spec = json!({"name": name, "replicas": 1, "command": echo, "fencing": fencing,
+                          "service": {"name": name, "readiness": {"httpPath": "/health"}}});
+        let (status, d) = cluster.call(1, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+        assert_eq!(status, 201, "{d}");
+    }
+    wait_until(GENEROUS, "both instances running", || async { instance_pids(&cluster.agent_dir("f1")).len() == 2 })
+        .await;
+    let pids = instance_pids(&cluster.agent_dir("f1"));
+    // SAFETY: signal 0 only asks whether a process this test started still exists.
+    let alive = |pid: u32| unsafe { libc::kill(pid as i32, 0) == 0 };
+
+    for id in cluster.ids() {
+        cluster.pause(id);
+    }
+    let cut = Instant::now();
+    while cut.elapsed() < Duration::from_secs(10) && pids.iter().all(|p| alive(*p)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let still: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    for id in cluster.ids() {
+        cluster.resume(id);
+    }
+    assert_eq!(still.len(), 1, "exactly the fenced instance stops when contact is lost ({:?})", cut.elapsed());
+    // The TTL counts from the last acknowledged heartbeat, up to 250 ms before the cut.
+    assert!(cut.elapsed() >= Duration::from_millis(700), "stopped before the TTL ran out: {:?}", cut.elapsed());
+}

@@ -70,6 +70,12 @@ pub struct DeploymentRequest {
     pub placement: Placement,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact: Option<Artifact>,
+    /// `"stop"`: the agent stops this deployment's instances once it has lost contact with
+    /// the controllers for longer than its TTL (for singletons: the old copy is gone before
+    /// the replacement is likely serving). Default: keep running (the data plane does not die
+    /// with the control plane).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fencing: Option<String>,
     /// Warm standby: extra instances that run and pass readiness but are not in discovery.
     /// When a node dies, a standby takes over its instance in the same Raft entry (takeover
     /// costs detection plus one write), and a new standby replaces it.

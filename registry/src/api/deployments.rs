@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use plum_types::{DeploymentRequest, InstanceStatusReport};
 use serde_json::json;
@@ -62,6 +63,9 @@ fn check(spec: &DeploymentRequest) -> Result<(), ApiError> {
         validate::text("service.protocol", &svc.protocol, MAX_SHORT)?;
     }
     validate::labels("placement.labels", &spec.placement.labels)?;
+    if let Some(f) = spec.fencing.as_deref().filter(|f| !matches!(*f, "stop" | "none")) {
+        return Err(ApiError::bad(format!("`fencing` must be \"stop\" or \"none\", not `{f}`")));
+    }
     if let Some(id) = &spec.request_id {
         validate::name("requestId", id, MAX_SHORT)?;
     }
@@ -186,9 +190,15 @@ pub async fn remove(
 /// `GET /v1/assignments?nodeId=`: what the node should run (the Go agent's poll). With
 /// `watch=true&index=N`, a long poll that answers once placements changed after index N (or
 /// on timeout); `x-plum-index` is the index to pass next.
-pub async fn assignments(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
+pub async fn assignments(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     let node = query.get("nodeId").ok_or_else(|| ApiError::bad("query parameter `nodeId` is required"))?.to_string();
     validate::name("nodeId", &node, MAX_ID)?;
+    mark_agent(&state, &headers, &query, &uri, &node).await?;
     let mut index = state.read_point(&query).await?;
     let mut change = state.cluster.with_registry(|r| r.placement_index());
     if query.flag("watch") {
@@ -200,6 +210,43 @@ pub async fn assignments(State(state): State<Shared>, query: Query) -> Result<Re
     let mut resp = with_index(index, Json(json!({ "items": items })));
     resp.headers_mut().insert(INDEX_HEADER, HeaderValue::from(change));
     Ok(resp)
+}
+
+/// The rule for agents that never say `canRunInstances` (Plum's Go agent): a node that asks
+/// for its assignments runs an agent, so it becomes a placement target. Load tools only
+/// heartbeat and never ask, so their nodes never are.
+async fn mark_agent(state: &Shared, headers: &HeaderMap, query: &Query, uri: &Uri, node: &str) -> Result<(), ApiError> {
+    let known = state.cluster.with_registry(|r| r.node_record(node).filter(|n| !n.can_run).cloned());
+    let Some(n) = known else { return Ok(()) };
+    tracing::info!(id = state.cluster.id, node, "node asked for assignments: it runs an agent, now a placement target");
+    let op = Op::UpsertNode {
+        node_id: n.node_id,
+        ip: n.ip,
+        labels: n.labels,
+        can_run: true,
+        ttl_ms: n.ttl_ms,
+        capacity: n.capacity,
+    };
+    state.write(headers, query, uri, op).await?;
+    Ok(())
+}
+
+/// `GET /v1/stream?nodeId=`: server-sent events that wake an agent when placements change
+/// (Plum's Go agent listens to it, then polls `/v1/assignments`). Each event carries the
+/// placement index; a keep-alive comment every 15 s holds idle connections open.
+pub async fn stream(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
+    let node = query.get("nodeId").ok_or_else(|| ApiError::bad("query parameter `nodeId` is required"))?.to_string();
+    validate::name("nodeId", &node, MAX_ID)?;
+    let start = state.cluster.with_registry(|r| r.placement_index());
+    let events = futures::stream::unfold((state, start, true), |(state, after, first)| async move {
+        let mut index = after;
+        while !first && index <= after {
+            index = state.wait_for_change(after, super::WATCH_MAX, |r| r.placement_index()).await;
+        }
+        let event = Event::default().event("assignments").data(index.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (state, index, false)))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))).into_response())
 }
 
 /// `POST /v1/instances/status`: an agent's report on one instance.

@@ -176,6 +176,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/deployments", get(deployments::list).post(deployments::create))
         .route("/v1/deployments/{id}", get(deployments::get_one).delete(deployments::remove).patch(deployments::update))
         .route("/v1/assignments", get(deployments::assignments))
+        .route("/v1/stream", get(deployments::stream))
         .route("/v1/instances/status", post(deployments::report))
         .route("/v1/cluster", get(cluster_admin::status))
         .route("/v1/cluster/learners", post(cluster_admin::add_learner))
