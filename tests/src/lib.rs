@@ -402,6 +402,28 @@ impl Drop for TestCluster {
     }
 }
 
+/// Three controllers and an agent per node, every node healthy.
+pub async fn start_with_agents(nodes: &[&str], timeout: Duration) -> TestCluster {
+    let mut cluster = TestCluster::start(3, &[]);
+    cluster.wait_leader(timeout).await;
+    for node in nodes {
+        cluster.start_agent(node);
+    }
+    wait_until(timeout, "every agent node healthy", || async {
+        let known: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
+        known.iter().filter(|n| n["health"] == "Healthy").count() == nodes.len()
+    })
+    .await;
+    cluster
+}
+
+/// A deployment of `plum-echo` as service `echo` (readiness: `GET /health`).
+pub fn echo_spec(replicas: u32, standby: u32) -> Value {
+    json!({"name": "echo", "version": "1.0.0", "replicas": replicas, "standby": standby,
+           "command": workspace_bin("plum-echo").display().to_string(),
+           "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}})
+}
+
 /// Polls `check` until it holds, failing the test after `timeout`.
 pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
 where

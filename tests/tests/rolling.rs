@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use plum_tests::{TestCluster, wait_until, workspace_bin};
+use plum_tests::{echo_spec, start_with_agents, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -14,20 +14,9 @@ const GENEROUS: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_version_change_rolls_without_a_failed_request() {
-    let mut cluster = TestCluster::start(3, &[]);
-    cluster.wait_leader(GENEROUS).await;
-    for node in ["r1", "r2", "r3"] {
-        cluster.start_agent(node);
-    }
-    let spec = json!({"name": "echo", "version": "1.0.0", "replicas": 3,
-                      "command": workspace_bin("plum-echo").display().to_string(),
-                      "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}});
-    wait_until(GENEROUS, "three agent nodes", || async {
-        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
-        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 3
-    })
-    .await;
-    let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    let cluster = start_with_agents(&["r1", "r2", "r3"], GENEROUS).await;
+    let (status, created) =
+        cluster.call(1, Method::POST, "/v1/deployments", Some(echo_spec(3, 0))).await.expect("create");
     assert_eq!(status, 201, "{created}");
     let id = created["deploymentId"].as_str().expect("id").to_string();
     let versions =

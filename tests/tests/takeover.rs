@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use plum_tests::{TestCluster, instance_pids, wait_until, workspace_bin};
+use plum_tests::{TestCluster, echo_spec, instance_pids, start_with_agents, wait_until, workspace_bin};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -36,20 +36,9 @@ async fn serving(cluster: &TestCluster, via: u64) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_deployment_runs_restarts_crashed_instances_and_moves_off_a_killed_node() {
-    let mut cluster = TestCluster::start(3, &[]);
-    cluster.wait_leader(GENEROUS).await;
-    for node in ["n1", "n2", "n3"] {
-        cluster.start_agent(node);
-    }
-    wait_until(GENEROUS, "three agent nodes healthy", || async {
-        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
-        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 3
-    })
-    .await;
-    let spec = json!({"name": "echo", "version": "1.0.0", "replicas": 3,
-                      "command": workspace_bin("plum-echo").display().to_string(),
-                      "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}});
-    let (status, created) = cluster.call(2, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    let mut cluster = start_with_agents(&["n1", "n2", "n3"], GENEROUS).await;
+    let (status, created) =
+        cluster.call(2, Method::POST, "/v1/deployments", Some(echo_spec(3, 0))).await.expect("create");
     assert_eq!(status, 201, "{created}");
     wait_until(GENEROUS, "three instances serving, one per node", || async {
         let nodes: BTreeSet<String> = serving(&cluster, 3).await.into_iter().map(|(n, _)| n).collect();
@@ -86,20 +75,9 @@ async fn a_deployment_runs_restarts_crashed_instances_and_moves_off_a_killed_nod
 /// is started elsewhere.
 #[tokio::test]
 async fn a_warm_standby_takes_over_from_a_killed_node() {
-    let mut cluster = TestCluster::start(3, &[]);
-    cluster.wait_leader(GENEROUS).await;
-    for node in ["w1", "w2", "w3", "w4"] {
-        cluster.start_agent(node);
-    }
-    wait_until(GENEROUS, "four agent nodes healthy", || async {
-        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
-        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 4
-    })
-    .await;
-    let spec = json!({"name": "echo", "version": "1.0.0", "replicas": 2, "standby": 1,
-                      "command": workspace_bin("plum-echo").display().to_string(),
-                      "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}});
-    let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    let mut cluster = start_with_agents(&["w1", "w2", "w3", "w4"], GENEROUS).await;
+    let (status, created) =
+        cluster.call(1, Method::POST, "/v1/deployments", Some(echo_spec(2, 1))).await.expect("create");
     assert_eq!(status, 201, "{created}");
     let id = created["deploymentId"].as_str().expect("id").to_string();
     let standby_of = |d: &Value| {
@@ -139,20 +117,9 @@ async fn a_warm_standby_takes_over_from_a_killed_node() {
 /// instance, as the old one would have.
 #[tokio::test]
 async fn a_node_and_the_controller_leader_killed_together() {
-    let mut cluster = TestCluster::start(3, &[]);
-    cluster.wait_leader(GENEROUS).await;
-    for node in ["k1", "k2", "k3"] {
-        cluster.start_agent(node);
-    }
-    wait_until(GENEROUS, "three agent nodes healthy", || async {
-        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
-        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 3
-    })
-    .await;
-    let spec = json!({"name": "echo", "version": "1.0.0", "replicas": 3,
-                      "command": workspace_bin("plum-echo").display().to_string(),
-                      "service": {"name": "echo", "protocol": "http", "readiness": {"httpPath": "/health"}}});
-    let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(spec)).await.expect("create");
+    let mut cluster = start_with_agents(&["k1", "k2", "k3"], GENEROUS).await;
+    let (status, created) =
+        cluster.call(1, Method::POST, "/v1/deployments", Some(echo_spec(3, 0))).await.expect("create");
     assert_eq!(status, 201, "{created}");
     wait_until(GENEROUS, "three serving", || async { serving(&cluster, 2).await.len() == 3 }).await;
     let leader = cluster.wait_leader(GENEROUS).await;
