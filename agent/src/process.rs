@@ -31,6 +31,54 @@ pub fn spawn(
         .spawn()
 }
 
+/// An instance's process: started by this run of the agent, or adopted from a previous run
+/// (then it is not our child: it is watched through /proc and signalled by process group).
+pub enum Proc {
+    Child(Child),
+    Adopted { pid: u32, started: u64 },
+}
+
+impl Proc {
+    pub fn id(&self) -> Option<u32> {
+        match self {
+            Proc::Child(c) => c.id(),
+            Proc::Adopted { pid, .. } => Some(*pid),
+        }
+    }
+
+    /// Resolves when the process ends, with its exit code when known.
+    pub async fn wait(&mut self) -> Option<i32> {
+        match self {
+            Proc::Child(c) => c.wait().await.ok().and_then(|s| s.code()),
+            Proc::Adopted { pid, started } => {
+                while start_time(*pid) == Some(*started) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None
+            }
+        }
+    }
+
+    /// SIGTERM to the group, then SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        match self {
+            Proc::Child(c) => {
+                stop(c, grace).await;
+            }
+            Proc::Adopted { pid, .. } => stop_group(*pid, grace).await,
+        }
+    }
+}
+
+/// When the process started (clock ticks since boot, field 22 of /proc/PID/stat): with the
+/// pid, it tells a process apart from a later one that reuses the pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it do not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Sends `signal` to the process group led by `pid`.
 fn signal_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use plum_sdk::Controllers;
 use plum_types::{AssignmentItem, DeploymentRequest};
 use reqwest::Method;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::assignments::Desired;
 use crate::config::AgentConfig;
 use crate::heartbeat::Contact;
-use crate::process;
+use crate::process::{self, Proc};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -41,21 +42,52 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// Stops instances a previous run of this agent left behind (their pid files), so a restarted
-/// agent never runs two copies. (Adopting them instead is not built yet.)
-async fn stop_leftovers(config: &AgentConfig) {
-    let Ok(entries) = std::fs::read_dir(&config.data_dir) else { return };
+/// An instance a previous run of this agent started and that still runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Leftover {
+    pid: u32,
+    port: u16,
+    /// Process start time (see `process::start_time`): tells it from a pid reused since.
+    started: u64,
+}
+
+fn record_path(config: &AgentConfig, id: &str, ext: &str) -> std::path::PathBuf {
+    config.data_dir.join(format!("{id}.{ext}"))
+}
+
+/// Notes a started instance in the data dir: a restarted agent adopts it from there.
+fn record(config: &AgentConfig, id: &str, leftover: Leftover) {
+    let _ = std::fs::write(record_path(config, id, "pid"), leftover.pid.to_string());
+    if let Ok(text) = serde_json::to_string(&leftover) {
+        let _ = std::fs::write(record_path(config, id, "json"), text);
+    }
+}
+
+fn forget(config: &AgentConfig, id: &str) {
+    let _ = std::fs::remove_file(record_path(config, id, "pid"));
+    let _ = std::fs::remove_file(record_path(config, id, "json"));
+}
+
+/// The instances a previous run left that still run (same pid, same start time). Records of
+/// processes that are gone are removed.
+fn leftovers(config: &AgentConfig) -> HashMap<String, Leftover> {
+    let mut found = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(&config.data_dir) else { return found };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "pid") {
+        if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
-            tracing::info!(node = %config.node_id, pid, "stopping an instance left by a previous run");
-            process::stop_group(pid, STOP_GRACE).await;
+        let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+        let left: Option<Leftover> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        match left {
+            Some(l) if process::start_time(l.pid) == Some(l.started) => {
+                found.insert(id, l);
+            }
+            _ => forget(config, &id),
         }
-        let _ = std::fs::remove_file(&path);
     }
+    found
 }
 
 pub async fn run(
@@ -64,13 +96,22 @@ pub async fn run(
     contact: Arc<Contact>,
     mut desired: watch::Receiver<Option<Desired>>,
 ) {
-    stop_leftovers(&config).await;
+    // Instances a previous run started: adopted if still assigned, stopped if not, once the
+    // first assignments arrive.
+    let mut left = leftovers(&config);
     let mut running: HashMap<String, Running> = HashMap::new();
     loop {
         if desired.changed().await.is_err() {
             break;
         }
         let Some(want) = desired.borrow_and_update().clone() else { continue };
+        let unwanted: Vec<String> = left.keys().filter(|id| !want.contains_key(*id)).cloned().collect();
+        for id in unwanted {
+            let Some(l) = left.remove(&id) else { continue };
+            tracing::info!(node = %config.node_id, instance = %id, pid = l.pid, "left by a previous run, no longer assigned: stopping");
+            process::stop_group(l.pid, STOP_GRACE).await;
+            forget(&config, &id);
+        }
         let gone: Vec<String> = running.keys().filter(|id| !want.contains_key(*id)).cloned().collect();
         for id in gone {
             if let Some(r) = running.remove(&id) {
@@ -90,8 +131,15 @@ pub async fn run(
             }
             let (stop, stopped) = oneshot::channel();
             let (standby, standby_rx) = watch::channel(item.standby);
-            let task =
-                tokio::spawn(supervise(config.clone(), client.clone(), contact.clone(), item, stopped, standby_rx));
+            let adopt = left.remove(&id);
+            let task = tokio::spawn(supervise(
+                config.clone(),
+                client.clone(),
+                contact.clone(),
+                (item, adopt),
+                stopped,
+                standby_rx,
+            ));
             running.insert(id, Running { stop, standby, task });
         }
     }
@@ -171,13 +219,15 @@ struct Instance<'a> {
     item: &'a AssignmentItem,
     spec: &'a DeploymentRequest,
     fence: Option<&'a Contact>,
+    /// Still running from a previous run of the agent: watch it instead of starting one.
+    adopt: Option<Leftover>,
 }
 
 async fn supervise(
     config: Arc<AgentConfig>,
     client: Arc<Controllers>,
     contact: Arc<Contact>,
-    item: AssignmentItem,
+    (item, mut adopt): (AssignmentItem, Option<Leftover>),
     mut stop: oneshot::Receiver<()>,
     mut standby: watch::Receiver<bool>,
 ) {
@@ -194,7 +244,8 @@ async fn supervise(
                 _ = &mut stop => return,
             }
         }
-        let instance = Instance { item: &item, spec: &spec, fence: fenced.then_some(contact.as_ref()) };
+        let instance =
+            Instance { item: &item, spec: &spec, fence: fenced.then_some(contact.as_ref()), adopt: adopt.take() };
         match run_once(&config, &client, instance, &mut stop, &mut standby).await {
             Ended::Stopped => return,
             Ended::Fenced => {
@@ -225,9 +276,13 @@ async fn run_once(
     stop: &mut oneshot::Receiver<()>,
     standby: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let Instance { item, spec, fence } = instance;
+    let Instance { item, spec, fence, adopt } = instance;
     let id = &item.instance_id;
-    let Ok(port) = process::free_port() else { return Ended::Exited(None) };
+    let port = match (adopt, process::free_port()) {
+        (Some(l), _) => l.port,
+        (None, Ok(p)) => p,
+        (None, Err(_)) => return Ended::Exited(None),
+    };
     let service = spec.service.as_ref().map(|s| s.name.clone()).unwrap_or_default();
     let mut env: BTreeMap<String, String> = spec.env.iter().map(|(k, v)| (k.clone(), with_port(v, port))).collect();
     env.insert("PORT".into(), port.to_string());
@@ -236,28 +291,36 @@ async fn run_once(
     env.insert("PLUM_SERVICE".into(), service.clone());
     env.insert("PLUM_VERSION".into(), spec.version.clone());
     let args: Vec<String> = spec.args.iter().map(|a| with_port(a, port)).collect();
-    report(client, config, id, "Starting", port, false, None).await;
-    let mut child = match process::spawn(&spec.command, &args, &env, &config.data_dir.join("logs"), id) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(instance = %id, command = %spec.command, error = %e, "cannot start");
-            return Ended::Exited(None);
+    let mut child = match adopt {
+        Some(l) => {
+            tracing::info!(node = %config.node_id, instance = %id, pid = l.pid, port, "adopted from a previous run");
+            Proc::Adopted { pid: l.pid, started: l.started }
+        }
+        None => {
+            report(client, config, id, "Starting", port, false, None).await;
+            match process::spawn(&spec.command, &args, &env, &config.data_dir.join("logs"), id) {
+                Ok(c) => Proc::Child(c),
+                Err(e) => {
+                    tracing::error!(instance = %id, command = %spec.command, error = %e, "cannot start");
+                    return Ended::Exited(None);
+                }
+            }
         }
     };
     if let Some(pid) = child.id() {
-        let _ = std::fs::write(config.data_dir.join(format!("{id}.pid")), pid.to_string());
+        record(config, id, Leftover { pid, port, started: process::start_time(pid).unwrap_or(0) });
     }
     let ready = tokio::select! {
         ready = wait_ready(spec, port) => ready,
-        status = child.wait() => return Ended::Exited(status.ok().and_then(|s| s.code())),
+        code = child.wait() => return Ended::Exited(code),
         _ = &mut *stop => {
-            process::stop(&mut child, STOP_GRACE).await;
+            child.stop(STOP_GRACE).await;
             return Ended::Stopped;
         }
     };
     if !ready {
         tracing::warn!(instance = %id, port, "not ready in time: restarting it");
-        process::stop(&mut child, STOP_GRACE).await;
+        child.stop(STOP_GRACE).await;
         return Ended::Exited(None);
     }
     // A warm standby registers its endpoint unhealthy: out of discovery until it takes over
@@ -287,17 +350,17 @@ async fn run_once(
         tokio::select! {
             _ = fence_check.tick(), if fence.is_some() => {
                 if fence.is_some_and(|c| cut_off(config, c)) {
-                    process::stop(&mut child, STOP_GRACE).await;
-                    let _ = std::fs::remove_file(config.data_dir.join(format!("{id}.pid")));
+                    child.stop(STOP_GRACE).await;
+                    forget(config, id);
                     return Ended::Fenced;
                 }
             }
-            status = child.wait() => return Ended::Exited(status.ok().and_then(|s| s.code())),
+            code = child.wait() => return Ended::Exited(code),
             _ = &mut *stop => {
                 deregister(client, id).await;
                 tokio::time::sleep(DRAIN).await;
-                process::stop(&mut child, STOP_GRACE).await;
-                let _ = std::fs::remove_file(config.data_dir.join(format!("{id}.pid")));
+                child.stop(STOP_GRACE).await;
+                forget(config, id);
                 return Ended::Stopped;
             }
             _ = renew.tick() => {

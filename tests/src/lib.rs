@@ -243,6 +243,15 @@ impl TestCluster {
         self.agents.insert(node_id.to_string(), Agent { data_dir, log, child: Some(child) });
     }
 
+    /// SIGKILL a node's agent alone (its instances keep running) and start it again.
+    pub fn restart_agent(&mut self, node_id: &str) {
+        if let Some(mut child) = self.agents.get_mut(node_id).and_then(|a| a.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.start_agent(node_id);
+    }
+
     /// SIGKILL a node: its agent and every instance it runs.
     pub fn kill_node(&mut self, node_id: &str) {
         if let Some(a) = self.agents.get_mut(node_id) {

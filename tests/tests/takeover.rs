@@ -174,3 +174,24 @@ async fn fencing_stops_a_cut_off_nodes_instances_and_only_those() {
     // The TTL counts from the last acknowledged heartbeat, up to 250 ms before the cut.
     assert!(cut.elapsed() >= Duration::from_millis(700), "stopped before the TTL ran out: {:?}", cut.elapsed());
 }
+
+/// An agent killed and started again adopts the instances its previous run started: the same
+/// processes keep serving, none is started twice.
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_instances_without_duplicates() {
+    let mut cluster = start_with_agents(&["a1", "a2", "a3"], GENEROUS).await;
+    let (status, created) =
+        cluster.call(1, Method::POST, "/v1/deployments", Some(echo_spec(3, 0))).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    wait_until(GENEROUS, "three serving", || async { serving(&cluster, 2).await.len() == 3 }).await;
+    let before = instance_pids(&cluster.agent_dir("a1"));
+    assert_eq!(before.len(), 1);
+    let serving_before = serving(&cluster, 2).await;
+
+    cluster.restart_agent("a1");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(instance_pids(&cluster.agent_dir("a1")), before, "the same process, not a second one");
+    // SAFETY: signal 0 only asks whether the instance this test's agent started still exists.
+    assert!(unsafe { libc::kill(before[0] as i32, 0) == 0 }, "the adopted instance still runs");
+    assert_eq!(serving(&cluster, 3).await, serving_before, "the same instances serve, on the same nodes");
+}
