@@ -1,6 +1,7 @@
 //! `plum-agent`: one per machine. Heartbeats to the controllers (any replica), learns by push
 //! what this node should run, runs and supervises it, registers the endpoints.
 
+mod artifact;
 mod assignments;
 mod config;
 mod heartbeat;

@@ -11,16 +11,21 @@ use tokio::process::{Child, Command};
 /// Starts `program` in a process group of its own, stdout and stderr appended to
 /// `{log_dir}/{name}.out` / `.err`.
 pub fn spawn(
-    program: &str,
+    program: &Path,
     args: &[String],
     env: &BTreeMap<String, String>,
+    cwd: Option<&Path>,
     log_dir: &Path,
     name: &str,
 ) -> std::io::Result<Child> {
     std::fs::create_dir_all(log_dir)?;
     let open =
         |ext: &str| std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("{name}.{ext}")));
-    Command::new(program)
+    let mut command = Command::new(program);
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    command
         .args(args)
         .envs(env)
         .stdin(Stdio::null())
@@ -79,6 +84,34 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Output files grow to this size, then rotate.
+const LOG_LIMIT: u64 = 10 * 1024 * 1024;
+/// Rotated files kept: `.1` (newest) .. `.N`.
+const LOGS_KEPT: u32 = 3;
+
+/// Rotates `{log_dir}/{name}.out` / `.err` that grew past the limit: copy, then truncate in
+/// place (the instance writes with O_APPEND, so it goes on at the start of the emptied file,
+/// and nothing needs to pass through the agent, which may restart while the instance runs).
+pub fn rotate_logs(log_dir: &Path, name: &str) {
+    for ext in ["out", "err"] {
+        let path = log_dir.join(format!("{name}.{ext}"));
+        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) <= LOG_LIMIT {
+            continue;
+        }
+        for n in (1..LOGS_KEPT).rev() {
+            let _ = std::fs::rename(
+                log_dir.join(format!("{name}.{ext}.{n}")),
+                log_dir.join(format!("{name}.{ext}.{}", n + 1)),
+            );
+        }
+        if std::fs::copy(&path, log_dir.join(format!("{name}.{ext}.1"))).is_ok()
+            && let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path)
+        {
+            let _ = f.set_len(0);
+        }
+    }
+}
+
 /// Sends `signal` to the process group led by `pid`.
 fn signal_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.
@@ -117,4 +150,25 @@ pub async fn stop_group(pid: u32, grace: Duration) {
 /// A TCP port free on loopback right now.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_past_the_limit_rotates_and_old_files_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("i.out");
+        std::fs::write(&out, vec![b'a'; LOG_LIMIT as usize + 1]).unwrap();
+        std::fs::write(dir.path().join("i.out.1"), b"older").unwrap();
+        rotate_logs(dir.path(), "i");
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+        assert_eq!(std::fs::metadata(dir.path().join("i.out.1")).unwrap().len(), LOG_LIMIT + 1);
+        assert_eq!(std::fs::read(dir.path().join("i.out.2")).unwrap(), b"older");
+        // Small files stay as they are.
+        std::fs::write(&out, b"small").unwrap();
+        rotate_logs(dir.path(), "i");
+        assert_eq!(std::fs::read(&out).unwrap(), b"small");
+    }
 }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::artifact;
 use crate::assignments::Desired;
 use crate::config::AgentConfig;
 use crate::heartbeat::Contact;
@@ -149,6 +150,11 @@ pub async fn run(
     }
 }
 
+/// The HTTP client artifacts are fetched with.
+fn artifact_http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap_or_default()
+}
+
 /// Replaces `${PORT}` in a value.
 fn with_port(value: &str, port: u16) -> String {
     value.replace("${PORT}", &port.to_string())
@@ -197,12 +203,20 @@ async fn wait_ready(spec: &DeploymentRequest, port: u16) -> bool {
     false
 }
 
+/// The pause before another start after `failures` failed ones in a row: 200 ms doubling,
+/// at most `MAX_BACKOFF`.
+fn backoff(failures: u32) -> Duration {
+    (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(10))).min(MAX_BACKOFF)
+}
+
 /// How one run of the process ended.
 enum Ended {
     Exited(Option<i32>),
     Stopped,
     /// Stopped because contact with the controllers was lost (`fencing: stop`).
     Fenced,
+    /// Could not be started (its artifact is not usable); reported as `Failed`, retried later.
+    Failed,
 }
 
 /// How often a fenced instance checks its agent's contact with the controllers.
@@ -253,12 +267,19 @@ async fn supervise(
                 report(&client, &config, &id, "Fenced", 0, false, None).await;
                 continue;
             }
+            Ended::Failed => {
+                failures += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(failures)) => {}
+                    _ = &mut stop => return,
+                }
+            }
             Ended::Exited(code) => {
                 deregister(&client, &id).await;
                 report(&client, &config, &id, "Exited", 0, false, code).await;
                 // A run that lasted a while resets the backoff: only crash loops slow down.
                 failures = if started.elapsed() > Duration::from_secs(10) { 0 } else { failures + 1 };
-                let backoff = (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(10))).min(MAX_BACKOFF);
+                let backoff = backoff(failures);
                 tracing::warn!(instance = %id, ?code, ?backoff, "instance exited; restarting");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -297,8 +318,20 @@ async fn run_once(
             Proc::Adopted { pid: l.pid, started: l.started }
         }
         None => {
+            let dir = match spec.artifact.as_ref().filter(|a| !a.url.is_empty()) {
+                Some(a) => match artifact::prepare(&artifact_http(), &config.data_dir.join("artifacts"), a).await {
+                    Ok(dir) => Some(dir),
+                    Err(e) => {
+                        tracing::error!(instance = %id, error = %e, "artifact not usable");
+                        report(client, config, id, "Failed", 0, false, None).await;
+                        return Ended::Failed;
+                    }
+                },
+                None => None,
+            };
             report(client, config, id, "Starting", port, false, None).await;
-            match process::spawn(&spec.command, &args, &env, &config.data_dir.join("logs"), id) {
+            let program = artifact::program(dir.as_deref(), &spec.command);
+            match process::spawn(&program, &args, &env, dir.as_deref(), &config.data_dir.join("logs"), id) {
                 Ok(c) => Proc::Child(c),
                 Err(e) => {
                     tracing::error!(instance = %id, command = %spec.command, error = %e, "cannot start");
@@ -368,6 +401,7 @@ async fn run_once(
                 // that lost the registration (the leader changed mid-write).
                 let role = *standby.borrow();
                 register(role).await;
+                process::rotate_logs(&config.data_dir.join("logs"), id);
             }
             changed = standby.changed() => {
                 if changed.is_ok() {

@@ -195,3 +195,71 @@ async fn a_restarted_agent_adopts_its_instances_without_duplicates() {
     assert!(unsafe { libc::kill(before[0] as i32, 0) == 0 }, "the adopted instance still runs");
     assert_eq!(serving(&cluster, 3).await, serving_before, "the same instances serve, on the same nodes");
 }
+
+/// Serves `body` to every request on a loopback port, until the test ends.
+async fn serve_bytes(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}/echo.tar.gz")
+}
+
+/// A deployment that runs from an artifact: fetched, checked against its SHA-256, unpacked,
+/// `command` run from inside it. A wrong hash is refused and reported.
+#[tokio::test]
+async fn an_artifact_is_fetched_verified_and_run() {
+    let work = tempfile::tempdir().expect("tmp");
+    let app = work.path().join("app/bin");
+    std::fs::create_dir_all(&app).expect("dir");
+    let script = format!("#!/bin/sh\nexec {} \"$@\"\n", workspace_bin("plum-echo").display());
+    std::fs::write(app.join("echo.sh"), script).expect("script");
+    let chmod = std::process::Command::new("chmod").arg("+x").arg(app.join("echo.sh")).status().expect("chmod");
+    assert!(chmod.success());
+    let archive = work.path().join("echo.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(work.path().join("app"))
+        .arg("bin")
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let bytes = std::fs::read(&archive).expect("archive");
+    let sum = std::process::Command::new("sha256sum").arg(&archive).output().expect("sha256sum");
+    let sha = String::from_utf8_lossy(&sum.stdout).split_whitespace().next().expect("hash").to_string();
+    let url = serve_bytes(bytes).await;
+
+    let cluster = start_with_agents(&["t1"], GENEROUS).await;
+    let mut spec = echo_spec(1, 0);
+    spec["command"] = json!("bin/echo.sh");
+    spec["artifact"] = json!({"url": url, "sha256": sha});
+    let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(spec.clone())).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    wait_until(GENEROUS, "the artifact's program serving", || async { serving(&cluster, 1).await.len() == 1 }).await;
+
+    let mut wrong = spec;
+    wrong["name"] = json!("tampered");
+    wrong["service"]["name"] = json!("tampered");
+    wrong["artifact"]["sha256"] = json!("0".repeat(64));
+    let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(wrong)).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    let id = created["deploymentId"].as_str().expect("id").to_string();
+    wait_until(GENEROUS, "the tampered artifact reported as failed", || async {
+        let d: Value = cluster.get_json(1, &format!("/v1/deployments/{id}")).await.unwrap_or_default();
+        d["instances"][0]["phase"] == "Failed"
+    })
+    .await;
+}

@@ -38,8 +38,11 @@ fn check(spec: &DeploymentRequest) -> Result<(), ApiError> {
         return Err(ApiError::bad(format!("`replicas` above {MAX_REPLICAS}")));
     }
     let artifact = spec.artifact.as_ref().filter(|a| !a.url.is_empty());
-    if spec.command.is_empty() && artifact.is_none() {
-        return Err(ApiError::bad("`command` (or an `artifact` to run it from) is required"));
+    if spec.command.is_empty() {
+        return Err(ApiError::bad("`command` is required (with an `artifact`, a path inside it)"));
+    }
+    if artifact.is_none() && !spec.command.starts_with('/') {
+        return Err(ApiError::bad("`command` must be an absolute path unless it runs from an `artifact`"));
     }
     validate::text("command", &spec.command, MAX_ARG)?;
     if spec.args.len() > MAX_ARGS || spec.env.len() > MAX_ARGS {
