@@ -161,7 +161,7 @@ async fn propose_expiry(cluster: &Cluster, tracker: &Tracker, losses: &mut LossW
         let ids: Vec<&str> = nodes.iter().take(LOGGED_IDS).map(|(id, _)| id.as_str()).collect();
         let dying: BTreeSet<String> = nodes.iter().map(|(id, _)| id.clone()).collect();
         let (moves, takeovers) = moves_for(cluster, tracker, losses, &dying).await;
-        tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, moves = moves.len(), "expiring silent nodes");
+        tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, moves = moves.len(), takeovers = takeovers.len(), "expiring silent nodes");
         if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes, moves, takeovers }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
         }
