@@ -19,8 +19,13 @@ const READY_TIMEOUT_MS: u64 = 60_000;
 /// The next step of every rolling update in progress.
 pub fn next_steps(r: &Registry, now_ms: u64) -> Vec<Op> {
     let mut ops = Vec::new();
+    let rolling: Vec<_> = r.deployment_records().filter(|d| d.rollout == ROLLOUT_IN_PROGRESS).collect();
+    if rolling.is_empty() {
+        // The common case, ten times a second: no counting of every assignment for nothing.
+        return ops;
+    }
     let mut scheduler = Scheduler::new(r, BTreeSet::new());
-    for d in r.deployment_records().filter(|d| d.rollout == ROLLOUT_IN_PROGRESS) {
+    for d in rolling {
         let generation = d.generation.max(1);
         let mine: Vec<&AssignmentRecord> =
             r.assignment_records().filter(|a| a.deployment_id == d.deployment_id).collect();
