@@ -47,7 +47,7 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Ar
         match client.call::<_, Value>(Method::POST, "/v1/nodes/heartbeat", Some(&body), timeout).await {
             Ok(_) => {
                 contact.acked();
-                tokio::time::sleep(config.heartbeat).await
+                tokio::time::sleep(jittered(config.heartbeat)).await
             }
             Err(e) => {
                 tracing::warn!(node = %config.node_id, error = %e, "heartbeat not acknowledged");
@@ -55,5 +55,26 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Ar
                 tokio::time::sleep(Duration::from_millis(20 + jitter)).await;
             }
         }
+    }
+}
+
+/// The interval shortened by up to a tenth, at random. Replicas answer the heartbeats of one
+/// batch together, so agents that all waited exactly the interval would fall into step and
+/// arrive in bursts; never waiting longer than the interval keeps the TTL margin intact.
+fn jittered(interval: Duration) -> Duration {
+    let tenth = interval.as_millis() as u64 / 10;
+    interval.saturating_sub(Duration::from_millis(rand::random::<u64>() % (tenth + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_only_shortens_and_by_at_most_a_tenth() {
+        let interval = Duration::from_millis(250);
+        let samples: Vec<Duration> = (0..1000).map(|_| jittered(interval)).collect();
+        assert!(samples.iter().all(|d| *d <= interval && *d >= Duration::from_millis(225)));
+        assert!(samples.iter().any(|d| *d != samples[0]), "intervals vary");
     }
 }

@@ -72,13 +72,30 @@ async fn all_answer(http: &reqwest::Client, eps: &[(String, String, String)]) ->
     true
 }
 
-/// Waits until at least the full count serves (more would be duplicates, counted by the caller).
+/// True when every instance of the deployments behind `service` (warm standbys included) runs
+/// and passed readiness: the state a node kill should start from.
+async fn deployment_ready(http: &reqwest::Client, urls: &[String], service: &str) -> bool {
+    for url in urls {
+        let Ok(resp) = http.get(format!("{url}/v1/deployments")).send().await else { continue };
+        let Ok(deployments) = resp.json::<Vec<Value>>().await else { continue };
+        return deployments
+            .iter()
+            .filter(|d| d["spec"]["service"]["name"] == service)
+            .flat_map(|d| d["instances"].as_array().into_iter().flatten())
+            .all(|i| i["phase"] == "Running" && i["healthy"] == true);
+    }
+    false
+}
+
+/// Waits until at least the full count serves (more would be duplicates, counted by the caller)
+/// and every instance, standbys included, is ready.
 async fn settled(http: &reqwest::Client, opts: &NodeFailoverOptions) -> Result<Vec<(String, String, String)>> {
     let deadline = Instant::now() + SETTLE;
     loop {
         if let Some(eps) = endpoints(http, &opts.urls, &opts.service).await
             && eps.len() >= opts.replicas
             && all_answer(http, &eps).await
+            && deployment_ready(http, &opts.urls, &opts.service).await
         {
             return Ok(eps);
         }
@@ -89,10 +106,51 @@ async fn settled(http: &reqwest::Client, opts: &NodeFailoverOptions) -> Result<V
     }
 }
 
+/// Polls every replica until the first that answers (as a client would ask) lists the full count, none
+/// on `dead`, all answering: that moment is the failover time. Also returns, per replica, when
+/// its discovery first showed that set (the timeline says where the time goes: detection and
+/// commit on the leader, then the followers learning the commit).
+async fn watch_takeover(
+    http: &reqwest::Client,
+    opts: &NodeFailoverOptions,
+    dead: &str,
+    killed_at: Instant,
+) -> (Option<Duration>, Vec<Option<Duration>>) {
+    let mut seen = vec![None; opts.urls.len()];
+    let complete =
+        |eps: &[(String, String, String)]| eps.len() == opts.replicas && eps.iter().all(|(n, _, _)| n != dead);
+    while killed_at.elapsed() < BOUND {
+        let views = futures::future::join_all(
+            opts.urls.iter().map(|u| endpoints(http, std::slice::from_ref(u), &opts.service)),
+        )
+        .await;
+        let now = killed_at.elapsed();
+        for (slot, view) in seen.iter_mut().zip(&views) {
+            if slot.is_none() && view.as_deref().is_some_and(complete) {
+                *slot = Some(now);
+            }
+        }
+        // The client's view: the first replica that answers (a killed leader does not).
+        if let Some(first) = views.iter().flatten().next()
+            && complete(first)
+            && all_answer(http, first).await
+        {
+            return (Some(killed_at.elapsed()), seen);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (None, seen)
+}
+
 pub async fn run(opts: &NodeFailoverOptions) -> Result<Vec<NodeTrial>> {
     let http = crate::target::http_client(Duration::from_secs(2));
     let mut results = Vec::new();
     for trial in 0..opts.trials {
+        settled(&http, opts).await.with_context(|| format!("before trial {trial}"))?;
+        // A kill at a random moment: right after a settle, the next kill would fall at the same
+        // point of the agents' heartbeat cycle every trial (the last expiry happened at that
+        // point), which biases the detection time. Settling again catches what moved meanwhile.
+        tokio::time::sleep(Duration::from_millis(500 + rand::random::<u64>() % 1000)).await;
         let eps = settled(&http, opts).await.with_context(|| format!("before trial {trial}"))?;
         let node = eps[trial % eps.len()].0.clone();
         let agent = node.strip_prefix("node-").context("nodes are named node-N by scripts/cluster.sh")?.to_string();
@@ -109,18 +167,8 @@ pub async fn run(opts: &NodeFailoverOptions) -> Result<Vec<NodeTrial>> {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         sh(&opts.kill_node_cmd, &agent)?;
-        let mut failover = None;
-        while killed_at.elapsed() < BOUND {
-            if let Some(now) = endpoints(&http, &opts.urls, &opts.service).await
-                && now.len() == opts.replicas
-                && now.iter().all(|(n, _, _)| *n != node)
-                && all_answer(&http, &now).await
-            {
-                failover = Some(killed_at.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let kill_returned = killed_at.elapsed();
+        let (failover, seen) = watch_takeover(&http, opts, &node, killed_at).await;
         if let Some(id) = leader {
             sh(&opts.start_replica_cmd, &id.to_string())?;
         }
@@ -133,10 +181,14 @@ pub async fn run(opts: &NodeFailoverOptions) -> Result<Vec<NodeTrial>> {
         }
         let repeated: usize = per_instance.values().map(|c| c.saturating_sub(1)).sum();
         let duplicates = repeated + after.len().saturating_sub(opts.replicas);
+        let at = |d: Option<Duration>| d.map(|d| format!("{:.0}", ms(d))).unwrap_or_else(|| "timeout".into());
+        let seen: Vec<String> = seen.iter().map(|d| at(*d)).collect();
         println!(
-            "trial={trial} node={node} leader_killed={} failover_ms={} duplicates={duplicates}",
+            "trial={trial} node={node} leader_killed={} failover_ms={} duplicates={duplicates} kill_cmd_ms={:.0} seen_by_replica_ms={}",
             leader.map(|l| l.to_string()).unwrap_or_else(|| "no".into()),
-            failover.map(|d| format!("{:.0}", ms(d))).unwrap_or_else(|| "timeout".into())
+            at(failover),
+            ms(kill_returned),
+            seen.join(",")
         );
         results.push(NodeTrial { node, failover, duplicates });
     }

@@ -34,21 +34,62 @@ impl<'a> Scheduler<'a> {
     /// Chooses a node for one more instance of `deployment_id` that wants `labels`; empty when
     /// no node can take it. Counts the choice for the decisions that follow.
     pub fn place(&mut self, deployment_id: &str, labels: &BTreeMap<String, String>) -> String {
-        let best = self
-            .registry
+        let Some(node) = self.best_node(deployment_id, labels) else { return String::new() };
+        self.count(deployment_id, &node);
+        node
+    }
+
+    /// The candidate that spreads best, and how many instances of `deployment_id` it runs.
+    fn best_node(&self, deployment_id: &str, labels: &BTreeMap<String, String>) -> Option<String> {
+        self.registry
             .node_records()
             .filter(|n| n.alive && n.can_run && !self.excluded.contains(&n.node_id))
             .filter(|n| n.capacity == 0 || self.total.get(&n.node_id).copied().unwrap_or(0) < n.capacity as usize)
             .filter(|n| labels.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
             .min_by_key(|n| {
-                let mine = self.per_deployment.get(&(deployment_id.to_string(), n.node_id.clone())).copied();
-                (mine.unwrap_or(0), self.total.get(&n.node_id).copied().unwrap_or(0), n.node_id.clone())
+                (
+                    self.mine(deployment_id, &n.node_id),
+                    self.total.get(&n.node_id).copied().unwrap_or(0),
+                    n.node_id.clone(),
+                )
             })
-            .map(|n| n.node_id.clone());
-        let Some(node) = best else { return String::new() };
-        *self.total.entry(node.clone()).or_insert(0) += 1;
-        *self.per_deployment.entry((deployment_id.to_string(), node.clone())).or_insert(0) += 1;
-        node
+            .map(|n| n.node_id.clone())
+    }
+
+    fn mine(&self, deployment_id: &str, node_id: &str) -> usize {
+        self.per_deployment.get(&(deployment_id.to_string(), node_id.to_string())).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, deployment_id: &str, node_id: &str) {
+        *self.total.entry(node_id.to_string()).or_insert(0) += 1;
+        *self.per_deployment.entry((deployment_id.to_string(), node_id.to_string())).or_insert(0) += 1;
+    }
+
+    /// Warm standbys that share a node with an active instance of their deployment move to a
+    /// node that runs none of it, when there is one: a standby dies with the node it shares,
+    /// so there it could not take over. A standby carries no traffic, so moving it costs
+    /// nothing; the condition is false once it moved, so nothing moves back and forth.
+    pub fn spread_standbys(&mut self) -> Vec<Placed> {
+        let registry = self.registry;
+        let active_on = |deployment_id: &str, node_id: &str| {
+            registry
+                .assignment_records()
+                .any(|a| !a.standby && a.deployment_id == deployment_id && a.node_id == node_id)
+        };
+        let mut moves = Vec::new();
+        for s in registry.assignment_records().filter(|a| a.standby && !a.node_id.is_empty()) {
+            if !active_on(&s.deployment_id, &s.node_id) {
+                continue;
+            }
+            let Some(d) = registry.deployment_record(&s.deployment_id) else { continue };
+            let Some(node_id) = self.best_node(&s.deployment_id, &d.spec.placement.labels) else { continue };
+            if self.mine(&s.deployment_id, &node_id) == 0 {
+                self.release(&s.deployment_id, &s.node_id);
+                self.count(&s.deployment_id, &node_id);
+                moves.push(Placed { instance_id: s.instance_id.clone(), node_id });
+            }
+        }
+        moves
     }
 
     /// Takes an instance off its node in the counts (it is about to move).
@@ -193,5 +234,24 @@ mod tests {
         assert_eq!(homes, vec![("c", "Assigned"), ("b", "Assigned")]);
         assert!(!r.node_record("a").unwrap().alive);
         assert!(r.assignments_of("a").is_empty());
+    }
+
+    #[test]
+    fn a_standby_sharing_a_node_with_an_active_moves_to_an_empty_node_once() {
+        let mut r = Registry::default();
+        node(&mut r, "a", true, "x");
+        node(&mut r, "b", true, "x");
+        let at = |instance_id: &str, node_id: &str| Placed { instance_id: instance_id.into(), node_id: node_id.into() };
+        let spec = Box::new(DeploymentRequest { name: "web".into(), ..DeploymentRequest::default() });
+        let placements = vec![at("web-0", "a"), at("web-1", "b")];
+        let standby = vec![at("web-s", "a")];
+        apply(&mut r, Op::CreateDeployment { deployment_id: "web".into(), spec, placements, standby });
+        assert!(Scheduler::new(&r, BTreeSet::new()).spread_standbys().is_empty(), "no node is free of web: stay");
+        node(&mut r, "c", true, "x");
+        let moves = Scheduler::new(&r, BTreeSet::new()).spread_standbys();
+        assert_eq!(moves, vec![at("web-s", "c")]);
+        apply(&mut r, Op::Reassign { moves });
+        assert!(r.assignment_records().any(|a| a.instance_id == "web-s" && a.standby && a.node_id == "c"));
+        assert!(Scheduler::new(&r, BTreeSet::new()).spread_standbys().is_empty(), "moved once, then settled");
     }
 }

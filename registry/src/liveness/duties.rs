@@ -160,8 +160,11 @@ async fn propose_expiry(cluster: &Cluster, tracker: &Tracker, losses: &mut LossW
     if !nodes.is_empty() && still_leading() {
         let ids: Vec<&str> = nodes.iter().take(LOGGED_IDS).map(|(id, _)| id.as_str()).collect();
         let dying: BTreeSet<String> = nodes.iter().map(|(id, _)| id.clone()).collect();
+        // How long the longest-silent of them was last heard from ago: detection beyond its
+        // TTL shows here.
+        let silent_ms = nodes.iter().map(|(_, seen)| unix_now_ms().saturating_sub(*seen)).max().unwrap_or(0);
         let (moves, takeovers) = moves_for(cluster, tracker, losses, &dying).await;
-        tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, moves = moves.len(), takeovers = takeovers.len(), "expiring silent nodes");
+        tracing::info!(id = cluster.id, term, count = nodes.len(), nodes = ?ids, silent_ms, moves = moves.len(), takeovers = takeovers.len(), "expiring silent nodes");
         if let Err(e) = cluster.propose_if_leader(Op::ExpireNodes { nodes, moves, takeovers }).await {
             tracing::warn!(id = cluster.id, term, error = %e, "node expiry not committed");
         }
@@ -203,7 +206,9 @@ async fn flush_renewals(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
 /// they were created or moved, or their node died under an earlier leader).
 const PLACE_WAITING_EVERY: Duration = Duration::from_secs(1);
 
-/// Finds homes for instances that wait for a node or sit on a dead one.
+/// Finds homes for instances that wait for a node or sit on a dead one; when none do, moves
+/// warm standbys off nodes they share with an active instance (a node that came back after its
+/// work moved away is where they belong).
 async fn place_waiting(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(PLACE_WAITING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,10 +227,16 @@ async fn place_waiting(cluster: Arc<Cluster>) {
                 return (Vec::new(), !is_mass_loss(fleet, down, share));
             }
             let homeless = r.assignment_records().any(|a| a.node_id.is_empty() || dead.contains(&a.node_id));
-            if !homeless {
+            let standbys = r.assignment_records().any(|a| a.standby);
+            if !homeless && !standbys {
                 return (Vec::new(), false);
             }
-            (Scheduler::new(r, BTreeSet::new()).moves_off(&dead), false)
+            let mut scheduler = Scheduler::new(r, BTreeSet::new());
+            let mut moves = if homeless { scheduler.moves_off(&dead) } else { Vec::new() };
+            if moves.is_empty() {
+                moves = scheduler.spread_standbys();
+            }
+            (moves, false)
         });
         if resume {
             tracing::info!(id = cluster.id, "enough nodes are back: rescheduling resumes");
@@ -239,8 +250,8 @@ async fn place_waiting(cluster: Arc<Cluster>) {
         }
         let count = moves.len();
         match cluster.propose_if_leader(Op::Reassign { moves }).await {
-            Ok(_) => tracing::info!(id = cluster.id, count, "placed waiting instances"),
-            Err(e) => tracing::warn!(id = cluster.id, count, error = %e, "placing waiting instances not committed"),
+            Ok(_) => tracing::info!(id = cluster.id, count, "placed waiting instances (or spread standbys)"),
+            Err(e) => tracing::warn!(id = cluster.id, count, error = %e, "placing instances not committed"),
         }
     }
 }
