@@ -185,7 +185,7 @@ async fn write_loop(
 }
 
 /// Waits until every replica answers, agrees on a leader and has applied what it has.
-async fn wait_settled(http: &reqwest::Client, urls: &[String]) -> Result<u64> {
+pub async fn wait_settled(http: &reqwest::Client, urls: &[String]) -> Result<u64> {
     let deadline = Instant::now() + SETTLE_BOUND;
     loop {
         if let Some(status) = cluster_status(http, urls).await {
@@ -208,7 +208,7 @@ async fn wait_settled(http: &reqwest::Client, urls: &[String]) -> Result<u64> {
 }
 
 /// Waits until the restarted replica has applied everything the leader had at that moment.
-async fn wait_caught_up(http: &reqwest::Client, urls: &[String], id: u64) -> Result<()> {
+pub async fn wait_caught_up(http: &reqwest::Client, urls: &[String], id: u64) -> Result<()> {
     let deadline = Instant::now() + SETTLE_BOUND;
     let mut target = None;
     loop {

@@ -105,6 +105,24 @@ fn kv_write() -> impl Strategy<Value = KvWrite> {
     (pick(KEYS), pick(VALUES), select(KINDS)).prop_map(|(key, value, kind)| KvWrite { key, value, kind })
 }
 
+fn registration() -> impl Strategy<Value = Op> {
+    (pick(INSTANCES), pick(NODE_REFS), pick(REGISTER_IPS), vec(endpoint(), 0..3), select(TTLS), any::<bool>()).prop_map(
+        |(instance_id, node_id, ip, endpoints, ttl_ms, replace)| Op::RegisterInstance {
+            instance_id,
+            node_id,
+            ip,
+            endpoints,
+            ttl_ms,
+            replace,
+        },
+    )
+}
+
+fn health_change() -> impl Strategy<Value = Op> {
+    (pick(INSTANCES), vec(health_report(), 0..3), proptest::option::of(select(TTLS)))
+        .prop_map(|(instance_id, reports, ttl_ms)| Op::SetHealth { instance_id, reports, ttl_ms })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     // Mostly unconditional writes: a random expected version is usually a conflict.
     let expect_version = || proptest::option::weighted(0.3, 0u64..4);
@@ -117,12 +135,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => seen_list(QUERY_NODES).prop_map(|nodes| Op::ExpireNodes { nodes, moves: Vec::new(), takeovers: Vec::new() }),
         2 => seen_list(INSTANCES).prop_map(|instances| Op::ExpireInstances { instances }),
         1 => pick(QUERY_NODES).prop_map(|node_id| Op::DeleteNode { node_id }),
-        4 => (pick(INSTANCES), pick(NODE_REFS), pick(REGISTER_IPS), vec(endpoint(), 0..3), select(TTLS), any::<bool>())
-            .prop_map(|(instance_id, node_id, ip, endpoints, ttl_ms, replace)| Op::RegisterInstance {
-                instance_id, node_id, ip, endpoints, ttl_ms, replace,
-            }),
-        2 => (pick(INSTANCES), vec(health_report(), 0..3), proptest::option::of(select(TTLS)))
-            .prop_map(|(instance_id, reports, ttl_ms)| Op::SetHealth { instance_id, reports, ttl_ms }),
+        4 => registration(),
+        2 => health_change(),
+        2 => vec(prop_oneof![registration(), health_change()], 0..4).prop_map(|ops| Op::Batch { ops }),
         1 => pick(INSTANCES).prop_map(|instance_id| Op::DeregisterInstance { instance_id }),
         1 => seen_list(INSTANCES).prop_map(|instances| Op::ForgetInstances { instances }),
         5 => (pick(NAMESPACES), kv_write(), expect_version(), proptest::option::of(pick(REQUEST_IDS)))
@@ -426,6 +441,17 @@ impl Model {
                     }
                 }
                 CommandResult::Changed { count: writes.len() }
+            }
+            // The batch API's entry: each op in turn, at the same index and time.
+            Op::Batch { ops } => {
+                let count = ops
+                    .iter()
+                    .map(|op| match self.apply(index, &Command { now_ms: now, op: op.clone() }) {
+                        CommandResult::Changed { count } => count,
+                        _ => 1,
+                    })
+                    .sum();
+                CommandResult::Changed { count }
             }
             // Deployments are checked by the scheduler's and the API's tests; logs here do not
             // contain them.
@@ -780,6 +806,45 @@ proptest! {
             let diff = first_difference(&observe(&replica.registry), &observe(&model));
             prop_assert!(diff.is_none(), "after command {} {:?}, registry (left) vs model (right) {}",
                 index, cmd, diff.unwrap_or_default());
+        }
+    }
+
+    /// A discovery watch never misses a change: whenever a command changes a service's answer
+    /// (apart from `lastSeen`, which renewals move), the service's change index becomes that
+    /// command's index; and an index that did not move means the answer did not change. Also
+    /// after a restart part-way, where the index may only be higher.
+    #[test]
+    fn discovery_change_index_moves_with_every_change_of_an_answer(
+        log in steps(1..60), restart_at in any::<prop::sample::Index>()
+    ) {
+        let commands = stamp(&log);
+        let restart_at = restart_at.index(commands.len() + 1);
+        let mut replica = Replica::default();
+        let answer = |r: &Registry, s: &str| {
+            let mut eps = r.discover(s, None, None);
+            eps.iter_mut().for_each(|e| e.last_seen = 0);
+            eps
+        };
+        for (i, cmd) in commands.iter().enumerate() {
+            if i == restart_at {
+                replica.registry = replica.restarted();
+            }
+            let before: Vec<(Vec<Endpoint>, u64)> =
+                QUERY_SERVICES.iter().map(|s| (answer(&replica.registry, s), replica.registry.discovery_change_index(Some(s)))).collect();
+            let any_before = replica.registry.discovery_change_index(None);
+            replica.apply(cmd);
+            let index = replica.index;
+            for (s, (old, old_index)) in QUERY_SERVICES.iter().zip(before) {
+                let now = answer(&replica.registry, s);
+                let now_index = replica.registry.discovery_change_index(Some(s));
+                if now != old {
+                    prop_assert_eq!(now_index, index, "{} changed at {} by {:?}", s, index, cmd);
+                    prop_assert_eq!(replica.registry.discovery_change_index(None), index);
+                } else {
+                    prop_assert!(now_index == old_index || now_index == index, "{} index moved backwards or sideways", s);
+                }
+            }
+            prop_assert!(replica.registry.discovery_change_index(None) >= any_before);
         }
     }
 

@@ -1,26 +1,34 @@
-//! A client for the controller cluster: every replica's address, the one that answered last
-//! first, the next one on a connect error, a timeout or a "retryable" 503. The seed of the SDK
-//! (leader redirect, caches, watches and the rest arrive with the SDK issue); the agent uses it.
+//! The transport to the controller cluster. Every replica's address is known; writes go to the
+//! known leader (learned from the `x-plum-leader-addr` header every answer carries, and from
+//! redirects), reads to the replica that answered last. A connect error, a timeout, a "no
+//! leader" or a black-holed replica moves the request to the next replica; a run of failures
+//! opens that replica's circuit breaker so later requests skip it. Between rounds over the
+//! replicas the client waits with exponential backoff and full jitter, all within the request's
+//! deadline. A write whose outcome became unknown is resent only when it is idempotent.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use plum_types::ErrorBody;
+use plum_types::headers as h;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("no controller replica answered: {0}")]
-    Unreachable(String),
-    /// A replica answered with an error status (4xx, or a 5xx that is not retryable).
-    #[error("HTTP {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("bad answer: {0}")]
-    Decode(String),
-}
+use crate::backoff::Backoff;
+use crate::breaker::{Breaker, BreakerPolicy};
+use crate::error::ClientError;
 
-/// An answer: status, the `x-plum-index` header when present, and the JSON body.
+/// The header carrying the index a watch answer reflects (pass it back to resume).
+pub const INDEX_HEADER: &str = "x-plum-index";
+const NONE: usize = usize::MAX;
+/// Bodies at least this large are gzipped once the cluster said it accepts gzip.
+const GZIP_REQUEST_FROM: usize = 1024;
+/// Redirects followed within one request.
+const MAX_REDIRECTS: u32 = 3;
+
+/// An answer: status, the `x-plum-index` header when present, and the decoded body.
 #[derive(Debug)]
 pub struct Answer<T> {
     pub status: u16,
@@ -28,30 +36,170 @@ pub struct Answer<T> {
     pub body: T,
 }
 
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long one attempt at one replica may take.
+    pub attempt_timeout: Duration,
+    /// How long a request may take in all, retries included.
+    pub deadline: Duration,
+    pub connect_timeout: Duration,
+    pub backoff: Backoff,
+    pub breaker: BreakerPolicy,
+    /// Negotiate gzip: ask for compressed answers, compress large bodies once the cluster
+    /// said it accepts them.
+    pub gzip: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            attempt_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(500),
+            backoff: Backoff::default(),
+            breaker: BreakerPolicy::default(),
+            gzip: true,
+        }
+    }
+}
+
+/// One request, with what the transport needs to know to retry it safely.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// JSON, serialised once so that every attempt sends the same bytes.
+    pub body: Option<Vec<u8>>,
+    /// Sent again after an unknown outcome (a timeout after sending, `outcomeUnknown`)?
+    pub idempotent: bool,
+    pub attempt_timeout: Option<Duration>,
+    pub deadline: Option<Duration>,
+}
+
+impl Request {
+    pub fn get(path: impl Into<String>) -> Request {
+        Request {
+            method: Method::GET,
+            path: path.into(),
+            body: None,
+            idempotent: true,
+            attempt_timeout: None,
+            deadline: None,
+        }
+    }
+
+    /// A write; `idempotent` says whether resending it after an unknown outcome is safe.
+    pub fn write<B: Serialize + ?Sized>(
+        method: Method,
+        path: impl Into<String>,
+        body: Option<&B>,
+        idempotent: bool,
+    ) -> Result<Request, ClientError> {
+        let body = body.map(serde_json::to_vec).transpose().map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(Request { method, path: path.into(), body, idempotent, attempt_timeout: None, deadline: None })
+    }
+
+    pub fn attempt_timeout(mut self, t: Duration) -> Request {
+        self.attempt_timeout = Some(t);
+        self
+    }
+
+    pub fn deadline(mut self, t: Duration) -> Request {
+        self.deadline = Some(t);
+        self
+    }
+
+    fn is_read(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
+}
+
+struct Replica {
+    url: String,
+    breaker: Breaker,
+}
+
 pub struct Controllers {
-    urls: Vec<String>,
+    replicas: Vec<Replica>,
     http: reqwest::Client,
+    options: Options,
+    /// The replica believed to lead, or `NONE`.
+    leader: AtomicUsize,
     /// The replica that answered last.
-    current: AtomicUsize,
+    last: AtomicUsize,
+    /// A replica said (`Accept-Encoding` on an answer) that it takes gzipped bodies.
+    gzip_accepted: AtomicBool,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// Status, `x-plum-index`, body, and the replica the answer named as leader (if it is one
+    /// of ours).
+    Answered(u16, Option<u64>, String, Option<usize>),
+    /// Nothing was sent: safe to send elsewhere whatever the request.
+    NotSent(String),
+    /// Sent, but no answer: the outcome is unknown.
+    Lost(String),
 }
 
 impl Controllers {
     /// `urls`: every replica (`http://host:port`), at least one.
     pub fn new(urls: Vec<String>) -> Controllers {
+        Controllers::with_options(urls, Options::default())
+    }
+
+    pub fn with_options(urls: Vec<String>, options: Options) -> Controllers {
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(500))
+            .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
+            .gzip(options.gzip)
+            // Redirects to the leader are ours to follow: reqwest following them itself would
+            // hide the leader hint and keep knocking on a leader that just died.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client builds with static settings");
-        let urls = urls.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect();
-        Controllers { urls, http, current: AtomicUsize::new(0) }
+        let replicas = urls
+            .into_iter()
+            .map(|u| Replica { url: u.trim_end_matches('/').to_string(), breaker: Breaker::default() })
+            .collect();
+        Controllers {
+            replicas,
+            http,
+            options,
+            leader: AtomicUsize::new(NONE),
+            last: AtomicUsize::new(0),
+            gzip_accepted: AtomicBool::new(false),
+        }
     }
 
-    /// Sends a request to the replicas in turn, starting with the one that answered last,
-    /// until one answers with something other than "unreachable" or "retryable". Only for
-    /// idempotent requests: a timed-out request is sent again to the next replica.
+    /// From an explicit list, `PLUM_CONTROLLERS`, or the nearest `.plum/cluster.env`.
+    pub fn from_env(explicit: Option<&str>, options: Options) -> Result<Controllers, ClientError> {
+        Ok(Controllers::with_options(crate::config::resolve(explicit)?, options))
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.url.clone()).collect()
+    }
+
+    /// The leader as last learned, if any.
+    pub fn leader_url(&self) -> Option<String> {
+        self.replicas.get(self.leader.load(Ordering::Relaxed)).map(|r| r.url.clone())
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The shared HTTP client (connection pool), for watches that hold a connection open.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A request treated as idempotent (the agent's heartbeats, reports, registrations):
+    /// `timeout` bounds each attempt, and every replica is tried.
     pub async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -59,42 +207,222 @@ impl Controllers {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<Answer<T>, ClientError> {
-        let start = self.current.load(Ordering::Relaxed);
-        let mut last = String::from("no replicas configured");
-        for step in 0..self.urls.len() {
-            let at = (start + step) % self.urls.len();
-            let mut req = self.http.request(method.clone(), format!("{}{path}", self.urls[at])).timeout(timeout);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!("{}: {e}", self.urls[at]);
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let index = resp.headers().get("x-plum-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-            let text = match resp.text().await {
-                Ok(t) => t,
-                Err(e) => {
-                    last = format!("{}: {e}", self.urls[at]);
-                    continue;
-                }
-            };
-            if status == 503 && text.contains("\"retryable\":true") {
-                last = format!("{}: {text}", self.urls[at]);
-                continue;
-            }
-            self.current.store(at, Ordering::Relaxed);
-            if !(200..300).contains(&status) {
-                return Err(ClientError::Status { status, body: text });
-            }
-            let text = if text.is_empty() { "null".to_string() } else { text };
-            let body = serde_json::from_str(&text).map_err(|e| ClientError::Decode(format!("{e}: {text}")))?;
-            return Ok(Answer { status, index, body });
+        let deadline = timeout.saturating_mul(self.replicas.len().max(1) as u32 + 1);
+        let req = Request::write(method, path, body, true)?.attempt_timeout(timeout).deadline(deadline);
+        self.send(req).await
+    }
+
+    /// Sends `req` and decodes the JSON answer (an empty body decodes as `null`).
+    pub async fn send<T: DeserializeOwned>(&self, req: Request) -> Result<Answer<T>, ClientError> {
+        let answer = self.send_text(req).await?;
+        let body = decode(&answer.body)?;
+        Ok(Answer { status: answer.status, index: answer.index, body })
+    }
+
+    /// Sends `req`; a 2xx answer's body as text.
+    pub async fn send_text(&self, req: Request) -> Result<Answer<String>, ClientError> {
+        let span = tracing::debug_span!("plum_call", method = %req.method, path = %req.path);
+        self.send_inner(req).instrument(span).await
+    }
+
+    async fn send_inner(&self, req: Request) -> Result<Answer<String>, ClientError> {
+        if self.replicas.is_empty() {
+            return Err(ClientError::Config("no controller addresses".into()));
         }
-        Err(ClientError::Unreachable(last))
+        let started = Instant::now();
+        let deadline = started + req.deadline.unwrap_or(self.options.deadline);
+        let attempt_timeout = req.attempt_timeout.unwrap_or(self.options.attempt_timeout);
+        let mut last_error = String::from("no attempt made");
+        let mut redirects = 0;
+        let mut round = 0;
+        // Replicas that failed during this request, and whether to ask a follower to hold the
+        // write until a leader is elected (instead of naming a leader that just failed us).
+        let mut failed = vec![false; self.replicas.len()];
+        let mut hold = false;
+        loop {
+            let mut plan = self.plan(!req.is_read());
+            while let Some(at) = plan.pop() {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(ClientError::Unreachable(format!("deadline passed; last: {last_error}")));
+                }
+                let timeout = attempt_timeout.min(deadline - now);
+                let attempt = self.attempt(at, &req, timeout, hold).await;
+                let url = &self.replicas[at].url;
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    let outcome = match &attempt {
+                        Attempt::Answered(status, ..) => format!("HTTP {status}"),
+                        Attempt::NotSent(e) => format!("not sent: {e}"),
+                        Attempt::Lost(e) => format!("lost: {e}"),
+                    };
+                    let ms = now.elapsed().as_millis() as u64;
+                    tracing::trace!(replica = %url, hold, ms, outcome, "attempt");
+                }
+                match attempt {
+                    Attempt::NotSent(e) => {
+                        self.replicas[at].breaker.failure(&self.options.breaker, Instant::now());
+                        failed[at] = true;
+                        last_error = format!("{url}: {e}");
+                    }
+                    Attempt::Lost(e) => {
+                        self.replicas[at].breaker.failure(&self.options.breaker, Instant::now());
+                        failed[at] = true;
+                        last_error = format!("{url}: {e}");
+                        if !req.idempotent && !req.is_read() {
+                            return Err(ClientError::OutcomeUnknown(last_error));
+                        }
+                    }
+                    Attempt::Answered(status, index, text, named_leader) => {
+                        self.replicas[at].breaker.success();
+                        if status == 307 && redirects < MAX_REDIRECTS {
+                            // Not applied; the leader is named in the headers we just learned.
+                            redirects += 1;
+                            last_error = format!("{url}: redirected to the leader");
+                            let usable = named_leader.is_some_and(|l| !failed[l]);
+                            if !usable {
+                                // The replica names a leader that just failed us (an election
+                                // is under way) or one we have no address for: let it hold the
+                                // write and pass it on, rather than bouncing between the two.
+                                hold = true;
+                                plan.push(at);
+                            } else {
+                                plan = self.plan(true);
+                            }
+                            continue;
+                        }
+                        if status == 503 {
+                            let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+                            if body.as_ref().is_some_and(|b| b.outcome_unknown) && !req.idempotent {
+                                return Err(ClientError::OutcomeUnknown(format!("{url}: {}", clip(&text))));
+                            }
+                            // No leader yet, or certainly not applied: another replica may do.
+                            last_error = format!("{url}: {}", clip(&text));
+                            continue;
+                        }
+                        self.last.store(at, Ordering::Relaxed);
+                        if !(200..300).contains(&status) {
+                            return Err(ClientError::Status { status, body: text });
+                        }
+                        return Ok(Answer { status, index, body: text });
+                    }
+                }
+            }
+            // Every replica failed this round: wait (jittered) before the next.
+            let pause = self.options.backoff.delay(round);
+            round += 1;
+            if Instant::now() + pause >= deadline {
+                return Err(ClientError::Unreachable(last_error));
+            }
+            tracing::debug!(round, pause_ms = pause.as_millis() as u64, error = %last_error, "retrying");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// The replicas to try, as a stack (last = first to try): for writes the leader first,
+    /// then the one that answered last, then the rest; replicas whose breaker is open go to the
+    /// bottom (tried only when nothing else is left).
+    fn plan(&self, to_leader: bool) -> Vec<usize> {
+        let n = self.replicas.len();
+        let last = self.last.load(Ordering::Relaxed) % n;
+        let mut order: Vec<usize> = (0..n).map(|i| (last + i) % n).collect();
+        let leader = self.leader.load(Ordering::Relaxed);
+        if to_leader && leader < n {
+            order.retain(|&i| i != leader);
+            order.insert(0, leader);
+        }
+        let now = Instant::now();
+        let policy = &self.options.breaker;
+        let (open, closed): (Vec<usize>, Vec<usize>) =
+            order.into_iter().partition(|&i| !self.replicas[i].breaker.allows(policy, now));
+        closed.into_iter().chain(open).rev().collect()
+    }
+
+    /// One try at one replica. Writes ask for a redirect to the leader (one hop less than the
+    /// replica passing it on) unless `hold`.
+    async fn attempt(&self, at: usize, req: &Request, timeout: Duration, hold: bool) -> Attempt {
+        let url = format!("{}{}", self.replicas[at].url, req.path);
+        let mut builder = self.http.request(req.method.clone(), url).timeout(timeout);
+        if !hold {
+            builder = builder.header(h::REDIRECT, "1");
+        }
+        if let Some(body) = &req.body {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
+            builder = match self.maybe_gzip(body) {
+                Some(zipped) => builder.header(reqwest::header::CONTENT_ENCODING, "gzip").body(zipped),
+                None => builder.body(body.clone()),
+            };
+        }
+        let resp = match builder.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Attempt::NotSent(with_causes(&e)),
+            Err(e) => return Attempt::Lost(with_causes(&e)),
+        };
+        let named_leader = self.learn(resp.headers());
+        let status = resp.status().as_u16();
+        let index = resp.headers().get(INDEX_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        match resp.text().await {
+            Ok(text) => Attempt::Answered(status, index, text, named_leader),
+            // The status line arrived: the request was received, the body was cut off.
+            Err(e) if (200..300).contains(&status) => Attempt::Lost(e.to_string()),
+            Err(e) => Attempt::Answered(status, index, e.to_string(), named_leader),
+        }
+    }
+
+    /// Learns the leader (and gzip support) from an answer's headers; returns the leader it
+    /// named when that is one of our replicas.
+    fn learn(&self, headers: &reqwest::header::HeaderMap) -> Option<usize> {
+        let mut named = None;
+        if let Some(addr) = headers.get(h::LEADER_ADDR).and_then(|v| v.to_str().ok()) {
+            let addr = addr.trim_end_matches('/');
+            if let Some(i) = self.replicas.iter().position(|r| r.url == addr) {
+                self.leader.store(i, Ordering::Relaxed);
+                named = Some(i);
+            }
+        }
+        let gzip = headers
+            .get(reqwest::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim() == "gzip"));
+        if gzip && self.options.gzip {
+            self.gzip_accepted.store(true, Ordering::Relaxed);
+        }
+        named
+    }
+
+    fn maybe_gzip(&self, body: &[u8]) -> Option<Vec<u8>> {
+        if body.len() < GZIP_REQUEST_FROM || !self.gzip_accepted.load(Ordering::Relaxed) {
+            return None;
+        }
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(body).ok()?;
+        enc.finish().ok()
+    }
+}
+
+/// Decodes a JSON answer (an empty body as `null`). Any bytes a server may send end in a value
+/// or a [`ClientError::Decode`], never a panic (fuzzed in `tests/decode_fuzz.rs`).
+pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ClientError> {
+    let text = if text.is_empty() { "null" } else { text };
+    serde_json::from_str(text).map_err(|e| ClientError::Decode(format!("{e}: {}", clip(text))))
+}
+
+/// An error and its causes (reqwest's own message alone does not say "connection refused").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// At most 300 characters of an answer, for error messages.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
     }
 }

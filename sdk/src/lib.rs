@@ -1,8 +1,21 @@
-//! Plum's Rust client library. So far: [`Controllers`], a client that moves between replicas.
-//! Discovery cache, load balancing, leader redirect and watches arrive with the SDK issue. The
-//! wire types live in `plum-types`.
+//! Plum's Rust client library: [`Controllers`], the transport that finds the leader and moves
+//! between replicas; [`Client`], the typed API over it (KV with exactly-once writes, discovery
+//! with a watched cache that serves stale endpoints when the cluster is unreachable,
+//! registration with background heartbeats). The wire types live in `plum-types`.
 
+pub mod backoff;
+pub mod balance;
+pub mod breaker;
+pub mod client;
+pub mod config;
 pub mod controllers;
+pub mod discovery;
+pub mod error;
+pub mod kv;
+pub mod outlier;
+pub mod registration;
 
-pub use controllers::{Answer, ClientError, Controllers};
+pub use client::Client;
+pub use controllers::{Answer, Controllers, Options, Request};
+pub use error::ClientError;
 pub use plum_types as types;

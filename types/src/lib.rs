@@ -10,6 +10,7 @@ pub mod kv;
 mod lenient;
 pub mod node;
 pub mod service;
+pub mod version;
 
 pub use cluster::{ClusterStatus, MemberStatus, MembershipChange, ReschedulePause};
 pub use deployment::{
@@ -22,4 +23,5 @@ pub use kv::{
     KvBatchItem, KvBatchRequest, KvBatchResponse, KvItem, KvKeys, KvNamespaces, KvPutRequest, KvType, KvWritten,
 };
 pub use node::{NodeDetail, NodeHealth, NodeHeartbeat, NodeHeartbeatAck, NodeSummary};
-pub use service::{HealthReport, RegisterRequest, ServiceHeartbeat};
+pub use service::{BatchResponse, HealthReport, HeartbeatBatch, RegisterBatch, RegisterRequest, ServiceHeartbeat};
+pub use version::{VersionFilter, VersionFilterError};

@@ -49,3 +49,51 @@ pub struct HealthReport {
     pub port: Option<u16>,
     pub healthy: bool,
 }
+
+/// `POST /v1/services/register/batch`: several registrations in one call (weak networks).
+/// All-or-nothing: one bad item refuses the whole batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RegisterBatch {
+    #[serde(deserialize_with = "null_as_default")]
+    pub items: Vec<RegisterRequest>,
+}
+
+/// `POST /v1/services/heartbeat/batch`: several instance heartbeats in one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HeartbeatBatch {
+    #[serde(deserialize_with = "null_as_default")]
+    pub items: Vec<ServiceHeartbeat>,
+}
+
+/// The answer to a batch call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchResponse {
+    /// Items applied (registrations) or recorded (heartbeats).
+    pub count: usize,
+    /// Heartbeat batches only: ids of instances the cluster does not know (never registered,
+    /// or forgotten after being dead for the retention period). Nothing was recorded for
+    /// them; the client should register them again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_shapes() {
+        let b: HeartbeatBatch =
+            serde_json::from_str(r#"{"items": [{"instanceId": "a"}, {"instanceId": "b"}]}"#).unwrap();
+        assert_eq!(b.items.len(), 2);
+        let b: RegisterBatch = serde_json::from_str(r#"{"items": null}"#).unwrap();
+        assert!(b.items.is_empty());
+        let registered = serde_json::to_value(BatchResponse { count: 2, unknown: None }).unwrap();
+        assert_eq!(registered, serde_json::json!({"count": 2}));
+        let renewed = serde_json::to_value(BatchResponse { count: 1, unknown: Some(vec!["x".into()]) }).unwrap();
+        assert_eq!(renewed, serde_json::json!({"count": 1, "unknown": ["x"]}));
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use plum_chaos::{failover, load, node_failover, target};
+use plum_chaos::{failover, load, node_failover, sdk_bench, target};
 
 #[derive(Parser)]
 #[command(name = "plum-bench", about = "Load and chaos scenarios for a local Plum cluster")]
@@ -76,6 +76,20 @@ enum Scenario {
         #[arg(long, default_value_t = 250)]
         interval_ms: u64,
     },
+    /// The Rust SDK: cached discovery lookups on one thread, then uncached lookups' latency.
+    SdkDiscovery {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 5)]
+        instances: usize,
+    },
+    /// Kill the leader while an SDK user writes; the longest single call, and exactly-once.
+    SdkLeaderKill {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        #[arg(long, default_value = "scripts/cluster.sh start-replica {id}")]
+        restart_cmd: String,
+    },
     /// Fake nodes heartbeating at an agent's pace (the original tool's 50-node test).
     Heartbeat {
         #[arg(long, default_value_t = 50)]
@@ -90,6 +104,10 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUM_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let urls = target::controllers(cli.controllers.as_deref(), &cli.plum_home.join("cluster.env"))?;
     match cli.scenario {
         Scenario::Failover { trials, writers, restart_cmd } => {
@@ -145,6 +163,14 @@ async fn main() -> Result<()> {
                 ms(s.max),
                 s.count
             );
+        }
+        Scenario::SdkDiscovery { seconds, instances } => {
+            println!("{}", sdk_bench::discovery(&urls, seconds, instances).await?);
+        }
+        Scenario::SdkLeaderKill { trials, restart_cmd } => {
+            let pid_dir = cli.plum_home.join("cluster/pids");
+            let results = sdk_bench::leader_kill(&urls, trials, &pid_dir, &restart_cmd).await?;
+            println!("{}", sdk_bench::stall_line(&results));
         }
         Scenario::Heartbeat { nodes, seconds, interval_ms } => {
             let opts = load::LoadOptions { urls, clients: nodes, duration: Duration::from_secs(seconds) };

@@ -11,6 +11,9 @@ use crate::cluster::{LeaderInfo, WriteError};
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// An item of a batch call is bad; nothing of the batch was applied.
+    #[error("items[{index}]: {message}")]
+    BadItem { index: usize, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -30,6 +33,14 @@ impl ApiError {
     pub fn bad(msg: impl Into<String>) -> ApiError {
         ApiError::BadRequest(msg.into())
     }
+
+    /// Names the batch item a refusal is about (`detail.index` in the answer).
+    pub fn at_item(self, index: usize) -> ApiError {
+        match self {
+            ApiError::BadRequest(message) => ApiError::BadItem { index, message },
+            other => other,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -41,6 +52,10 @@ impl IntoResponse for ApiError {
         };
         let (status, mut body) = match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorBody::new(message)),
+            ApiError::BadItem { index, .. } => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody { detail: Some(serde_json::json!({ "index": index })), ..ErrorBody::new(message) },
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorBody::new(message)),
             ApiError::Conflict { detail, .. } => {
                 (StatusCode::CONFLICT, ErrorBody { detail, ..ErrorBody::new(message) })
@@ -89,6 +104,14 @@ mod tests {
         let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
         (status, retry_after, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_bad_batch_item_is_named() {
+        let (status, _, body) = body_of(ApiError::bad("`instanceId` is required").at_item(3)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body.error, "items[3]: `instanceId` is required");
+        assert_eq!(body.detail, Some(serde_json::json!({ "index": 3 })));
     }
 
     #[tokio::test]

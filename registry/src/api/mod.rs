@@ -15,6 +15,7 @@ mod kv;
 mod nodes;
 mod services;
 mod validate;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -159,11 +160,14 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/nodes/{id}", get(nodes::get_one).delete(nodes::remove))
         .route("/v1/services/register", post(services::register))
         .route("/v1/services/heartbeat", post(services::heartbeat))
+        .route("/v1/services/register/batch", post(services::register_batch))
+        .route("/v1/services/heartbeat/batch", post(services::heartbeat_batch))
         .route("/v1/services", delete(services::deregister))
         .route("/v1/services/list", get(services::list))
         .route("/v1/discovery", get(discovery::all))
         .route("/v1/discovery/random", get(discovery::random))
         .route("/v1/discovery/one", get(discovery::one))
+        .route("/v1/discovery/stream", get(discovery::stream))
         .route("/v1/kv", get(kv::namespaces))
         .route("/v1/kv/{ns}", get(kv::list))
         .route("/v1/kv/{ns}/keys", get(kv::keys).put(kv::put_literal).delete(kv::delete_literal))
@@ -186,8 +190,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/cluster/reschedule", post(cluster_admin::resume_rescheduling))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The limit counts inflated bytes: `wire::gzip` wraps it (a small gzip bomb is a 413).
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .with_state(state.clone());
+    // gzip for clients, not between replicas (internal and Raft bodies are MessagePack).
+    let api = wire::gzip(api);
     let internal = internal::routes(state.clone());
     let raft = crate::cluster::raft_routes::routes(state.cluster.clone());
     Router::new().merge(api).merge(internal).merge(raft).layer(middleware::from_fn_with_state(state, common_headers))
@@ -235,7 +242,12 @@ async fn on_leader(
 async fn body_and_parts(req: Request) -> Result<(HeaderMap, String, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| ApiError::TooLarge)?;
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|e| {
+        // Too big, or unreadable (e.g. not the gzip its `Content-Encoding` claims).
+        let too_big = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+            .any(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_big { ApiError::TooLarge } else { ApiError::bad(format!("cannot read body: {e}")) }
+    })?;
     Ok((parts.headers, path, bytes))
 }
 
@@ -262,6 +274,8 @@ async fn common_headers(State(state): State<Shared>, req: Request, next: Next) -
     let hs = resp.headers_mut();
     hs.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     hs.insert(h::REPLICA_ID, HeaderValue::from(state.cluster.id));
+    // RFC 7694: tells clients they may gzip request bodies (the SDK waits for this).
+    hs.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     if let Some(leader) = state.cluster.leader() {
         hs.insert(h::LEADER_ID, HeaderValue::from(leader.id));
         if let Ok(v) = HeaderValue::from_str(&format!("http://{}", leader.addr)) {

@@ -1,17 +1,21 @@
-//! `/v1/services*`: registration, instance heartbeats, deregistration, service names.
+//! `/v1/services*`: registration, instance heartbeats (one at a time or in batches),
+//! deregistration, service names.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use plum_types::{EndpointSpec, HealthReport, RegisterRequest, ServiceHeartbeat};
+use plum_types::{
+    BatchResponse, EndpointSpec, HealthReport, HeartbeatBatch, RegisterBatch, RegisterRequest, ServiceHeartbeat,
+};
 
 use super::Shared;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
-use super::validate::{self, MAX_ENDPOINTS, MAX_ID, MAX_SHORT};
-use crate::cluster::WriteError;
+use super::validate::{self, MAX_BATCH, MAX_ENDPOINTS, MAX_ID, MAX_SHORT};
+use crate::cluster::{WriteError, codec};
 use crate::config::LivenessConfig;
-use crate::state::{EndpointRecord, Op};
+use crate::state::{EndpointRecord, Op, Registry};
 
 fn endpoint_record(i: usize, spec: &EndpointSpec, instance_ip: &str) -> Result<EndpointRecord, ApiError> {
     let field = |f: &str| format!("endpoints[{i}].{f}");
@@ -78,13 +82,16 @@ pub async fn register(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn heartbeat(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    query: Query,
-    uri: Uri,
-    JsonBody(hb): JsonBody<ServiceHeartbeat>,
-) -> Result<StatusCode, ApiError> {
+/// A service heartbeat, checked: the health it reports and the TTL it declares (bounded).
+#[derive(Debug)]
+struct CheckedHeartbeat {
+    instance_id: String,
+    reports: Vec<HealthReport>,
+    ttl_ms: Option<u64>,
+}
+
+/// Checks a heartbeat; the single and the batch call share it.
+fn check_heartbeat(hb: ServiceHeartbeat, live: &LivenessConfig) -> Result<CheckedHeartbeat, ApiError> {
     validate::name("instanceId", &hb.instance_id, MAX_ID)?;
     let reports = match &hb.health {
         Some(list) => {
@@ -105,34 +112,163 @@ pub async fn heartbeat(
         }
         None => Vec::new(),
     };
-    // A health or TTL change is a write; an unchanged live instance only renews (batched).
-    // An instance this replica does not know yet (its registration may still be on the way
-    // here) is renewed anyway: the leader ignores ids it does not know.
-    let ttl_ms = hb.ttl_ms.map(|t| state.cluster.config.liveness.bounded_ttl_ms(Some(t)));
-    let needs_write = state.cluster.with_registry(|r| match r.instance_record(&hb.instance_id) {
-        None => false,
-        Some(inst) => {
-            ttl_ms.is_some_and(|t| t != inst.ttl_ms)
-                || reports.iter().any(|rep| {
+    let ttl_ms = hb.ttl_ms.map(|t| live.bounded_ttl_ms(Some(t)));
+    Ok(CheckedHeartbeat { instance_id: hb.instance_id, reports, ttl_ms })
+}
+
+impl CheckedHeartbeat {
+    /// Whether it changes something (health, TTL), so is a write rather than a renewal.
+    /// `None`: the instance is unknown here.
+    fn needs_write(&self, r: &Registry) -> Option<bool> {
+        let inst = r.instance_record(&self.instance_id)?;
+        Some(
+            self.ttl_ms.is_some_and(|t| t != inst.ttl_ms)
+                || self.reports.iter().any(|rep| {
                     inst.endpoints.iter().any(|ep| {
                         ep.service_name == rep.service_name
                             && rep.port.is_none_or(|p| p == ep.port)
                             && ep.healthy != rep.healthy
                     })
-                })
-        }
-    });
-    if needs_write {
-        let op = Op::SetHealth { instance_id: hb.instance_id, reports, ttl_ms };
-        state.write(&headers, &query, &uri, op).await?;
+                }),
+        )
+    }
+
+    fn op(&self) -> Op {
+        Op::SetHealth { instance_id: self.instance_id.clone(), reports: self.reports.clone(), ttl_ms: self.ttl_ms }
+    }
+}
+
+/// Plain renewals go through the replica's renewal batcher (no log entry per heartbeat).
+async fn renew(state: &Shared, instances: Vec<String>) -> Result<(), ApiError> {
+    state
+        .batcher
+        .renew(Vec::new(), instances)
+        .await
+        .map_err(|e| ApiError::Write(WriteError::Unavailable(e.to_string())))
+}
+
+pub async fn heartbeat(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    JsonBody(hb): JsonBody<ServiceHeartbeat>,
+) -> Result<StatusCode, ApiError> {
+    let hb = check_heartbeat(hb, &state.cluster.config.liveness)?;
+    // A health or TTL change is a write; an unchanged live instance only renews (batched).
+    // An instance this replica does not know yet (its registration may still be on the way
+    // here) is renewed anyway: the leader ignores ids it does not know.
+    if state.cluster.with_registry(|r| hb.needs_write(r)) == Some(true) {
+        state.write(&headers, &query, &uri, hb.op()).await?;
     } else {
-        state
-            .batcher
-            .renew(Vec::new(), vec![hb.instance_id])
-            .await
-            .map_err(|e| ApiError::Write(WriteError::Unavailable(e.to_string())))?;
+        renew(&state, vec![hb.instance_id]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A batch's ops make one log entry at most this big: a proposal forwarded to the leader must
+/// fit the internal routes' body limit (2 MiB). Endpoints carry their instance's address, so
+/// an entry can outgrow the request that asked for it.
+const MAX_BATCH_ENTRY: usize = 1024 * 1024;
+
+/// Checks every item of a batch as the single call does. The first bad one refuses the whole
+/// batch, named by its index.
+fn check_items<T, U>(items: Vec<T>, check: impl Fn(T) -> Result<U, ApiError>) -> Result<Vec<U>, ApiError> {
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::bad(format!("{} items: a batch holds at most {MAX_BATCH}", items.len())));
+    }
+    items.into_iter().enumerate().map(|(i, item)| check(item).map_err(|e| e.at_item(i))).collect()
+}
+
+/// Several ops as one log entry.
+fn batch_op(ops: Vec<Op>) -> Result<Op, ApiError> {
+    let op = Op::Batch { ops };
+    let size = codec::encode(&op).map_or(usize::MAX, |b| b.len());
+    if size > MAX_BATCH_ENTRY {
+        return Err(ApiError::bad(format!(
+            "the batch makes a {size}-byte log entry, above {MAX_BATCH_ENTRY}: send fewer items per call"
+        )));
+    }
+    Ok(op)
+}
+
+/// `POST /v1/services/register/batch`: all items in one log entry, all or nothing.
+pub async fn register_batch(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    JsonBody(batch): JsonBody<RegisterBatch>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let ops = check_items(batch.items, |req| register_op(req, &state.cluster.config.liveness))?;
+    let count = ops.len();
+    if count > 0 {
+        state.write(&headers, &query, &uri, batch_op(ops)?).await?;
+    }
+    Ok(Json(BatchResponse { count, unknown: None }))
+}
+
+/// What a heartbeat batch does with each item.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct HeartbeatPlan {
+    /// Items that change something: written, all in one entry.
+    writes: Vec<usize>,
+    /// Ids to renew through the batcher.
+    renew: Vec<String>,
+    /// Ids unknown here (sorted, once each): nothing is recorded for them.
+    unknown: Vec<String>,
+}
+
+fn plan_heartbeats(items: &[CheckedHeartbeat], r: &Registry) -> HeartbeatPlan {
+    let mut plan = HeartbeatPlan::default();
+    let mut unknown = std::collections::BTreeSet::new();
+    for (i, hb) in items.iter().enumerate() {
+        match hb.needs_write(r) {
+            Some(true) => plan.writes.push(i),
+            Some(false) => plan.renew.push(hb.instance_id.clone()),
+            None => {
+                unknown.insert(hb.instance_id.clone());
+            }
+        }
+    }
+    plan.unknown = unknown.into_iter().collect();
+    plan
+}
+
+/// `POST /v1/services/heartbeat/batch`: renewals ride the renewal batcher, health and TTL
+/// changes make one log entry; ids the cluster does not know come back in `unknown`.
+pub async fn heartbeat_batch(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    JsonBody(batch): JsonBody<HeartbeatBatch>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let items = check_items(batch.items, |hb| check_heartbeat(hb, &state.cluster.config.liveness))?;
+    let mut plan = state.cluster.with_registry(|r| plan_heartbeats(&items, r));
+    if !plan.unknown.is_empty() {
+        // This replica may lag the leader: be sure before telling the client to register again.
+        state.cluster.read_barrier().await?;
+        plan = state.cluster.with_registry(|r| plan_heartbeats(&items, r));
+    }
+    let HeartbeatPlan { writes, renew: renewals, unknown } = plan;
+    let count = writes.len() + renewals.len();
+    // Built before anything is sent: a batch refused here renews nothing either.
+    let op = match writes.iter().map(|&i| items[i].op()).collect::<Vec<_>>() {
+        ops if ops.is_empty() => None,
+        ops => Some(batch_op(ops)?),
+    };
+    let write = async {
+        if let Some(op) = op {
+            state.write(&headers, &query, &uri, op).await?;
+        }
+        Ok::<_, ApiError>(())
+    };
+    let renewal = async { if renewals.is_empty() { Ok(()) } else { renew(&state, renewals).await } };
+    let (written, renewed) = tokio::join!(write, renewal);
+    written?;
+    renewed?;
+    Ok(Json(BatchResponse { count, unknown: Some(unknown) }))
 }
 
 pub async fn deregister(
@@ -200,6 +336,95 @@ mod tests {
         assert!(op(ok(vec![spec("s", 65536)])).is_err(), "port too big");
         assert!(op(RegisterRequest { ip: None, ..ok(vec![spec("s", 1)]) }).is_err(), "no ip anywhere");
         assert!(op(ok(vec![spec("s", 1)])).is_ok());
+    }
+
+    fn registered(ids: &[&str]) -> Registry {
+        let mut r = Registry::default();
+        for (i, id) in ids.iter().enumerate() {
+            let req = RegisterRequest {
+                instance_id: id.to_string(),
+                ip: Some("10.0.0.1".into()),
+                endpoints: vec![spec("web", 80)],
+                ..RegisterRequest::default()
+            };
+            let cmd = crate::state::Command { now_ms: 1_000, op: register_op(req, &live()).unwrap() };
+            r.apply(i as u64 + 1, &cmd, &mut plum_raft_store::DataWrites::default());
+        }
+        r
+    }
+
+    #[test]
+    fn batch_items_are_checked_like_single_ones_and_named_by_index() {
+        let ok = |id: &str| RegisterRequest {
+            instance_id: id.into(),
+            ip: Some("10.0.0.1".into()),
+            endpoints: vec![spec("web", 80)],
+            ..RegisterRequest::default()
+        };
+        let check = |items| check_items(items, |req| register_op(req, &live()));
+        assert_eq!(check(vec![ok("a"), ok("b")]).unwrap().len(), 2);
+        let bad = RegisterRequest { endpoints: vec![spec("web", 0)], ..ok("c") };
+        match check(vec![ok("a"), ok("b"), bad]) {
+            Err(ApiError::BadItem { index: 2, message }) => assert!(message.contains("endpoints[0].port"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(check(vec![ok("a"); MAX_BATCH + 1]), Err(ApiError::BadRequest(_))));
+        let beats = |items| check_items(items, |hb| check_heartbeat(hb, &live()));
+        let hb = |id: &str| ServiceHeartbeat { instance_id: id.into(), ..ServiceHeartbeat::default() };
+        assert!(matches!(beats(vec![hb("a"), hb("")]), Err(ApiError::BadItem { index: 1, .. })));
+    }
+
+    #[test]
+    fn a_heartbeat_batch_renews_writes_changes_and_names_unknown_instances() {
+        let r = registered(&["a", "b", "c"]);
+        let hb = |id: &str, healthy: Option<bool>, ttl_ms: Option<u64>| {
+            let health = healthy.map(|h| vec![EndpointSpec { healthy: Some(h), ..spec("web", 80) }]);
+            check_heartbeat(ServiceHeartbeat { instance_id: id.into(), health, ttl_ms, ..Default::default() }, &live())
+                .unwrap()
+        };
+        let items = vec![
+            hb("a", None, None),
+            hb("b", Some(false), None),
+            hb("zz", None, None),
+            hb("c", Some(true), None),
+            hb("c", None, Some(2_000)),
+            hb("y", None, None),
+            hb("zz", Some(false), None),
+        ];
+        let plan = plan_heartbeats(&items, &r);
+        let want = HeartbeatPlan {
+            writes: vec![1, 4],
+            renew: vec!["a".into(), "c".into()],
+            unknown: vec!["y".into(), "zz".into()],
+        };
+        assert_eq!(plan, want);
+        assert!(matches!(items[1].op(), Op::SetHealth { ref instance_id, .. } if instance_id == "b"));
+    }
+
+    #[test]
+    fn a_batch_is_one_entry_of_bounded_size() {
+        let ops = check_items(
+            (0..10).map(|i| RegisterRequest { instance_id: format!("i{i}"), ..RegisterRequest::default() }).collect(),
+            |req| register_op(req, &live()),
+        )
+        .unwrap();
+        let batch = batch_op(ops).unwrap();
+        assert_eq!(batch.check(), Ok(()), "what a leader checks in a forwarded proposal");
+        let Op::Batch { ops } = batch else { panic!() };
+        assert_eq!(ops.len(), 10);
+        let nested = Op::Batch { ops: vec![Op::Batch { ops: Vec::new() }] };
+        assert!(nested.check().is_err(), "a batch holds only registrations and health changes");
+        // Every endpoint carries its instance's address: 100 items of 64 endpoints and a long
+        // address make an entry several times bigger than the request.
+        let ip = "1".repeat(MAX_ID);
+        let big = RegisterRequest {
+            instance_id: "i".into(),
+            ip: Some(ip),
+            endpoints: (1..=MAX_ENDPOINTS as u32).map(|p| spec("s", p)).collect(),
+            ..RegisterRequest::default()
+        };
+        let ops = check_items(vec![big; 100], |req| register_op(req, &live())).unwrap();
+        assert!(matches!(batch_op(ops), Err(ApiError::BadRequest(m)) if m.contains("fewer items")));
     }
 
     #[test]

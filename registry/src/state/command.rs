@@ -181,6 +181,12 @@ pub enum Op {
         ns: String,
         writes: Vec<KvWrite>,
     },
+    /// Several registrations and health changes in one entry (the batch API calls), applied
+    /// in order as if proposed one after another. Holds only `RegisterInstance` and
+    /// `SetHealth` (see `Op::check`).
+    Batch {
+        ops: Vec<Op>,
+    },
 }
 
 impl fmt::Display for Command {
@@ -210,6 +216,7 @@ impl fmt::Display for Command {
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
             Op::KvBatch { ns, writes } => write!(f, "kv-batch {ns} ({} keys)", writes.len()),
+            Op::Batch { ops } => write!(f, "batch of {} instance ops", ops.len()),
         }
     }
 }

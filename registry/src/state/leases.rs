@@ -60,7 +60,13 @@ impl Registry {
 impl Op {
     /// Whether the command is news from the records it names (see [`LeaseObserver`]).
     pub fn heard_from(&self) -> bool {
-        matches!(self, Op::UpsertNode { .. } | Op::RegisterInstance { .. } | Op::SetHealth { .. } | Op::Renew { .. })
+        match self {
+            Op::Batch { ops } => ops.iter().all(Op::heard_from),
+            op => matches!(
+                op,
+                Op::UpsertNode { .. } | Op::RegisterInstance { .. } | Op::SetHealth { .. } | Op::Renew { .. }
+            ),
+        }
     }
 
     /// Records whose lease this command may change. Renewals are left out: the leader recorded
@@ -79,6 +85,7 @@ impl Op {
             Op::ExpireInstances { instances } | Op::ForgetInstances { instances } => {
                 each(LeaseKind::Instance, instances)
             }
+            Op::Batch { ops } => ops.iter().flat_map(Op::lease_ids).collect(),
             Op::Renew { .. }
             | Op::KvPut { .. }
             | Op::KvDelete { .. }

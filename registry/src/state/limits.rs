@@ -140,6 +140,13 @@ impl Op {
                     (w.value.len() <= MAX_KV_VALUE).then_some(()).ok_or_else(|| "value too large".to_string())
                 })
             }
+            Op::Batch { ops } => {
+                (ops.len() <= MAX_BATCH).then_some(()).ok_or("batch too large")?;
+                ops.iter().try_for_each(|op| match op {
+                    Op::RegisterInstance { .. } | Op::SetHealth { .. } => op.check(),
+                    _ => Err("a batch holds only registrations and health changes".to_string()),
+                })
+            }
         }
     }
 }

@@ -13,6 +13,9 @@ pub struct Registry {
     pub(crate) instances: BTreeMap<String, InstanceRecord>,
     /// service name -> ids of instances with an endpoint of it. Derived from `instances`.
     pub(crate) by_service: BTreeMap<String, BTreeSet<String>>,
+    /// node id -> ids of instances registered on it. Derived from `instances`.
+    pub(crate) by_node: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) discovery: DiscoveryChanges,
     pub(crate) kv: BTreeMap<String, BTreeMap<String, KvRecord>>,
     /// namespace -> log index of its last deletion (watches wake on it).
     pub(crate) kv_deleted: BTreeMap<String, u64>,
@@ -29,6 +32,26 @@ pub struct Registry {
     pub(crate) reschedule_pause: Option<plum_types::ReschedulePause>,
     pub(crate) applied_index: u64,
 }
+
+/// When each service's discovery answer last changed, for discovery watches. Kept in memory
+/// only: a replica that (re)loads its state counts every service as changed at the index it
+/// loaded (`base`), so a watcher may wake once for nothing but never misses a change. Replicas
+/// differ in it legitimately (it depends on when each loaded), so it takes no part in comparing
+/// registries: the state is the same.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DiscoveryChanges {
+    pub(crate) per_service: BTreeMap<String, u64>,
+    pub(crate) any: u64,
+    pub(crate) base: u64,
+}
+
+impl PartialEq for DiscoveryChanges {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DiscoveryChanges {}
 
 fn secs(ms: u64) -> u64 {
     ms / 1000
@@ -272,7 +295,8 @@ impl Registry {
         applied_index: u64,
         rows: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
     ) -> Result<Registry, String> {
-        let mut reg = Registry { applied_index, ..Registry::default() };
+        let discovery = DiscoveryChanges { base: applied_index, ..DiscoveryChanges::default() };
+        let mut reg = Registry { applied_index, discovery, ..Registry::default() };
         for (k, v) in rows {
             let bad = |e: rmp_serde::decode::Error| format!("row {}: {e}", String::from_utf8_lossy(&k));
             if let Some(rest) = k.strip_prefix(keys::NODE) {
@@ -317,6 +341,7 @@ impl Registry {
         for ep in &inst.endpoints {
             self.by_service.entry(ep.service_name.clone()).or_default().insert(inst.instance_id.clone());
         }
+        self.by_node.entry(inst.node_id.clone()).or_default().insert(inst.instance_id.clone());
     }
 
     pub(crate) fn unindex_instance(&mut self, inst: &InstanceRecord) {
@@ -328,5 +353,49 @@ impl Registry {
                 }
             }
         }
+        if let Some(ids) = self.by_node.get_mut(&inst.node_id) {
+            ids.remove(&inst.instance_id);
+            if ids.is_empty() {
+                self.by_node.remove(&inst.node_id);
+            }
+        }
+    }
+
+    /// Whether any healthy endpoint of `inst` is handed out by discovery.
+    pub(crate) fn discoverable(&self, inst: &InstanceRecord) -> bool {
+        self.instance_live(inst) && inst.endpoints.iter().any(|e| e.healthy)
+    }
+
+    /// Records that the discovery answers of `inst`'s services change at the index being applied.
+    pub(crate) fn touch_services(&mut self, inst: &InstanceRecord) {
+        let index = self.applied_index;
+        for ep in &inst.endpoints {
+            match self.discovery.per_service.get_mut(&ep.service_name) {
+                Some(at) => *at = index,
+                None => {
+                    self.discovery.per_service.insert(ep.service_name.clone(), index);
+                }
+            }
+        }
+        self.discovery.any = index;
+    }
+
+    /// Services whose discovery answer changed after `after` (every known service when the
+    /// state was loaded after it).
+    pub fn discovery_changed_since(&self, after: u64) -> Vec<String> {
+        if self.discovery.base > after {
+            return self.by_service.keys().cloned().collect();
+        }
+        self.discovery.per_service.iter().filter(|(_, at)| **at > after).map(|(s, _)| s.clone()).collect()
+    }
+
+    /// The log index after which `service`'s discovery answer (every service's, for `None`) has
+    /// not changed. A discovery watch waits for it to pass the index the client saw.
+    pub fn discovery_change_index(&self, service: Option<&str>) -> u64 {
+        let changed = match service {
+            Some(s) => self.discovery.per_service.get(s).copied().unwrap_or(0),
+            None => self.discovery.any,
+        };
+        changed.max(self.discovery.base)
     }
 }

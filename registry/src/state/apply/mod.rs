@@ -24,7 +24,11 @@ impl Registry {
         self.applied_index = index;
         let now = cmd.now_ms;
         self.forget_requests_before(now.saturating_sub(REQUEST_WINDOW_MS), writes);
-        match &cmd.op {
+        self.apply_op(&cmd.op, index, now, writes)
+    }
+
+    fn apply_op(&mut self, op: &Op, index: u64, now: u64, writes: &mut DataWrites) -> CommandResult {
+        match op {
             Op::UpsertNode { node_id, ip, labels, can_run, ttl_ms, capacity } => {
                 let up =
                     nodes::NodeUpsert { node_id, ip, labels, can_run: *can_run, ttl_ms: *ttl_ms, capacity: *capacity };
@@ -69,18 +73,58 @@ impl Registry {
             }
             Op::KvDelete { ns, key, expect_version } => self.kv_delete(ns, key, *expect_version, index, writes),
             Op::KvBatch { ns, writes: items } => self.kv_batch(ns, items, index, now, writes),
+            // Each op as if it had an entry of its own; counts the ops that changed something.
+            Op::Batch { ops } => {
+                let count = ops
+                    .iter()
+                    .map(|op| match self.apply_op(op, index, now, writes) {
+                        CommandResult::Changed { count } => count,
+                        _ => 1,
+                    })
+                    .sum();
+                CommandResult::Changed { count }
+            }
         }
     }
 
     fn put_node(&mut self, rec: NodeRecord, writes: &mut DataWrites) {
         writes.put(keys::node(&rec.node_id), rows::encode(&rec));
-        self.nodes.insert(rec.node_id.clone(), rec);
+        // Discovery hides the endpoints of a dead node: a change of its liveness changes the
+        // answers of every service with an instance there.
+        let was_live = self.nodes.get(&rec.node_id).is_none_or(|n| n.alive);
+        let node_id = rec.node_id.clone();
+        let now_live = rec.alive;
+        self.nodes.insert(node_id.clone(), rec);
+        if was_live != now_live {
+            let ids: Vec<String> = self.by_node.get(&node_id).into_iter().flatten().cloned().collect();
+            for id in ids {
+                if let Some(inst) = self.instances.get(&id).filter(|i| i.alive).cloned() {
+                    self.touch_services(&inst);
+                }
+            }
+        }
     }
 
     fn put_instance(&mut self, rec: InstanceRecord, writes: &mut DataWrites) {
         writes.put(keys::instance(&rec.instance_id), rows::encode(&rec));
-        if let Some(old) = self.instances.remove(&rec.instance_id) {
-            self.unindex_instance(&old);
+        let old = self.instances.remove(&rec.instance_id);
+        if let Some(old) = &old {
+            self.unindex_instance(old);
+        }
+        // A renewal only moves `last_seen`: discovery watchers are not woken for it.
+        let discovery_changed = match &old {
+            None => self.discoverable(&rec),
+            Some(o) => {
+                let (before, after) = (self.discoverable(o), self.discoverable(&rec));
+                before != after
+                    || (after && (o.endpoints != rec.endpoints || o.ip != rec.ip || o.node_id != rec.node_id))
+            }
+        };
+        if discovery_changed {
+            if let Some(o) = &old {
+                self.touch_services(o);
+            }
+            self.touch_services(&rec);
         }
         self.index_instance(&rec);
         self.instances.insert(rec.instance_id.clone(), rec);
@@ -89,6 +133,9 @@ impl Registry {
     fn remove_instance(&mut self, id: &str, writes: &mut DataWrites) -> bool {
         let Some(old) = self.instances.remove(id) else { return false };
         self.unindex_instance(&old);
+        if self.discoverable(&old) {
+            self.touch_services(&old);
+        }
         writes.delete(keys::instance(id));
         true
     }

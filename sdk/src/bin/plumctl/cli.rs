@@ -1,0 +1,455 @@
+//! plumctl's command line (clap derive) and where it finds the cluster: `--controllers`, else
+//! `PLUM_CONTROLLERS`, else `.plum/cluster.env` in the current directory or one of its parents.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{CtlError, Result};
+
+const EXAMPLES: &str = "\
+Examples:
+  plumctl cluster status
+  plumctl discover web --version '^1.2' --protocol http
+  plumctl kv put app color red
+  plumctl kv put app color blue --expect-version 1
+  plumctl kv watch app --prefix feature.
+  plumctl deploy --name echo --version 1.0.0 --replicas 3 --command /usr/local/bin/echo-server \\
+      --arg --port --arg '${PORT}' --service-name echo --readiness-path /health
+  plumctl deploy -f spec.json
+  plumctl rollout echo-1a2b --version 1.1.0 --wait
+  plumctl --json deployments | jq '.[].deploymentId'
+
+Controllers: --controllers, else $PLUM_CONTROLLERS, else a PLUM_CONTROLLERS=... line in
+.plum/cluster.env in this directory or a parent (scripts/cluster.sh up writes it).
+
+Exit codes:
+  0  ok
+  1  refused by the cluster (an error answer other than those below)
+  2  usage error (bad arguments, unreadable spec file, no controllers configured)
+  3  cluster unreachable, or no leader
+  4  not found (404)
+  5  conflict (409: compare-and-set version mismatch, rolling update in progress)
+  6  outcome unknown (503 outcomeUnknown: the write may or may not have been applied)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "plumctl",
+    version,
+    about = "Command line for a Plum cluster: status, membership, services, deployments, config KV.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Controller replicas, comma-separated (`http://` is added when missing).
+    #[arg(long, global = true, env = "PLUM_CONTROLLERS", value_delimiter = ',', value_name = "URLS")]
+    pub controllers: Vec<String>,
+    /// Print the cluster's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds a request may take in all, trying every replica.
+    #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: f64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cluster status and membership changes.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Nodes known to the cluster and their health.
+    Nodes,
+    /// Registered services and how many healthy endpoints each has.
+    Services,
+    /// Healthy endpoints of a service.
+    Discover(DiscoverArgs),
+    /// Create a deployment from flags or a JSON spec (`-f spec.json`, `-f -` for stdin).
+    Deploy(Box<DeployArgs>),
+    /// List deployments.
+    Deployments,
+    /// One deployment and its instances.
+    Deployment { id: String },
+    /// Change how many instances a deployment runs.
+    Scale { id: String, replicas: u32 },
+    /// Rolling update: change what a deployment runs (version, command, args, env, artifact).
+    Rollout(RolloutArgs),
+    /// Delete a deployment (its instances are stopped).
+    Undeploy { id: String },
+    /// Config key-value store.
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// Follow changes as they happen (Ctrl-C stops).
+    #[command(subcommand)]
+    Watch(WatchCmd),
+    /// Print a shell completion script: `plumctl completions bash > /etc/bash_completion.d/plumctl`.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Members, roles, leader, term, log and applied indexes, lag behind the leader.
+    Status,
+    /// Add a replica as a non-voting learner (it catches up before it can be promoted).
+    AddLearner {
+        id: u64,
+        /// Its API address, host:port.
+        api_addr: String,
+    },
+    /// Make a learner a voter.
+    Promote { id: u64 },
+    /// Remove a replica from the cluster.
+    Remove { id: u64 },
+    /// Hand leadership to another voter.
+    TransferLeader { id: u64 },
+    /// Confirm that nodes lost together are gone, so their instances move (after a mass loss).
+    Reschedule,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    pub service: String,
+    /// Version, or a range such as `^1.2` where the cluster supports ranges.
+    #[arg(long)]
+    pub version: Option<String>,
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// At most this many endpoints (a random subset).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Linearizable read (through the leader).
+    #[arg(long)]
+    pub consistent: bool,
+}
+
+/// What runs, shared by `deploy` and `rollout`.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Absolute path on the node, or a path inside the artifact.
+    #[arg(long)]
+    pub command: Option<String>,
+    /// An argument (repeat for more); `${PORT}` is replaced by the instance's port.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// An environment variable (repeat for more).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_val)]
+    pub env: Vec<(String, String)>,
+    /// Also pass the instance's port in this environment variable (besides `PORT`).
+    #[arg(long = "port-env", value_name = "NAME")]
+    pub port_env: Vec<String>,
+    /// Fetch the program from this archive (tar.gz or zip)...
+    #[arg(long, requires = "artifact_sha256")]
+    pub artifact_url: Option<String>,
+    /// ...whose SHA-256 is this (64 hex digits).
+    #[arg(long, requires = "artifact_url")]
+    pub artifact_sha256: Option<String>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct DeployArgs {
+    /// A JSON deployment spec (`-` reads stdin); flags given as well override its fields.
+    #[arg(short = 'f', long = "file", value_name = "SPEC.json")]
+    pub file: Option<PathBuf>,
+    #[arg(long, required_unless_present = "file")]
+    pub name: Option<String>,
+    #[arg(long, required_unless_present = "file")]
+    pub version: Option<String>,
+    /// Instances to run [default: 1].
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Register the instances' endpoints under this service [default: the deployment name,
+    /// when --protocol or --readiness-path is given].
+    #[arg(long)]
+    pub service_name: Option<String>,
+    /// The endpoints' protocol [default: http].
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Ready once `GET http://127.0.0.1:$PORT<path>` answers 2xx (else: once the port accepts).
+    #[arg(long, value_name = "PATH")]
+    pub readiness_path: Option<String>,
+    /// Run only on nodes with this label (repeat for more).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_val)]
+    pub labels: Vec<(String, String)>,
+    /// Warm standby instances (running, ready, not in discovery).
+    #[arg(long)]
+    pub standby: Option<u32>,
+    /// `stop`: agents stop the instances when cut off from the controllers beyond their TTL.
+    #[arg(long, value_parser = ["stop", "none"])]
+    pub fencing: Option<String>,
+    /// Makes a retried deploy return the first one's deployment [default: generated].
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    pub id: String,
+    #[arg(long)]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Wait until the rolling update is done (exit 1 if it fails).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Read a key.
+    Get {
+        namespace: String,
+        key: String,
+        /// Print only the value.
+        #[arg(long)]
+        value: bool,
+        /// Linearizable read (through the leader).
+        #[arg(long)]
+        consistent: bool,
+    },
+    /// Write a key (safe to retry: every write carries a request id).
+    Put {
+        namespace: String,
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        #[arg(long = "type", default_value = "string", value_parser = ["string", "int", "double", "bool", "bytes"])]
+        kind: String,
+        /// Write only if the key is at this version (0: only if absent); else exit 5.
+        #[arg(long)]
+        expect_version: Option<u64>,
+    },
+    /// Delete a key (deleting an absent key succeeds).
+    Del {
+        namespace: String,
+        key: String,
+        /// Delete only if the key is at this version; else exit 5.
+        #[arg(long)]
+        expect_version: Option<u64>,
+    },
+    /// List the keys of a namespace.
+    Ls {
+        namespace: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Linearizable read (through the leader).
+        #[arg(long)]
+        consistent: bool,
+    },
+    /// Print changes under a namespace (or prefix) as they happen.
+    Watch {
+        namespace: String,
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatchCmd {
+    /// Endpoints appearing, leaving or changing health.
+    Services {
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Seconds between polls when the cluster offers no discovery watch.
+        #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+        interval: f64,
+    },
+}
+
+/// `KEY=VALUE`: the key is what comes before the first `=` and is not empty; the value may be
+/// empty or hold more `=`.
+pub fn parse_key_val(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        Some(_) => Err(format!("`{s}`: the key before `=` is empty")),
+        None => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds between 0 and 86400")),
+    }
+}
+
+/// The replicas to talk to: the flag or `PLUM_CONTROLLERS` (clap reads both), else
+/// `.plum/cluster.env` found from `cwd` upwards.
+pub fn controllers(given: &[String], cwd: &Path) -> Result<Vec<String>> {
+    let urls = normalize(given);
+    if !urls.is_empty() {
+        return Ok(urls);
+    }
+    for dir in cwd.ancestors() {
+        let file = dir.join(".plum").join("cluster.env");
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let urls = from_env_file(&text);
+        if urls.is_empty() {
+            return Err(CtlError::Usage(format!("{} has no PLUM_CONTROLLERS line", file.display())));
+        }
+        return Ok(urls);
+    }
+    Err(CtlError::Usage(
+        "no controllers: pass --controllers, set PLUM_CONTROLLERS, or run scripts/cluster.sh up \
+         (it writes .plum/cluster.env)"
+            .into(),
+    ))
+}
+
+/// The URLs on a `PLUM_CONTROLLERS=...` line (optionally `export`ed and quoted).
+pub fn from_env_file(text: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("export ").unwrap_or(l).trim_start().strip_prefix("PLUM_CONTROLLERS="));
+    let Some(value) = line else { return Vec::new() };
+    let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+    normalize(&value.split(',').map(str::to_string).collect::<Vec<_>>())
+}
+
+/// Trimmed, non-empty, with a scheme and no trailing slash.
+fn normalize(urls: &[String]) -> Vec<String> {
+    urls.iter()
+        .flat_map(|u| u.split(','))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let u = u.trim_end_matches('/');
+            if u.contains("://") { u.to_string() } else { format!("http://{u}") }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("plumctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_value_pairs() {
+        assert_eq!(parse_key_val("K=V"), Ok(("K".into(), "V".into())));
+        assert_eq!(parse_key_val("K="), Ok(("K".into(), "".into())));
+        assert_eq!(parse_key_val("URL=a=b&c=d"), Ok(("URL".into(), "a=b&c=d".into())));
+        assert!(parse_key_val("=V").is_err());
+        assert!(parse_key_val("novalue").is_err());
+    }
+
+    #[test]
+    fn deploy_flags() {
+        let cli = parse(&[
+            "deploy",
+            "--name",
+            "web",
+            "--version",
+            "1.0",
+            "--replicas",
+            "3",
+            "--command",
+            "/bin/web",
+            "--arg",
+            "--port",
+            "--arg",
+            "${PORT}",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--port-env",
+            "HTTP_PORT",
+            "--label",
+            "zone=a",
+            "--fencing",
+            "stop",
+        ])
+        .unwrap();
+        let Command::Deploy(d) = cli.command else { panic!("not deploy") };
+        assert_eq!(d.name.as_deref(), Some("web"));
+        assert_eq!(d.replicas, Some(3));
+        assert_eq!(d.run.args, vec!["--port", "${PORT}"]);
+        assert_eq!(d.run.env, vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]);
+        assert_eq!(d.run.port_env, vec!["HTTP_PORT"]);
+        assert_eq!(d.labels, vec![("zone".into(), "a".into())]);
+        assert_eq!(d.fencing.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &["deploy", "--version", "1"][..],                               // no name
+            &["deploy", "-f", "x.json", "--env", "nokey"],                   // not K=V
+            &["deploy", "-f", "x.json", "--fencing", "sometimes"],           // unknown fencing
+            &["deploy", "-f", "x.json", "--artifact-url", "http://a/b.tgz"], // no sha256
+            &["kv", "put", "ns", "k", "v", "--type", "float"],
+            &["kv", "put", "ns", "k", "v", "--expect-version", "x"],
+            &["scale", "web-1", "many"],
+            &["nosuchcommand"],
+            &["--timeout", "0", "nodes"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} parsed"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        assert!(parse(&["deploy", "-f", "spec.json"]).is_ok());
+        let cli = parse(&["kv", "put", "ns", "k", "-1", "--type", "int"]).unwrap();
+        assert!(matches!(cli.command, Command::Kv(KvCmd::Put { value, kind, .. }) if value == "-1" && kind == "int"));
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let cli = parse(&["kv", "get", "app", "color", "--json", "--controllers", "a:1,b:2"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.controllers, vec!["a:1", "b:2"]);
+        let cli = parse(&["--json", "cluster", "status"]).unwrap();
+        assert!(matches!(cli.command, Command::Cluster(ClusterCmd::Status)));
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes:") && help.contains("6  outcome unknown"), "{help}");
+    }
+
+    #[test]
+    fn controllers_from_flag_then_env_file() {
+        let dir = tempdir();
+        let nested = dir.join("a").join("b");
+        std::fs::create_dir_all(&nested).unwrap();
+        assert_eq!(
+            controllers(&["127.0.0.1:1/".into(), " http://h:2 ".into(), "".into()], &nested).unwrap(),
+            vec!["http://127.0.0.1:1", "http://h:2"]
+        );
+        std::fs::create_dir_all(dir.join(".plum")).unwrap();
+        std::fs::write(
+            dir.join(".plum/cluster.env"),
+            "PLUM_AGENTS=3\nPLUM_CONTROLLERS=\"127.0.0.1:7101,127.0.0.1:7102\"\n",
+        )
+        .unwrap();
+        assert_eq!(controllers(&[], &nested).unwrap(), vec!["http://127.0.0.1:7101", "http://127.0.0.1:7102"]);
+        std::fs::write(dir.join(".plum/cluster.env"), "PLUM_AGENTS=3\n").unwrap();
+        assert_eq!(controllers(&[], &nested).unwrap_err().exit_code(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn env_file_lines() {
+        assert_eq!(from_env_file("export PLUM_CONTROLLERS='h:1, h:2'\n"), vec!["http://h:1", "http://h:2"]);
+        assert!(from_env_file("# nothing\n").is_empty());
+    }
+
+    /// A fresh directory under the system temp dir (the binary has no tempfile dependency).
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("plumctl-test-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

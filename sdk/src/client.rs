@@ -1,0 +1,75 @@
+//! The SDK's entry point: one [`Client`] per process, sharing one transport (connection pool,
+//! leader knowledge, breakers) between KV, discovery and registration.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use plum_types::{ClusterStatus, Endpoint};
+
+use crate::controllers::{Controllers, Options, Request};
+use crate::discovery::{Discovered, Discovery, DiscoveryOptions, Query};
+use crate::error::ClientError;
+use crate::kv::Kv;
+use crate::registration::Registrar;
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub transport: Options,
+    pub discovery: DiscoveryOptions,
+}
+
+pub struct Client {
+    c: Arc<Controllers>,
+    options: ClientOptions,
+    discovery: OnceLock<Arc<Discovery>>,
+}
+
+impl Client {
+    /// `urls`: every replica's address (`http://host:port` or `host:port`).
+    pub fn new(urls: &[&str], options: ClientOptions) -> Result<Client, ClientError> {
+        let urls = crate::config::parse_list(&urls.join(","))?;
+        Ok(Client::over(Arc::new(Controllers::with_options(urls, options.transport.clone())), options))
+    }
+
+    /// From `PLUM_CONTROLLERS` or the nearest `.plum/cluster.env`.
+    pub fn from_env(options: ClientOptions) -> Result<Client, ClientError> {
+        Ok(Client::over(Arc::new(Controllers::from_env(None, options.transport.clone())?), options))
+    }
+
+    pub fn over(c: Arc<Controllers>, options: ClientOptions) -> Client {
+        Client { c, options, discovery: OnceLock::new() }
+    }
+
+    pub fn controllers(&self) -> &Arc<Controllers> {
+        &self.c
+    }
+
+    pub fn kv(&self) -> Kv {
+        Kv::new(self.c.clone())
+    }
+
+    /// The discovery cache (created on first use).
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        self.discovery.get_or_init(|| Discovery::new(self.c.clone(), self.options.discovery.clone()))
+    }
+
+    /// Endpoints of `service` passing `query`, from the watched cache.
+    pub async fn discover(&self, service: &str, query: &Query) -> Result<Discovered, ClientError> {
+        self.discovery().find(service, query).await
+    }
+
+    /// Asks a replica directly, bypassing the cache (always fresh, costs a round trip).
+    pub async fn discover_uncached(&self, service: &str) -> Result<Vec<Endpoint>, ClientError> {
+        let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("service", service).finish();
+        Ok(self.c.send(Request::get(format!("/v1/discovery?{q}"))).await?.body)
+    }
+
+    /// A registrar whose instances declare `ttl` and are heartbeated in the background.
+    pub fn registrar(&self, ttl: Duration) -> Registrar {
+        Registrar::new(self.c.clone(), ttl)
+    }
+
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        Ok(self.c.send(Request::get("/v1/cluster")).await?.body)
+    }
+}

@@ -1,0 +1,175 @@
+//! Config KV: get, put, delete, list by prefix, compare-and-set, and watches resumable from an
+//! index. Every write carries a generated `requestId`, which makes it idempotent on the server
+//! (a retry within its window is answered as the first time), so the transport may resend it
+//! after an unknown outcome: each write is applied exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plum_types::{KvItem, KvPutRequest, KvType, KvWritten};
+use reqwest::Method;
+
+use crate::controllers::{Controllers, Request};
+use crate::error::ClientError;
+
+/// How long one watch request waits on the server before answering unchanged.
+const WATCH_WAIT: Duration = Duration::from_secs(25);
+
+#[derive(Clone)]
+pub struct Kv {
+    c: Arc<Controllers>,
+}
+
+/// A fresh id for one logical write (the same for all its retries).
+pub fn request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// `/v1/kv/{ns}/key/{key}` with both parts escaped (keys may hold `/`, spaces, anything).
+fn key_path(ns: &str, key: &str) -> String {
+    let mut url = url::Url::parse("http://x/v1/kv").expect("static URL");
+    url.path_segments_mut().expect("http URL has segments").push(ns).push("key").push(key);
+    url.path().to_string()
+}
+
+fn ns_path(ns: &str) -> String {
+    let mut url = url::Url::parse("http://x/v1/kv").expect("static URL");
+    url.path_segments_mut().expect("http URL has segments").push(ns);
+    url.path().to_string()
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    q.finish()
+}
+
+impl Kv {
+    pub fn new(c: Arc<Controllers>) -> Kv {
+        Kv { c }
+    }
+
+    pub async fn get(&self, ns: &str, key: &str) -> Result<Option<KvItem>, ClientError> {
+        match self.c.send::<KvItem>(Request::get(key_path(ns, key))).await {
+            Ok(a) => Ok(Some(a.body)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a string value.
+    pub async fn put(&self, ns: &str, key: &str, value: &str) -> Result<KvWritten, ClientError> {
+        self.put_typed(ns, key, value, KvType::String, None).await
+    }
+
+    /// Writes `value` as `kind`; with `expect_version`, only if the key is at that version (0:
+    /// absent), else a `409` ([`ClientError::is_conflict`]).
+    pub async fn put_typed(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        kind: KvType,
+        expect_version: Option<u64>,
+    ) -> Result<KvWritten, ClientError> {
+        let body = KvPutRequest {
+            value: Some(value.to_string()),
+            kind: kind.as_str().to_string(),
+            expect_version,
+            request_id: Some(request_id()),
+        };
+        let req = Request::write(Method::PUT, key_path(ns, key), Some(&body), true)?;
+        Ok(self.c.send(req).await?.body)
+    }
+
+    /// Compare-and-set: writes only if the key is at `expect_version` (0: absent).
+    pub async fn compare_and_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        expect_version: u64,
+    ) -> Result<KvWritten, ClientError> {
+        self.put_typed(ns, key, value, KvType::String, Some(expect_version)).await
+    }
+
+    /// Deletes the key (done also when it was absent: deleting is idempotent).
+    pub async fn delete(&self, ns: &str, key: &str) -> Result<(), ClientError> {
+        let req = Request::write::<()>(Method::DELETE, key_path(ns, key), None, true)?;
+        self.c.send_text(req).await.map(|_| ())
+    }
+
+    /// Keys of `ns` starting with `prefix`, sorted by key.
+    pub async fn list(&self, ns: &str, prefix: &str) -> Result<Vec<KvItem>, ClientError> {
+        let path = format!("{}?{}", ns_path(ns), query(&[("prefix", prefix)]));
+        Ok(self.c.send(Request::get(path)).await?.body)
+    }
+
+    /// A watch on `ns`/`prefix` that reports changes after `from_index` (0: report the current
+    /// items first).
+    pub fn watch(&self, ns: &str, prefix: &str, from_index: u64) -> KvWatch {
+        KvWatch { kv: self.clone(), ns: ns.to_string(), prefix: prefix.to_string(), index: from_index }
+    }
+}
+
+/// Changes under a namespace/prefix, one answer at a time. Resumable: [`KvWatch::index`] is
+/// where it stands; a new watch from that index misses nothing.
+pub struct KvWatch {
+    kv: Kv,
+    ns: String,
+    prefix: String,
+    index: u64,
+}
+
+/// The items under the watched prefix after a change, and the change's index.
+#[derive(Debug, Clone)]
+pub struct KvChange {
+    pub index: u64,
+    pub items: Vec<KvItem>,
+}
+
+impl KvWatch {
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Waits for the next change (long polls of 25 s, renewed until one comes; moves to another
+    /// replica if the one asked fails).
+    pub async fn next(&mut self) -> Result<KvChange, ClientError> {
+        loop {
+            let timeout = WATCH_WAIT.as_millis().to_string();
+            let index = self.index.to_string();
+            let q = query(&[("prefix", &self.prefix), ("watch", "true"), ("index", &index), ("timeoutMs", &timeout)]);
+            let req = Request::get(format!("{}?{q}", ns_path(&self.ns)))
+                .attempt_timeout(WATCH_WAIT + Duration::from_secs(5))
+                .deadline(WATCH_WAIT * 3);
+            let answer = self.kv.c.send::<Vec<KvItem>>(req).await?;
+            let changed = answer.index.unwrap_or(0);
+            if changed > self.index {
+                self.index = changed;
+                return Ok(KvChange { index: changed, items: answer.body });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_escape_namespaces_and_keys() {
+        assert_eq!(key_path("app", "db/url"), "/v1/kv/app/key/db%2Furl");
+        assert_eq!(key_path("a b", "keys"), "/v1/kv/a%20b/key/keys");
+        assert_eq!(ns_path("app"), "/v1/kv/app");
+        assert_eq!(query(&[("prefix", "a&b")]), "prefix=a%26b");
+    }
+
+    #[test]
+    fn request_ids_differ() {
+        assert_ne!(request_id(), request_id());
+        assert_eq!(request_id().len(), 32);
+    }
+}
