@@ -59,9 +59,13 @@ pub async fn discovery(urls: &[String], seconds: u64, instances: usize) -> Resul
         rt.block_on(async move {
             let sdk = client(&thread_urls, Options::default());
             let discovery = sdk.discovery().clone();
-            let first = discovery.endpoints(SERVICE).await?;
-            if first.endpoints.len() != instances {
-                bail!("expected {instances} endpoints, the cache holds {}", first.endpoints.len());
+            // The replica asked may not have applied the registrations yet: wait for the watch.
+            let ready = Instant::now();
+            while discovery.endpoints(SERVICE).await?.endpoints.len() != instances {
+                if ready.elapsed() > Duration::from_secs(10) {
+                    bail!("the cache never held the {instances} registered endpoints");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let started = Instant::now();
             let mut calls = 0u64;
@@ -89,17 +93,63 @@ pub async fn discovery(urls: &[String], seconds: u64, instances: usize) -> Resul
             bail!("uncached lookup returned {} endpoints", eps.len());
         }
     }
+    let watch = watch_latency(&sdk, &registrar, WATCH_TRIALS).await?;
     registrar.shutdown().await?;
     let (calls, elapsed) = cached;
     let s = summarize(latencies);
+    let w = summarize(watch);
     Ok(format!(
-        "sdk_discovery cached_calls_per_sec_one_thread={:.0} cached_calls={calls} uncached_calls={} uncached_p50_ms={:.3} uncached_p99_ms={:.3} uncached_max_ms={:.3}",
+        "sdk_discovery cached_calls_per_sec_one_thread={:.0} cached_calls={calls} uncached_calls={} uncached_p50_ms={:.3} uncached_p99_ms={:.3} uncached_max_ms={:.3} watch_p50_ms={:.1} watch_p99_ms={:.1} watch_max_ms={:.1} watch_trials={}",
         calls as f64 / elapsed.as_secs_f64(),
         s.count,
         ms(s.p50),
         ms(s.p99),
-        ms(s.max)
+        ms(s.max),
+        ms(w.p50),
+        ms(w.p99),
+        ms(w.max),
+        w.count
     ))
+}
+
+const WATCH_TRIALS: usize = 20;
+/// A change that has not reached the cache by then counts as this long.
+const WATCH_BOUND: Duration = Duration::from_secs(10);
+
+/// From sending a registration until the SDK's cache (kept by its watch, never asked again)
+/// holds the new endpoint; then from sending a deregistration until it is gone.
+async fn watch_latency(
+    sdk: &Client,
+    registrar: &plum_sdk::registration::Registrar,
+    trials: usize,
+) -> Result<Vec<Duration>> {
+    let mut updates = sdk.discovery().subscribe(SERVICE).await?;
+    let mut samples = Vec::new();
+    for i in 0..trials {
+        let id = format!("{SERVICE}-watch-{i}");
+        let has = |s: &plum_sdk::discovery::Snapshot| s.endpoints.iter().any(|e| e.instance_id == id);
+        let started = Instant::now();
+        let item = RegisterRequest {
+            instance_id: id.clone(),
+            ip: Some("127.0.0.1".into()),
+            endpoints: vec![EndpointSpec {
+                service_name: SERVICE.into(),
+                port: 30_000 + i as u32,
+                protocol: "http".into(),
+                version: "1.0.0".into(),
+                ..EndpointSpec::default()
+            }],
+            ..RegisterRequest::default()
+        };
+        registrar.register(vec![item]).await?;
+        let seen = tokio::time::timeout(WATCH_BOUND, updates.wait_for(|s| has(s))).await.is_ok_and(|r| r.is_ok());
+        samples.push(if seen { started.elapsed() } else { WATCH_BOUND });
+        let started = Instant::now();
+        registrar.deregister(&id).await?;
+        let gone = tokio::time::timeout(WATCH_BOUND, updates.wait_for(|s| !has(s))).await.is_ok_and(|r| r.is_ok());
+        samples.push(if gone { started.elapsed() } else { WATCH_BOUND });
+    }
+    Ok(samples)
 }
 
 pub struct StallTrial {

@@ -228,3 +228,29 @@ async fn sigterm_on_the_leader_hands_leadership_over_first() {
     let next = cluster.wait_leader(GENEROUS).await;
     assert_ne!(next, leader);
 }
+
+#[tokio::test]
+async fn leadership_moves_on_request_and_a_transfer_to_the_leader_itself_changes_nothing() {
+    let cluster = TestCluster::start(1, &[]);
+    let leader = cluster.wait_leader(GENEROUS).await;
+    let (status, body) = cluster
+        .call(leader, Method::POST, "/v1/cluster/transfer-leader", Some(json!({"id": leader})))
+        .await
+        .expect("transfer to itself");
+    assert!(status == 200 || status == 202, "{status} {body}");
+    // A single replica keeps taking writes (it was seen stuck without a leader before).
+    assert_eq!(cluster.put_kv(leader, "t", "k", "v").await, Ok(200));
+    drop(cluster);
+
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.wait_leader(GENEROUS).await;
+    assert_eq!(cluster.put_kv(leader, "t", "warmup", "1").await, Ok(200));
+    let target = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    wait_until(GENEROUS, "the transfer target to lead", || async {
+        // Retried: a target still catching up may refuse at first.
+        let _ = cluster.call(leader, Method::POST, "/v1/cluster/transfer-leader", Some(json!({"id": target}))).await;
+        cluster.leader().await == Some(target)
+    })
+    .await;
+    assert_eq!(cluster.put_kv(target, "t", "after", "1").await, Ok(200));
+}

@@ -71,6 +71,11 @@ impl Cluster {
         if !self.is_leader() {
             return Err(MembershipError::NotLeader);
         }
+        if id == self.id {
+            // Already there. Handing leadership to itself made openraft step down, and a single
+            // replica was seen to stay without a leader (every write "not leader").
+            return Ok(());
+        }
         self.raft.trigger().transfer_leader(id).await.map_err(refused)
     }
 }
