@@ -1,9 +1,10 @@
-//! Registration for services that no agent runs: register, heartbeat in the background, register
-//! again when the cluster forgot an instance, deregister on shutdown. All instances of one
+//! Registration for services that no agent runs: register, heartbeat in the background (at the
+//! interval the cluster advises for the TTL in force), register again when the cluster forgot an instance, deregister on shutdown. All instances of one
 //! [`Registrar`] are registered and heartbeated together, one batch request per interval (weak
 //! networks: one round trip, gzipped, however many instances).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use crate::error::ClientError;
 /// The TTL an instance declares unless told otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
-/// Heartbeats go out at a quarter of the TTL (the controller's own advice to nodes), so three
-/// may be lost before the instance expires.
+/// Until the cluster advises an interval (its answers to registrations and heartbeats do),
+/// heartbeats go out at a quarter of the TTL, so three may be lost before the instance expires.
 pub fn interval_for(ttl: Duration) -> Duration {
     (ttl / 4).max(Duration::from_millis(50))
 }
@@ -29,6 +30,8 @@ pub struct Registrar {
     c: Arc<Controllers>,
     instances: Instances,
     ttl: Duration,
+    /// The heartbeat interval in ms: TTL/4 until the cluster advises one in its answers.
+    interval_ms: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -36,8 +39,9 @@ impl Registrar {
     /// Starts the heartbeat loop (idle until something is registered).
     pub fn new(c: Arc<Controllers>, ttl: Duration) -> Registrar {
         let instances: Instances = Arc::default();
-        let task = tokio::spawn(heartbeat_loop(c.clone(), instances.clone(), ttl));
-        Registrar { c, instances, ttl, task }
+        let interval_ms = Arc::new(AtomicU64::new(interval_for(ttl).as_millis() as u64));
+        let task = tokio::spawn(heartbeat_loop(c.clone(), instances.clone(), ttl, interval_ms.clone()));
+        Registrar { c, instances, ttl, interval_ms, task }
     }
 
     /// Registers instances (in one request) and keeps them alive from now on. Each declares
@@ -46,7 +50,8 @@ impl Registrar {
         let ttl_ms = self.ttl.as_millis() as u64;
         let items: Vec<RegisterRequest> =
             items.into_iter().map(|r| RegisterRequest { ttl_ms: r.ttl_ms.or(Some(ttl_ms)), ..r }).collect();
-        send_registrations(&self.c, items.clone()).await?;
+        let answer = send_registrations(&self.c, items.clone()).await?;
+        follow_advice(&self.interval_ms, &answer);
         let mut held = self.instances.lock().unwrap_or_else(|p| p.into_inner());
         for r in items {
             held.insert(r.instance_id.clone(), r);
@@ -72,6 +77,11 @@ impl Registrar {
             self.deregister(&id).await?;
         }
         Ok(())
+    }
+
+    /// The interval heartbeats go out at now.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.load(Ordering::Relaxed))
     }
 
     pub fn instance_ids(&self) -> Vec<String> {
@@ -104,18 +114,25 @@ impl Drop for Registrar {
     }
 }
 
-async fn send_registrations(c: &Controllers, items: Vec<RegisterRequest>) -> Result<(), ClientError> {
+async fn send_registrations(c: &Controllers, items: Vec<RegisterRequest>) -> Result<BatchResponse, ClientError> {
     let batch = RegisterBatch { items };
     let req = Request::write(Method::POST, "/v1/services/register/batch", Some(&batch), true)?;
-    c.send::<BatchResponse>(req).await.map(|_| ())
+    c.send::<BatchResponse>(req).await.map(|a| a.body)
+}
+
+/// Heartbeats go out at the interval the cluster advises for the TTLs in force.
+fn follow_advice(interval_ms: &AtomicU64, answer: &BatchResponse) {
+    if let Some(ms) = answer.heartbeat_interval_ms.filter(|ms| *ms > 0) {
+        interval_ms.store(ms, Ordering::Relaxed);
+    }
 }
 
 /// Every interval, one batch heartbeat for all held instances; those the cluster answers it
 /// does not know are registered again.
-async fn heartbeat_loop(c: Arc<Controllers>, instances: Instances, ttl: Duration) {
-    let interval = interval_for(ttl);
+async fn heartbeat_loop(c: Arc<Controllers>, instances: Instances, ttl: Duration, interval_ms: Arc<AtomicU64>) {
     let ttl_ms = ttl.as_millis() as u64;
     loop {
+        let interval = Duration::from_millis(interval_ms.load(Ordering::Relaxed));
         tokio::time::sleep(interval).await;
         let items: Vec<ServiceHeartbeat> = {
             let held = instances.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,6 +155,7 @@ async fn heartbeat_loop(c: Arc<Controllers>, instances: Instances, ttl: Duration
             };
         match c.send::<BatchResponse>(req).await {
             Ok(answer) => {
+                follow_advice(&interval_ms, &answer.body);
                 let unknown = answer.body.unknown.unwrap_or_default();
                 if unknown.is_empty() {
                     continue;

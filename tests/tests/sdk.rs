@@ -163,6 +163,14 @@ async fn registrar_registers_again_what_the_cluster_forgot_and_deregisters_on_sh
     let cluster = TestCluster::start(3, &[]);
     cluster.wait_leader(Duration::from_secs(20)).await;
     let sdk = client(&cluster, ClientOptions::default());
+    // The cluster bounds a TTL (at least 500 ms here) and advises the interval for the TTL in
+    // force: a quarter of it, not of what was asked.
+    let eager = sdk.registrar(Duration::from_millis(100));
+    assert_eq!(eager.interval(), Duration::from_millis(50), "before any answer: a quarter of 100 ms, at least 50");
+    eager.register(vec![instance("eager-1", "eager", 9002)]).await.expect("register");
+    assert_eq!(eager.interval(), Duration::from_millis(125), "advised by the cluster for its 500 ms TTL");
+    eager.shutdown().await.expect("shutdown");
+
     let registrar = sdk.registrar(Duration::from_millis(1000));
     registrar.register(vec![instance("svc-1", "svc", 9001)]).await.expect("register");
     let forget = format!("{}/v1/services?instanceId=svc-1", cluster.url(1));

@@ -209,7 +209,7 @@ async fn batch_register_and_heartbeat() {
     // Three registrations in one call, sent to a follower.
     let body = json!({"items": [item("b1", 9001), item("b2", 9002), item("b3", 9003)]});
     let (s, answer) = cluster.call(follower, Method::POST, "/v1/services/register/batch", Some(body)).await.unwrap();
-    assert_eq!((s, answer), (200, json!({"count": 3})));
+    assert_eq!((s, answer), (200, json!({"count": 3, "heartbeatIntervalMs": 250})), "a quarter of the 1 s TTL");
     assert_eq!(endpoint_ports(&discover("batched").await), vec![9001, 9002, 9003]);
 
     // One heartbeat batch: a renewal, a health change, an instance nobody registered.
@@ -219,7 +219,7 @@ async fn batch_register_and_heartbeat() {
         {"instanceId": "never-registered"},
     ]});
     let (s, answer) = cluster.call(follower, Method::POST, "/v1/services/heartbeat/batch", Some(beat)).await.unwrap();
-    assert_eq!((s, answer), (200, json!({"count": 2, "unknown": ["never-registered"]})));
+    assert_eq!((s, answer), (200, json!({"count": 2, "unknown": ["never-registered"], "heartbeatIntervalMs": 250})));
     assert_eq!(endpoint_ports(&discover("batched").await), vec![9001, 9003], "b2 reported itself unhealthy");
 
     // Batched renewals keep b1 and b2 alive (1 s TTL) for three seconds; b3, silent, expires.
@@ -228,7 +228,7 @@ async fn batch_register_and_heartbeat() {
         let beat = json!({"items": [{"instanceId": "b1"}, {"instanceId": "b2"}]});
         let (s, answer) =
             cluster.call(follower, Method::POST, "/v1/services/heartbeat/batch", Some(beat)).await.unwrap();
-        assert_eq!((s, &answer), (200, &json!({"count": 2, "unknown": []})));
+        assert_eq!((s, &answer), (200, &json!({"count": 2, "unknown": [], "heartbeatIntervalMs": 250})));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(endpoint_ports(&discover("batched").await), vec![9001], "b1 renewed; b2 unhealthy; b3 expired");

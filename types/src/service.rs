@@ -78,6 +78,10 @@ pub struct BatchResponse {
     /// them; the client should register them again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown: Option<Vec<String>>,
+    /// How often to heartbeat these instances: a quarter of the shortest TTL in force among
+    /// the known ones (absent when none is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
 }
 
 #[cfg(test)]
@@ -91,9 +95,15 @@ mod tests {
         assert_eq!(b.items.len(), 2);
         let b: RegisterBatch = serde_json::from_str(r#"{"items": null}"#).unwrap();
         assert!(b.items.is_empty());
-        let registered = serde_json::to_value(BatchResponse { count: 2, unknown: None }).unwrap();
+        let registered =
+            serde_json::to_value(BatchResponse { count: 2, unknown: None, heartbeat_interval_ms: None }).unwrap();
         assert_eq!(registered, serde_json::json!({"count": 2}));
-        let renewed = serde_json::to_value(BatchResponse { count: 1, unknown: Some(vec!["x".into()]) }).unwrap();
-        assert_eq!(renewed, serde_json::json!({"count": 1, "unknown": ["x"]}));
+        let renewed = serde_json::to_value(BatchResponse {
+            count: 1,
+            unknown: Some(vec!["x".into()]),
+            heartbeat_interval_ms: Some(250),
+        })
+        .unwrap();
+        assert_eq!(renewed, serde_json::json!({"count": 1, "unknown": ["x"], "heartbeatIntervalMs": 250}));
     }
 }

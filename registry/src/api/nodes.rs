@@ -10,6 +10,7 @@ use super::Shared;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ID};
+use crate::config::LivenessConfig;
 use crate::state::{CommandResult, LeaseKind, Op};
 
 pub async fn heartbeat(
@@ -56,7 +57,11 @@ pub async fn heartbeat(
         state.write(&headers, &query, &uri, op).await?;
     }
     let ttl = state.tracker.ttl_of(LeaseKind::Node, ttl_ms).as_millis() as u64;
-    Ok(Json(NodeHeartbeatAck { ttl_sec: ttl.div_ceil(1000), ttl_ms: ttl, heartbeat_interval_ms: (ttl / 4).max(50) }))
+    Ok(Json(NodeHeartbeatAck {
+        ttl_sec: ttl.div_ceil(1000),
+        ttl_ms: ttl,
+        heartbeat_interval_ms: LivenessConfig::advised_interval_ms(ttl),
+    }))
 }
 
 pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {

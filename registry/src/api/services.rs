@@ -192,6 +192,16 @@ fn batch_op(ops: Vec<Op>) -> Result<Op, ApiError> {
     Ok(op)
 }
 
+/// The heartbeat interval to advise for these instances: from the shortest TTL in force among
+/// those this replica knows.
+fn advised_interval(state: &Shared, ids: &[String]) -> Option<u64> {
+    let live = &state.cluster.config.liveness;
+    let shortest = state.cluster.with_registry(|r| {
+        ids.iter().filter_map(|id| r.instance_record(id)).map(|i| live.instance_ttl_ms(i.ttl_ms)).min()
+    });
+    shortest.map(LivenessConfig::advised_interval_ms)
+}
+
 /// `POST /v1/services/register/batch`: all items in one log entry, all or nothing.
 pub async fn register_batch(
     State(state): State<Shared>,
@@ -202,10 +212,18 @@ pub async fn register_batch(
 ) -> Result<Json<BatchResponse>, ApiError> {
     let ops = check_items(batch.items, |req| register_op(req, &state.cluster.config.liveness))?;
     let count = ops.len();
+    // From the TTLs these registrations put in force (this replica may not have applied them
+    // yet when the leader answers).
+    let live = &state.cluster.config.liveness;
+    let ttls = ops.iter().filter_map(|op| match op {
+        Op::RegisterInstance { ttl_ms, .. } => Some(live.instance_ttl_ms(*ttl_ms)),
+        _ => None,
+    });
+    let interval = ttls.min().map(LivenessConfig::advised_interval_ms);
     if count > 0 {
         state.write(&headers, &query, &uri, batch_op(ops)?).await?;
     }
-    Ok(Json(BatchResponse { count, unknown: None }))
+    Ok(Json(BatchResponse { count, unknown: None, heartbeat_interval_ms: interval }))
 }
 
 /// What a heartbeat batch does with each item.
@@ -268,7 +286,9 @@ pub async fn heartbeat_batch(
     let (written, renewed) = tokio::join!(write, renewal);
     written?;
     renewed?;
-    Ok(Json(BatchResponse { count, unknown: Some(unknown) }))
+    let ids: Vec<String> = items.iter().map(|hb| hb.instance_id.clone()).collect();
+    let heartbeat_interval_ms = advised_interval(&state, &ids);
+    Ok(Json(BatchResponse { count, unknown: Some(unknown), heartbeat_interval_ms }))
 }
 
 pub async fn deregister(
