@@ -90,13 +90,23 @@ replica_running() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q plum-controller "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# The secret replicas authenticate each other with: made once, readable by this user only.
+secret_file() { echo "$CLUSTER_DIR/cluster.secret"; }
+ensure_secret() {
+  local f; f="$(secret_file)"
+  [ -s "$f" ] && return 0
+  mkdir -p "$CLUSTER_DIR"
+  (umask 077 && head -c 32 /dev/urandom | base64 >"$f")
+}
+
 start_replica() {
   local id="$1"
   if replica_running "$id"; then return 0; fi
   mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs" "$CLUSTER_DIR/data/$id"
+  ensure_secret
   PLUM_LOG="${PLUM_LOG:-info,openraft=warn}" nohup "$BIN_DIR/plum-controller" \
     --id "$id" --listen "$(replica_addr "$id")" --data-dir "$CLUSTER_DIR/data/$id" \
-    --peers "$(peers_list)" >>"$(replica_log "$id")" 2>&1 &
+    --peers "$(peers_list)" --cluster-secret-file "$(secret_file)" >>"$(replica_log "$id")" 2>&1 &
   echo $! >"$(replica_pidfile "$id")"
 }
 

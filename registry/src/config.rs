@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cluster::peer_auth::PeerAuth;
 use std::time::Duration;
 
 use clap::Parser;
@@ -25,6 +28,14 @@ pub enum ConfigError {
     Toml { path: PathBuf, source: toml::de::Error },
     #[error("invalid setting: {0}")]
     Invalid(String),
+    #[error(
+        "replicas authenticate each other with a cluster secret: pass --cluster-secret-file (scripts/cluster.sh \
+         generates one), or --insecure-no-peer-auth to run without (anyone who reaches the port can then \
+         act as a replica)"
+    )]
+    NoPeerAuth,
+    #[error(transparent)]
+    Secret(#[from] crate::cluster::peer_auth::SecretError),
 }
 
 /// Flags. Every one is optional here so that the config file can fill what flags leave out.
@@ -93,6 +104,13 @@ pub struct Args {
     /// Take a snapshot (and purge the log) after this many new entries.
     #[arg(long, env = "PLUM_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// File with the cluster secret(s) replicas authenticate each other with (one per line; the
+    /// first signs, all verify; re-read when it changes).
+    #[arg(long, env = "PLUM_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Run without peer authentication: anyone who reaches the port can act as a replica.
+    #[arg(long, env = "PLUM_INSECURE_NO_PEER_AUTH")]
+    pub insecure_no_peer_auth: bool,
 }
 
 /// The same settings from a TOML file.
@@ -118,6 +136,8 @@ pub struct FileConfig {
     pub election_max_ms: Option<u64>,
     pub no_leader_wait_ms: Option<u64>,
     pub snapshot_every: Option<u64>,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub insecure_no_peer_auth: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +197,8 @@ pub struct ControllerConfig {
     pub liveness: LivenessConfig,
     pub raft: RaftTiming,
     pub no_leader_wait: Duration,
+    /// Signs this replica's requests to its peers and checks theirs.
+    pub peer_auth: Arc<PeerAuth>,
 }
 
 pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
@@ -252,7 +274,14 @@ impl ControllerConfig {
             return Err(ConfigError::Invalid(format!("need min TTL <= max TTL <= {MAX_TTL_MS} ms")));
         }
         let no_leader_wait = ms(args.no_leader_wait_ms.or(file.no_leader_wait_ms).unwrap_or(3000));
-        Ok(ControllerConfig { id, listen, advertise, data_dir, peers, liveness, raft, no_leader_wait })
+        let insecure = args.insecure_no_peer_auth || file.insecure_no_peer_auth.unwrap_or(false);
+        let peer_auth = match (args.cluster_secret_file.or(file.cluster_secret_file), insecure) {
+            (Some(path), _) => PeerAuth::from_file(&path)?,
+            (None, true) => PeerAuth::disabled(),
+            (None, false) => return Err(ConfigError::NoPeerAuth),
+        };
+        let peer_auth = Arc::new(peer_auth);
+        Ok(ControllerConfig { id, listen, advertise, data_dir, peers, liveness, raft, no_leader_wait, peer_auth })
     }
 }
 
@@ -275,7 +304,7 @@ mod tests {
     fn flags_win_over_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "id = 2\nlisten = \"127.0.0.1:9002\"\ndata_dir = \"/tmp/x\"\nnode_ttl_ms = 2500\npeers = \"2=127.0.0.1:9002\"\n").unwrap();
+        std::fs::write(&path, "id = 2\nlisten = \"127.0.0.1:9002\"\ndata_dir = \"/tmp/x\"\nnode_ttl_ms = 2500\npeers = \"2=127.0.0.1:9002\"\ninsecure_no_peer_auth = true\n").unwrap();
         let args = Args { config: Some(path), node_ttl_ms: Some(700), ..Args::default() };
         let cfg = ControllerConfig::from_args(args).unwrap();
         assert_eq!(cfg.id, 2);
@@ -294,5 +323,26 @@ mod tests {
             Err(ConfigError::Toml { .. })
         ));
         assert!(matches!(ControllerConfig::from_args(Args::default()), Err(ConfigError::Missing("id"))));
+    }
+
+    #[test]
+    fn peer_authentication_is_never_off_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = || Args {
+            id: Some(1),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Args::default()
+        };
+        assert!(matches!(ControllerConfig::from_args(base()), Err(ConfigError::NoPeerAuth)));
+        let off = ControllerConfig::from_args(Args { insecure_no_peer_auth: true, ..base() }).unwrap();
+        assert!(!off.peer_auth.enabled());
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123\n").unwrap();
+        let on = ControllerConfig::from_args(Args { cluster_secret_file: Some(secret), ..base() }).unwrap();
+        assert!(on.peer_auth.enabled());
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let empty = Args { cluster_secret_file: Some(dir.path().join("empty")), ..base() };
+        assert!(matches!(ControllerConfig::from_args(empty), Err(ConfigError::Secret(_))));
     }
 }

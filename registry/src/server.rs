@@ -34,6 +34,9 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
+/// How often the cluster secret file is checked for a change.
+const SECRET_RELOAD_EVERY: Duration = Duration::from_secs(2);
+
 /// How long a stopping replica waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -74,7 +77,16 @@ pub async fn run(
 
     let shutdown_cluster = cluster.clone();
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
-    let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+    // Peers may rotate the cluster secret: pick up a changed file.
+    let auth = config.peer_auth.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SECRET_RELOAD_EVERY).await;
+            auth.reload_if_changed();
+        }
+    });
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         shutdown_cluster.step_down().await;
         let _ = stopping_tx.send(());

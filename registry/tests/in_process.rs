@@ -21,7 +21,10 @@ async fn a_replica_runs_in_process_and_forgets_long_dead_instances() {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, "in-process-secret-0123456789\n").unwrap();
     let args = Args {
+        cluster_secret_file: Some(secret),
         id: Some(1),
         listen: Some(addr),
         data_dir: Some(dir.path().to_path_buf()),

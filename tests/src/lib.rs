@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+/// The cluster secret test replicas authenticate each other with (in `SECRET_FILE` of the
+/// cluster's directory).
+pub const TEST_SECRET: &str = "test-cluster-secret-0123456789\n";
+pub const SECRET_FILE: &str = "cluster.secret";
+
 /// Clusters from different tests must not compete for the two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -117,6 +122,7 @@ impl TestCluster {
             );
         }
         let peers = replicas.iter().map(|(id, r)| format!("{id}={}", r.addr)).collect::<Vec<_>>().join(",");
+        std::fs::write(dir.path().join(SECRET_FILE), TEST_SECRET).expect("cluster secret file");
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("http client");
         let mut cluster = TestCluster {
             _dir: dir,
@@ -144,6 +150,8 @@ impl TestCluster {
             .args(["--id", &id.to_string(), "--listen", &r.addr, "--peers", &peers])
             .arg("--data-dir")
             .arg(&r.data_dir)
+            .arg("--cluster-secret-file")
+            .arg(self._dir.path().join(SECRET_FILE))
             .args(&extra)
             .env("PLUM_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
@@ -164,6 +172,11 @@ impl TestCluster {
         self.spawn(id);
         self.peers = saved;
         addr
+    }
+
+    /// The cluster secret file every replica of this cluster reads.
+    pub fn secret_file(&self) -> PathBuf {
+        self._dir.path().join(SECRET_FILE)
     }
 
     pub fn ids(&self) -> Vec<u64> {

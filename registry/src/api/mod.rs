@@ -13,6 +13,7 @@ mod extract;
 mod internal;
 mod kv;
 mod nodes;
+mod peer_guard;
 mod services;
 mod validate;
 mod wire;
@@ -195,8 +196,9 @@ pub fn router(state: Shared) -> Router {
         .with_state(state.clone());
     // gzip for clients, not between replicas (internal and Raft bodies are MessagePack).
     let api = wire::gzip(api);
-    let internal = internal::routes(state.clone());
-    let raft = crate::cluster::raft_routes::routes(state.cluster.clone());
+    let guard = middleware::from_fn_with_state(state.cluster.config.peer_auth.clone(), peer_guard::require_peer);
+    let internal = internal::routes(state.clone()).layer(guard.clone());
+    let raft = crate::cluster::raft_routes::routes(state.cluster.clone()).layer(guard);
     Router::new().merge(api).merge(internal).merge(raft).layer(middleware::from_fn_with_state(state, common_headers))
 }
 

@@ -1,6 +1,7 @@
 //! Binary bodies between replicas: MessagePack with field names (compact, and tolerant of
 //! openraft's wire structs that default missing fields).
 
+use super::peer_auth::PeerAuth;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,13 +55,20 @@ pub enum PeerError {
 /// and for the replicas' internal calls alike.
 pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
+    auth: &PeerAuth,
     url: &str,
     body: &Req,
     timeout: std::time::Duration,
     from: Option<u64>,
 ) -> Result<Resp, PeerError> {
     let bytes = encode(body).map_err(|e| PeerError::Other(e.to_string()))?;
+    // `http://host:port/path` -> `/path`: what the receiving replica sees and checks.
+    let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap_or_default();
+    let signature = auth.sign("POST", &path, &bytes);
     let mut req = http.post(url).header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE).body(bytes).timeout(timeout);
+    if let Some(signature) = signature {
+        req = req.header(super::peer_auth::HEADER, signature);
+    }
     if let Some(from) = from {
         req = req.header(plum_types::headers::FORWARDED, from.to_string());
     }

@@ -72,9 +72,15 @@ impl Cluster {
         let rejoin = RejoinGuard::at_start(data_dir, empty)
             .map_err(|source| StartError::Marker { path: data_dir.display().to_string(), source })?;
         let raft_config = raft_config(&config, rejoin.votes_allowed())?;
-        let raft = Raft::new(config.id, Arc::new(raft_config), NetworkFactory::new(http.clone()), log, sm)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            NetworkFactory::new(http.clone(), config.peer_auth.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         let cluster = Arc::new(Cluster { id: config.id, raft, app, applied, http, config, rejoin });
         rejoin::spawn_watch(cluster.clone());
         exit_on_raft_fatal(cluster.clone());

@@ -8,6 +8,7 @@ pub mod internal;
 mod lifecycle;
 mod membership;
 pub mod network;
+pub mod peer_auth;
 pub mod raft_routes;
 pub mod rejoin;
 pub mod types;
@@ -344,7 +345,7 @@ impl Cluster {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        call_replica(&self.http, self.id, addr, route, body, timeout).await
+        call_replica(&self.http, &self.config.peer_auth, self.id, addr, route, body, timeout).await
     }
 }
 
@@ -368,11 +369,12 @@ impl LeadershipWatch {
 /// POSTs a MessagePack body to the replica at `addr`, `/internal/v1/{route}`.
 pub async fn call_replica<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
+    auth: &peer_auth::PeerAuth,
     from: u64,
     addr: &str,
     route: &str,
     body: &Req,
     timeout: Duration,
 ) -> Result<Resp, PeerError> {
-    codec::post(http, &format!("http://{addr}/internal/v1/{route}"), body, timeout, Some(from)).await
+    codec::post(http, auth, &format!("http://{addr}/internal/v1/{route}"), body, timeout, Some(from)).await
 }

@@ -2,6 +2,7 @@
 //! bodies, timeouts from openraft's per-RPC deadline.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::errors::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
@@ -16,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{self, PeerError};
+use super::peer_auth::PeerAuth;
 use super::types::TypeConfig;
 
 /// Builds the HTTP client used between replicas (Raft and forwarding alike).
@@ -32,11 +34,12 @@ pub fn peer_http_client() -> reqwest::Client {
 
 pub struct NetworkFactory {
     client: reqwest::Client,
+    auth: Arc<PeerAuth>,
 }
 
 impl NetworkFactory {
-    pub fn new(client: reqwest::Client) -> Self {
-        NetworkFactory { client }
+    pub fn new(client: reqwest::Client, auth: Arc<PeerAuth>) -> Self {
+        NetworkFactory { client, auth }
     }
 }
 
@@ -44,7 +47,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        PeerClient { target, base: format!("http://{}/raft", node.addr), client: self.client.clone() }
+        PeerClient {
+            target,
+            base: format!("http://{}/raft", node.addr),
+            client: self.client.clone(),
+            auth: self.auth.clone(),
+        }
     }
 }
 
@@ -52,6 +60,7 @@ pub struct PeerClient {
     target: u64,
     base: String,
     client: reqwest::Client,
+    auth: Arc<PeerAuth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +103,7 @@ impl PeerClient {
     {
         let url = format!("{}/{route}", self.base);
         let result: Result<Resp, RaftError<TypeConfig>> =
-            codec::post(&self.client, &url, req, timeout, None).await.map_err(|e| match e {
+            codec::post(&self.client, &self.auth, &url, req, timeout, None).await.map_err(|e| match e {
                 PeerError::Connect(m) => CallError::Unreachable(m),
                 PeerError::Other(m) => CallError::Network(m),
             })?;

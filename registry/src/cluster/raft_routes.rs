@@ -19,7 +19,7 @@ use super::network::SnapshotTransfer;
 use super::types::{Raft, TypeConfig};
 
 /// Snapshots carry the whole registry; allow them to be large.
-const MAX_RAFT_BODY: usize = 512 * 1024 * 1024;
+pub const MAX_RAFT_BODY: usize = 512 * 1024 * 1024;
 
 pub fn routes(cluster: Arc<Cluster>) -> Router {
     Router::new()
