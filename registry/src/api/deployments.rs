@@ -89,6 +89,11 @@ pub async fn create(State(state): State<Shared>, req: Request) -> Result<Respons
     let spec: DeploymentRequest =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
     check(&spec)?;
+    // Every instance, warm standbys too, is placed below before proposing: bounded like
+    // `Op::check` bounds a forwarded one (unbounded, `standby: 4294967295` exhausted memory).
+    if spec.replicas as usize + spec.standby as usize > MAX_REPLICAS {
+        return Err(ApiError::bad(format!("`replicas` plus `standby` above {MAX_REPLICAS}")));
+    }
     if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
         return Ok(resp);
     }

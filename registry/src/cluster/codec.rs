@@ -22,8 +22,16 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(rmp_serde::to_vec_named(value)?)
 }
 
+/// Nesting (arrays, maps) a message from another replica may have. The deepest real one (an
+/// append carrying a deployment's spec or a batch of registrations) has about 13 levels. A body
+/// nested a few hundred deep (`Op::Batch` in `Op::Batch` ...) overflowed the 2 MiB stack of the
+/// task decoding it in a debug build before rmp-serde's own limit (1024) applied.
+const MAX_DEPTH: usize = 64;
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    Ok(rmp_serde::from_slice(bytes)?)
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_DEPTH);
+    Ok(T::deserialize(&mut de)?)
 }
 
 /// A MessagePack response body.

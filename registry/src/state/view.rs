@@ -301,7 +301,10 @@ impl Registry {
             let bad = |e: rmp_serde::decode::Error| format!("row {}: {e}", String::from_utf8_lossy(&k));
             if let Some(rest) = k.strip_prefix(keys::NODE) {
                 let rec: NodeRecord = rows::decode(&v).map_err(bad)?;
-                debug_assert_eq!(rest, rec.node_id.as_bytes());
+                // A row under another node's key is corrupt: an error, like any other, not a panic.
+                if rest != rec.node_id.as_bytes() {
+                    return Err(format!("row {}: holds node `{}`", String::from_utf8_lossy(&k), rec.node_id));
+                }
                 reg.nodes.insert(rec.node_id.clone(), rec);
             } else if k.starts_with(keys::INSTANCE) {
                 let rec: InstanceRecord = rows::decode(&v).map_err(bad)?;
