@@ -206,12 +206,14 @@ pub async fn assignments(
 ) -> Result<Response, ApiError> {
     let node = query.get("nodeId").ok_or_else(|| ApiError::bad("query parameter `nodeId` is required"))?.to_string();
     validate::name("nodeId", &node, MAX_ID)?;
+    // Every parameter is checked before anything is written: a refused request changes nothing.
+    let after = query.number("index")?.unwrap_or(0);
+    let timeout = watch_timeout(&query)?;
     mark_agent(&state, &headers, &query, &uri, &node).await?;
     let mut index = state.read_point(&query).await?;
     let mut change = state.cluster.with_registry(|r| r.placement_index());
     if query.flag("watch") {
-        let after = query.number("index")?.unwrap_or(0);
-        change = state.wait_for_change(after, watch_timeout(&query)?, |r| r.placement_index()).await;
+        change = state.wait_for_change(after, timeout, |r| r.placement_index()).await;
         index = state.cluster.applied_index();
     }
     let items = state.cluster.with_registry(|r| r.assignments_of(&node));
