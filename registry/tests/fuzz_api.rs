@@ -1290,3 +1290,18 @@ fn a_refused_assignments_request_writes_nothing() {
     let node: serde_json::Value = serde_json::from_slice(&node.body).expect("node JSON");
     assert_eq!(node["canRunInstances"], false, "still a heartbeat-only node: {node}");
 }
+
+/// Found by the fuzzer: a 128-character name and a 128-character request id made a
+/// 257-character deployment id that could be created but not deleted (ids are at most 256).
+#[test]
+fn a_deployment_id_too_long_to_address_is_refused_at_create() {
+    let body = format!(r#"{{"name":"{}","requestId":"{}","command":"/bin/true"}}"#, "n".repeat(128), "r".repeat(128));
+    let answer = check(&req("POST", "/v1/deployments", body.into_bytes())).expect("create");
+    assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(&answer.body));
+    let fits = format!(r#"{{"name":"{}","requestId":"{}","command":"/bin/true"}}"#, "n".repeat(100), "r".repeat(100));
+    let answer = check(&req("POST", "/v1/deployments", fits.into_bytes())).expect("create");
+    assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
+    let id = format!("{}-{}", "n".repeat(100), "r".repeat(100));
+    let answer = check(&req("DELETE", &format!("/v1/deployments/{id}"), vec![])).expect("delete");
+    assert!(answer.status < 300, "deleted: {}", answer.status);
+}

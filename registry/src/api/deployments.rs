@@ -72,8 +72,20 @@ fn check(spec: &DeploymentRequest) -> Result<(), ApiError> {
     if let Some(id) = &spec.request_id {
         validate::name("requestId", id, MAX_SHORT)?;
     }
+    // Ids must stay addressable: the deployment id is `name-requestId` and its instances add a
+    // suffix (`-standby-7`, `-g12-3`); every id of the API is at most MAX_ID characters.
+    let id_len = spec.name.len() + 1 + spec.request_id.as_ref().map_or(8, String::len);
+    if id_len > MAX_ID - INSTANCE_SUFFIX_ROOM {
+        return Err(ApiError::bad(format!(
+            "`name` and `requestId` make a {id_len}-character deployment id; at most {} leaves room for instance ids",
+            MAX_ID - INSTANCE_SUFFIX_ROOM
+        )));
+    }
     Ok(())
 }
+
+/// Characters an instance id may add to its deployment's id (`-g<generation>-<n>` at most).
+const INSTANCE_SUFFIX_ROOM: usize = 32;
 
 /// The deployment's id: from the client's request id (so a retried create finds the first
 /// one), or fresh.
