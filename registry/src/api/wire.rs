@@ -26,21 +26,35 @@ pub fn gzip<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
         .and(NotForContentType::IMAGES);
     router
         .layer(RequestDecompressionLayer::new())
-        .layer(middleware::map_response(unsupported_encoding_as_json))
+        .layer(middleware::map_response(errors_as_json))
         .layer(CompressionLayer::new().no_br().no_deflate().no_zstd().compress_when(worth_it))
 }
 
-/// The decompression layer answers a body in an encoding it cannot read with an empty `415`;
-/// every error of this API is a JSON object.
-async fn unsupported_encoding_as_json(resp: Response) -> Response {
-    if resp.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE || resp.headers().contains_key(header::CONTENT_TYPE) {
+/// Every error of this API is a JSON object. Two kinds are made outside our handlers: the
+/// decompression layer's empty `415` for an encoding it cannot read, and axum's plain-text `400`
+/// when an extractor refuses a request (a path segment that is not UTF-8, say).
+async fn errors_as_json(resp: Response) -> Response {
+    let status = resp.status();
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && !resp.headers().contains_key(header::CONTENT_TYPE) {
+        let accepted = resp.headers().get(header::ACCEPT_ENCODING).cloned();
+        let body = ErrorBody::new("unsupported Content-Encoding: send the body as gzip or uncompressed");
+        let mut json = (status, Json(body)).into_response();
+        if let Some(v) = accepted {
+            json.headers_mut().insert(header::ACCEPT_ENCODING, v);
+        }
+        return json;
+    }
+    let plain = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !status.is_client_error() || !plain {
         return resp;
     }
-    let accepted = resp.headers().get(header::ACCEPT_ENCODING).cloned();
-    let body = ErrorBody::new("unsupported Content-Encoding: send the body as gzip or uncompressed");
-    let mut json = (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(body)).into_response();
-    if let Some(v) = accepted {
-        json.headers_mut().insert(header::ACCEPT_ENCODING, v);
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let mut json = (status, Json(ErrorBody::new(String::from_utf8_lossy(&text).trim()))).into_response();
+    for name in [header::ALLOW, header::ACCEPT_ENCODING] {
+        if let Some(v) = parts.headers.get(&name) {
+            json.headers_mut().insert(name, v.clone());
+        }
     }
     json
 }
