@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::stats::{ms, summarize};
-use crate::target::{cluster_status, replica_pid};
+use crate::target::{cluster_status, get_first, replica_pid};
 
 pub struct NodeFailoverOptions {
     pub urls: Vec<String>,
@@ -33,6 +33,8 @@ pub struct NodeTrial {
 }
 
 const BOUND: Duration = Duration::from_secs(30);
+/// How long one request to one replica may take (the client's own timeout too).
+const REQUEST: Duration = Duration::from_secs(2);
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn sh(cmd: &str, id: &str) -> Result<()> {
@@ -46,19 +48,12 @@ fn sh(cmd: &str, id: &str) -> Result<()> {
 
 /// Endpoints of the service as the first answering replica reports them: (node, instance, url).
 async fn endpoints(http: &reqwest::Client, urls: &[String], service: &str) -> Option<Vec<(String, String, String)>> {
-    for url in urls {
-        let Ok(resp) = http.get(format!("{url}/v1/discovery?service={service}")).send().await else { continue };
-        let Ok(eps) = resp.json::<Vec<Value>>().await else { continue };
-        return Some(
-            eps.iter()
-                .map(|e| {
-                    let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-                    (s("nodeId"), s("instanceId"), format!("http://{}:{}", s("ip"), e["port"]))
-                })
-                .collect(),
-        );
-    }
-    None
+    let eps: Vec<Value> = get_first(http, urls, &format!("/v1/discovery?service={service}"), REQUEST).await?;
+    let triple = |e: &Value| {
+        let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+        (s("nodeId"), s("instanceId"), format!("http://{}:{}", s("ip"), e["port"]))
+    };
+    Some(eps.iter().map(triple).collect())
 }
 
 /// True when every endpoint answers its health check.
@@ -75,16 +70,14 @@ async fn all_answer(http: &reqwest::Client, eps: &[(String, String, String)]) ->
 /// True when every instance of the deployments behind `service` (warm standbys included) runs
 /// and passed readiness: the state a node kill should start from.
 async fn deployment_ready(http: &reqwest::Client, urls: &[String], service: &str) -> bool {
-    for url in urls {
-        let Ok(resp) = http.get(format!("{url}/v1/deployments")).send().await else { continue };
-        let Ok(deployments) = resp.json::<Vec<Value>>().await else { continue };
-        return deployments
-            .iter()
-            .filter(|d| d["spec"]["service"]["name"] == service)
-            .flat_map(|d| d["instances"].as_array().into_iter().flatten())
-            .all(|i| i["phase"] == "Running" && i["healthy"] == true);
-    }
-    false
+    let Some(deployments) = get_first::<Vec<Value>>(http, urls, "/v1/deployments", REQUEST).await else {
+        return false;
+    };
+    deployments
+        .iter()
+        .filter(|d| d["spec"]["service"]["name"] == service)
+        .flat_map(|d| d["instances"].as_array().into_iter().flatten())
+        .all(|i| i["phase"] == "Running" && i["healthy"] == true)
 }
 
 /// Waits until at least the full count serves (more would be duplicates, counted by the caller)

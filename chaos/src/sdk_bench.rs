@@ -25,24 +25,28 @@ fn client(urls: &[String], transport: Options) -> Client {
     )
 }
 
+/// One instance of the bench service with one endpoint on loopback.
+fn bench_instance(instance_id: String, port: u32) -> RegisterRequest {
+    let endpoint = EndpointSpec {
+        service_name: SERVICE.into(),
+        port,
+        protocol: "http".into(),
+        version: "1.0.0".into(),
+        ..EndpointSpec::default()
+    };
+    RegisterRequest {
+        instance_id,
+        ip: Some("127.0.0.1".into()),
+        endpoints: vec![endpoint],
+        ..RegisterRequest::default()
+    }
+}
+
 /// Registers `instances` endpoints of the bench service (a registrar keeps them alive while
 /// the returned value lives).
 async fn register(sdk: &Client, instances: usize) -> Result<plum_sdk::registration::Registrar> {
     let registrar = sdk.registrar(Duration::from_secs(10));
-    let items = (0..instances)
-        .map(|i| RegisterRequest {
-            instance_id: format!("{SERVICE}-{i}"),
-            ip: Some("127.0.0.1".into()),
-            endpoints: vec![EndpointSpec {
-                service_name: SERVICE.into(),
-                port: 20_000 + i as u32,
-                protocol: "http".into(),
-                version: "1.0.0".into(),
-                ..EndpointSpec::default()
-            }],
-            ..RegisterRequest::default()
-        })
-        .collect();
+    let items = (0..instances).map(|i| bench_instance(format!("{SERVICE}-{i}"), 20_000 + i as u32)).collect();
     registrar.register(items).await.context("register the bench service")?;
     Ok(registrar)
 }
@@ -129,19 +133,7 @@ async fn watch_latency(
         let id = format!("{SERVICE}-watch-{i}");
         let has = |s: &plum_sdk::discovery::Snapshot| s.endpoints.iter().any(|e| e.instance_id == id);
         let started = Instant::now();
-        let item = RegisterRequest {
-            instance_id: id.clone(),
-            ip: Some("127.0.0.1".into()),
-            endpoints: vec![EndpointSpec {
-                service_name: SERVICE.into(),
-                port: 30_000 + i as u32,
-                protocol: "http".into(),
-                version: "1.0.0".into(),
-                ..EndpointSpec::default()
-            }],
-            ..RegisterRequest::default()
-        };
-        registrar.register(vec![item]).await?;
+        registrar.register(vec![bench_instance(id.clone(), 30_000 + i as u32)]).await?;
         let seen = tokio::time::timeout(WATCH_BOUND, updates.wait_for(|s| has(s))).await.is_ok_and(|r| r.is_ok());
         samples.push(if seen { started.elapsed() } else { WATCH_BOUND });
         let started = Instant::now();

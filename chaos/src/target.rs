@@ -41,16 +41,26 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("HTTP client builds with static settings")
 }
 
-/// `GET /v1/cluster` from the first replica that answers.
-pub async fn cluster_status(http: &reqwest::Client, urls: &[String]) -> Option<Value> {
+/// `GET path` decoded from the first replica that answers with that shape.
+pub async fn get_first<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    urls: &[String],
+    path: &str,
+    timeout: Duration,
+) -> Option<T> {
     for url in urls {
-        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).timeout(Duration::from_millis(800)).send().await
-            && let Ok(v) = resp.json::<Value>().await
+        if let Ok(resp) = http.get(format!("{url}{path}")).timeout(timeout).send().await
+            && let Ok(v) = resp.json::<T>().await
         {
             return Some(v);
         }
     }
     None
+}
+
+/// `GET /v1/cluster` from the first replica that answers.
+pub async fn cluster_status(http: &reqwest::Client, urls: &[String]) -> Option<Value> {
+    get_first(http, urls, "/v1/cluster", Duration::from_millis(800)).await
 }
 
 /// The PID of a replica started by `scripts/cluster.sh`, checked to really be a controller.

@@ -157,19 +157,14 @@ pub struct LivenessConfig {
 }
 
 impl LivenessConfig {
-    /// The TTL to store for a heartbeat that declared `declared`: bounded, or 0 (the default
-    /// for its kind) when it declared none.
     /// The heartbeat interval the cluster advises for a TTL: four beats per TTL, so three may
     /// be lost before the record expires.
     pub fn advised_interval_ms(ttl_ms: u64) -> u64 {
         (ttl_ms / 4).max(50)
     }
 
-    /// The TTL in force for an instance that declared `ttl_ms` (0: none, the default).
-    pub fn instance_ttl_ms(&self, ttl_ms: u64) -> u64 {
-        if ttl_ms == 0 { self.instance_ttl.as_millis() as u64 } else { ttl_ms }
-    }
-
+    /// The TTL to store for a heartbeat that declared `declared`: bounded, or 0 (the default
+    /// for its kind) when it declared none.
     pub fn bounded_ttl_ms(&self, declared: Option<u64>) -> u64 {
         declared.map_or(0, |ms| ms.clamp(self.min_ttl.as_millis() as u64, self.max_ttl.as_millis() as u64))
     }

@@ -71,14 +71,16 @@ impl<'a> Scheduler<'a> {
     /// nothing; the condition is false once it moved, so nothing moves back and forth.
     pub fn spread_standbys(&mut self) -> Vec<Placed> {
         let registry = self.registry;
-        let active_on = |deployment_id: &str, node_id: &str| {
-            registry
-                .assignment_records()
-                .any(|a| !a.standby && a.deployment_id == deployment_id && a.node_id == node_id)
-        };
+        // (deployment, node) pairs with an active instance, gathered once: this runs every
+        // second on the leader, over every assignment.
+        let active: BTreeSet<(&str, &str)> = registry
+            .assignment_records()
+            .filter(|a| !a.standby)
+            .map(|a| (a.deployment_id.as_str(), a.node_id.as_str()))
+            .collect();
         let mut moves = Vec::new();
         for s in registry.assignment_records().filter(|a| a.standby && !a.node_id.is_empty()) {
-            if !active_on(&s.deployment_id, &s.node_id) {
+            if !active.contains(&(s.deployment_id.as_str(), s.node_id.as_str())) {
                 continue;
             }
             let Some(d) = registry.deployment_record(&s.deployment_id) else { continue };

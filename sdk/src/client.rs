@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use plum_types::{ClusterStatus, Endpoint};
 
-use crate::controllers::{Controllers, Options, Request};
+use crate::controllers::{Controllers, Options, Request, query};
 use crate::discovery::{Discovered, Discovery, DiscoveryOptions, Query};
 use crate::error::ClientError;
 use crate::kv::Kv;
@@ -60,8 +60,8 @@ impl Client {
 
     /// Asks a replica directly, bypassing the cache (always fresh, costs a round trip).
     pub async fn discover_uncached(&self, service: &str) -> Result<Vec<Endpoint>, ClientError> {
-        let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("service", service).finish();
-        Ok(self.c.send(Request::get(format!("/v1/discovery?{q}"))).await?.body)
+        let path = format!("/v1/discovery?{}", query(&[("service", service)]));
+        Ok(self.c.send(Request::get(path)).await?.body)
     }
 
     /// A registrar whose instances declare `ttl` and are heartbeated in the background.

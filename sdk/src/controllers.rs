@@ -28,6 +28,15 @@ const GZIP_REQUEST_FROM: usize = 1024;
 /// Redirects followed within one request.
 const MAX_REDIRECTS: u32 = 3;
 
+/// A URL query from name/value pairs, each escaped.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    q.finish()
+}
+
 /// An answer: status, the `x-plum-index` header when present, and the decoded body.
 #[derive(Debug)]
 pub struct Answer<T> {

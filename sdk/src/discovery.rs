@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
-use crate::controllers::{Controllers, Request};
+use crate::controllers::{Controllers, Request, query};
 use crate::error::ClientError;
 
 #[derive(Debug, Clone)]
@@ -167,14 +167,13 @@ async fn fetch(
     wait: Duration,
 ) -> Result<(Vec<Endpoint>, u64), ClientError> {
     let req_wait = if after.is_some() { wait } else { Duration::ZERO };
-    let path = {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("service", service);
-        if let Some(index) = after {
-            q.append_pair("watch", "true").append_pair("index", &index.to_string());
-            q.append_pair("timeoutMs", &wait.as_millis().to_string());
+    let path = match after {
+        Some(index) => {
+            let (index, wait) = (index.to_string(), wait.as_millis().to_string());
+            let pairs = [("service", service), ("watch", "true"), ("index", &index), ("timeoutMs", &wait)];
+            format!("/v1/discovery?{}", query(&pairs))
         }
-        format!("/v1/discovery?{}", q.finish())
+        None => format!("/v1/discovery?{}", query(&[("service", service)])),
     };
     let req = Request::get(path)
         .attempt_timeout(req_wait + Duration::from_secs(3))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use plum_types::{KvItem, KvPutRequest, KvType, KvWritten};
 use reqwest::Method;
 
-use crate::controllers::{Controllers, Request};
+use crate::controllers::{Controllers, Request, query};
 use crate::error::ClientError;
 
 /// How long one watch request waits on the server before answering unchanged.
@@ -36,14 +36,6 @@ fn ns_path(ns: &str) -> String {
     let mut url = url::Url::parse("http://x/v1/kv").expect("static URL");
     url.path_segments_mut().expect("http URL has segments").push(ns);
     url.path().to_string()
-}
-
-fn query(pairs: &[(&str, &str)]) -> String {
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        q.append_pair(k, v);
-    }
-    q.finish()
 }
 
 impl Kv {

@@ -12,7 +12,7 @@ use plum_types::{BatchResponse, HeartbeatBatch, RegisterBatch, RegisterRequest, 
 use reqwest::Method;
 use tokio::task::JoinHandle;
 
-use crate::controllers::{Controllers, Request};
+use crate::controllers::{Controllers, Request, query};
 use crate::error::ClientError;
 
 /// The TTL an instance declares unless told otherwise.
@@ -62,11 +62,7 @@ impl Registrar {
     /// Stops heartbeating `instance_id` and removes its endpoints from discovery.
     pub async fn deregister(&self, instance_id: &str) -> Result<(), ClientError> {
         self.instances.lock().unwrap_or_else(|p| p.into_inner()).remove(instance_id);
-        let path = format!(
-            "/v1/services?{}",
-            url::form_urlencoded::Serializer::new(String::new()).append_pair("instanceId", instance_id).finish()
-        );
-        self.c.send_text(Request::write::<()>(Method::DELETE, path, None, true)?).await.map(|_| ())
+        self.c.send_text(deregistration(instance_id)?).await.map(|_| ())
     }
 
     /// Deregisters everything and stops. Prefer this to a plain drop, which can only try.
@@ -101,17 +97,18 @@ impl Drop for Registrar {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 for id in ids {
-                    let path = format!(
-                        "/v1/services?instanceId={}",
-                        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-                    );
-                    if let Ok(req) = Request::write::<()>(Method::DELETE, path, None, true) {
+                    if let Ok(req) = deregistration(&id) {
                         let _ = c.send_text(req).await;
                     }
                 }
             });
         }
     }
+}
+
+fn deregistration(instance_id: &str) -> Result<Request, ClientError> {
+    let path = format!("/v1/services?{}", query(&[("instanceId", instance_id)]));
+    Request::write::<()>(Method::DELETE, path, None, true)
 }
 
 async fn send_registrations(c: &Controllers, items: Vec<RegisterRequest>) -> Result<BatchResponse, ClientError> {

@@ -119,14 +119,13 @@ pub async fn stream(State(state): State<Shared>, headers: HeaderMap, query: Quer
         Some(n) => n,
         None => resume.unwrap_or(0),
     };
-    let watched = move |r: &Registry| r.discovery_change_index(service.as_deref());
-    let only = query.get("service").map(str::to_string);
-    let events = futures::stream::unfold((state, after, Vec::new()), move |(state, mut after, mut pending)| {
-        let only = only.clone();
-        let watched = watched.clone();
+    let start = (state, after, std::collections::VecDeque::new());
+    let events = futures::stream::unfold(start, move |(state, mut after, mut pending)| {
+        let service = service.clone();
         async move {
             while pending.is_empty() {
-                let change = state.wait_for_change(after, super::WATCH_MAX, &watched).await;
+                let watched = |r: &Registry| r.discovery_change_index(service.as_deref());
+                let change = state.wait_for_change(after, super::WATCH_MAX, watched).await;
                 if change <= after {
                     // Timed out: a comment keeps the connection (and proxies) awake.
                     return Some((
@@ -134,10 +133,10 @@ pub async fn stream(State(state): State<Shared>, headers: HeaderMap, query: Quer
                         (state, after, pending),
                     ));
                 }
-                pending = state.cluster.with_registry(|r| changed_services(r, only.as_deref(), after));
+                pending = state.cluster.with_registry(|r| changed_services(r, service.as_deref(), after)).into();
                 after = change;
             }
-            let next: ServiceEndpoints = pending.remove(0);
+            let next: ServiceEndpoints = pending.pop_front()?;
             let event = Event::default().event("endpoints").id(next.index.to_string()).json_data(&next).ok()?;
             Some((Ok(event), (state, after, pending)))
         }

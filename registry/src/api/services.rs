@@ -15,7 +15,7 @@ use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_BATCH, MAX_ENDPOINTS, MAX_ID, MAX_SHORT};
 use crate::cluster::{WriteError, codec};
 use crate::config::LivenessConfig;
-use crate::state::{EndpointRecord, Op, Registry};
+use crate::state::{EndpointRecord, LeaseKind, Op, Registry};
 
 fn endpoint_record(i: usize, spec: &EndpointSpec, instance_ip: &str) -> Result<EndpointRecord, ApiError> {
     let field = |f: &str| format!("endpoints[{i}].{f}");
@@ -192,12 +192,16 @@ fn batch_op(ops: Vec<Op>) -> Result<Op, ApiError> {
     Ok(op)
 }
 
+/// The TTL in force for an instance that stored `ttl_ms` (0: the default).
+fn instance_ttl_ms(state: &Shared, ttl_ms: u64) -> u64 {
+    state.tracker.ttl_of(LeaseKind::Instance, ttl_ms).as_millis() as u64
+}
+
 /// The heartbeat interval to advise for these instances: from the shortest TTL in force among
 /// those this replica knows.
 fn advised_interval(state: &Shared, ids: &[String]) -> Option<u64> {
-    let live = &state.cluster.config.liveness;
     let shortest = state.cluster.with_registry(|r| {
-        ids.iter().filter_map(|id| r.instance_record(id)).map(|i| live.instance_ttl_ms(i.ttl_ms)).min()
+        ids.iter().filter_map(|id| r.instance_record(id)).map(|i| instance_ttl_ms(state, i.ttl_ms)).min()
     });
     shortest.map(LivenessConfig::advised_interval_ms)
 }
@@ -214,9 +218,8 @@ pub async fn register_batch(
     let count = ops.len();
     // From the TTLs these registrations put in force (this replica may not have applied them
     // yet when the leader answers).
-    let live = &state.cluster.config.liveness;
     let ttls = ops.iter().filter_map(|op| match op {
-        Op::RegisterInstance { ttl_ms, .. } => Some(live.instance_ttl_ms(*ttl_ms)),
+        Op::RegisterInstance { ttl_ms, .. } => Some(instance_ttl_ms(&state, *ttl_ms)),
         _ => None,
     });
     let interval = ttls.min().map(LivenessConfig::advised_interval_ms);

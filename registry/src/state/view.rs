@@ -45,6 +45,24 @@ pub(crate) struct DiscoveryChanges {
     pub(crate) base: u64,
 }
 
+impl DiscoveryChanges {
+    /// `service`'s answer changes at `index`.
+    pub(crate) fn mark(&mut self, service: &str, index: u64) {
+        match self.per_service.get_mut(service) {
+            Some(at) => *at = index,
+            None => {
+                self.per_service.insert(service.to_string(), index);
+            }
+        }
+        self.any = index;
+    }
+
+    /// The answers of every service with an endpoint of `inst` change at `index`.
+    pub(crate) fn mark_instance(&mut self, inst: &InstanceRecord, index: u64) {
+        inst.endpoints.iter().for_each(|ep| self.mark(&ep.service_name, index));
+    }
+}
+
 impl PartialEq for DiscoveryChanges {
     fn eq(&self, _: &Self) -> bool {
         true
@@ -371,16 +389,7 @@ impl Registry {
 
     /// Records that the discovery answers of `inst`'s services change at the index being applied.
     pub(crate) fn touch_services(&mut self, inst: &InstanceRecord) {
-        let index = self.applied_index;
-        for ep in &inst.endpoints {
-            match self.discovery.per_service.get_mut(&ep.service_name) {
-                Some(at) => *at = index,
-                None => {
-                    self.discovery.per_service.insert(ep.service_name.clone(), index);
-                }
-            }
-        }
-        self.discovery.any = index;
+        self.discovery.mark_instance(inst, self.applied_index);
     }
 
     /// Services whose discovery answer changed after `after` (every known service when the

@@ -96,12 +96,9 @@ impl Registry {
         let now_live = rec.alive;
         self.nodes.insert(node_id.clone(), rec);
         if was_live != now_live {
-            let ids: Vec<String> = self.by_node.get(&node_id).into_iter().flatten().cloned().collect();
-            for id in ids {
-                if let Some(inst) = self.instances.get(&id).filter(|i| i.alive).cloned() {
-                    self.touch_services(&inst);
-                }
-            }
+            let Registry { by_node, instances, discovery, applied_index, .. } = self;
+            let on_node = by_node.get(&node_id).into_iter().flatten().filter_map(|id| instances.get(id));
+            on_node.filter(|i| i.alive).for_each(|inst| discovery.mark_instance(inst, *applied_index));
         }
     }
 

@@ -3,6 +3,7 @@
 //! to another client means changing this file only. Everything comes back as raw JSON, so
 //! `--json` can print exactly what the cluster answered.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::time::Duration;
 
 use plum_sdk::Controllers;
@@ -96,15 +97,8 @@ impl Api {
 /// Percent-encodes one path segment or query value: everything but RFC 3986's unreserved
 /// characters (so `^1.2`, `a/b` or `a+b` arrive as typed).
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const RESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    utf8_percent_encode(s, RESERVED).to_string()
 }
 
 /// `path?k=v&...` with the parameters that have a value, each encoded.
