@@ -41,15 +41,17 @@ case "$cmd" in
     mkdir -p "$PLUM_HOME"
     echo "PLUM_CONTROLLERS=$(controllers_list)" >"$ENV_FILE"
     echo "PLUM_AGENTS=$AGENTS" >>"$ENV_FILE"
+    echo "PLUM_TOKEN_FILE=$(admin_token_file)" >>"$ENV_FILE"
     echo "Plum cluster up: $REPLICAS replicas, leader is replica $leader; $AGENTS agents"
     for i in $(seq 1 "$REPLICAS"); do echo "  replica $i  http://$(replica_addr "$i")  pid $(replica_pid "$i")"; done
     for i in $(seq 1 "$AGENTS"); do echo "  agent   node-$i  pid $(cat "$(agent_pidfile "$i")")"; done
+    echo "Admin token in $(admin_token_file) (plumctl --token-file, or export PLUM_TOKEN_FILE=...)"
     echo "Addresses written to $ENV_FILE; logs in $CLUSTER_DIR/logs"
     ;;
   status)
     for i in $(seq 1 "$REPLICAS"); do
       if replica_running "$i"; then
-        echo "replica $i (pid $(replica_pid "$i")): $(curl -s --max-time 2 "http://$(replica_addr "$i")/v1/cluster" || echo unreachable)"
+        echo "replica $i (pid $(replica_pid "$i")): $(api_curl -s --max-time 2 "http://$(replica_addr "$i")/v1/cluster" || echo unreachable)"
       else
         echo "replica $i: not running"
       fi

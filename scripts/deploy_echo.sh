@@ -9,13 +9,13 @@ ensure_built plum-echo
 api="http://$(replica_addr 1)"
 body=$(printf '{"name":"echo","version":"1.0.0","replicas":%s,"standby":%s,"command":"%s","requestId":"demo","service":{"name":"echo","protocol":"http","readiness":{"httpPath":"/health"}}}' \
   "$replicas" "$standby" "$BIN_DIR/plum-echo")
-curl -sf -XPOST "$api/v1/deployments" -d "$body" >/dev/null || { echo "deployment refused: $(curl -s -XPOST "$api/v1/deployments" -d "$body")" >&2; exit 1; }
+api_curl -sf -XPOST "$api/v1/deployments" -d "$body" >/dev/null || { echo "deployment refused: $(api_curl -s -XPOST "$api/v1/deployments" -d "$body")" >&2; exit 1; }
 deadline=$((SECONDS + 60))
 while [ "$SECONDS" -lt "$deadline" ]; do
-  n=$(curl -s "$api/v1/discovery?service=echo" | grep -o '"instanceId"' | wc -l)
+  n=$(api_curl -s "$api/v1/discovery?service=echo" | grep -o '"instanceId"' | wc -l)
   if [ "$n" -ge "$replicas" ]; then
     echo "echo deployed: $n endpoints"
-    curl -s "$api/v1/discovery?service=echo" | sed 's/},{/},\n{/g'
+    api_curl -s "$api/v1/discovery?service=echo" | sed 's/},{/},\n{/g'
     echo
     exit 0
   fi

@@ -99,6 +99,19 @@ ensure_secret() {
   (umask 077 && head -c 32 /dev/urandom | base64 >"$f")
 }
 
+# The bootstrap admin token: written by the first replica to start (next to the secret).
+admin_token_file() { echo "$CLUSTER_DIR/admin.token"; }
+
+# curl with the admin token (client authentication is on in the local cluster too).
+api_curl() {
+  local f; f="$(admin_token_file)"
+  if [ -s "$f" ]; then
+    curl -H "Authorization: Bearer $(head -n1 "$f")" "$@"
+  else
+    curl "$@"
+  fi
+}
+
 start_replica() {
   local id="$1"
   if replica_running "$id"; then return 0; fi
@@ -125,6 +138,28 @@ stop_replica() {
 agent_dir() { echo "$CLUSTER_DIR/agents/node-$1"; }
 agent_pidfile() { echo "$CLUSTER_DIR/pids/agent-$1.pid"; }
 agent_log() { echo "$CLUSTER_DIR/logs/agent-$1.log"; }
+agent_token_file() { echo "$(agent_dir "$1")/agent.token"; }
+
+# An `agent` token for node-N (it may act for that node only), made once with the admin token.
+ensure_agent_token() {
+  local i="$1" f body created token deadline
+  f="$(agent_token_file "$i")"
+  [ -s "$f" ] && return 0
+  mkdir -p "$(agent_dir "$i")"
+  body=$(printf '{"name":"agent node-%s","role":"agent","nodeId":"node-%s"}' "$i" "$i")
+  deadline=$((SECONDS + 30))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    created="$(api_curl -s --max-time 3 -XPOST "http://$(replica_addr 1)/v1/tokens" -d "$body" || true)"
+    token="$(printf '%s' "$created" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
+    if [ -n "$token" ]; then
+      (umask 077 && echo "$token" >"$f")
+      return 0
+    fi
+    sleep 0.3
+  done
+  echo "could not create an agent token for node-$i: $created" >&2
+  return 1
+}
 
 agent_running() {
   local pid; pid="$(cat "$(agent_pidfile "$1")" 2>/dev/null || true)"
@@ -135,8 +170,10 @@ start_agent() {
   local i="$1"
   if agent_running "$i"; then return 0; fi
   mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs" "$(agent_dir "$i")"
+  ensure_agent_token "$i"
   PLUM_LOG="${PLUM_LOG:-info}" nohup "$BIN_DIR/plum-agent" --node-id "node-$i" \
-    --controllers "$(controllers_list)" --data-dir "$(agent_dir "$i")" >>"$(agent_log "$i")" 2>&1 &
+    --controllers "$(controllers_list)" --data-dir "$(agent_dir "$i")" \
+    --token-file "$(agent_token_file "$i")" >>"$(agent_log "$i")" 2>&1 &
   echo $! >"$(agent_pidfile "$i")"
 }
 
@@ -173,5 +210,5 @@ stop_agent() {
 
 # Prints the leader id one replica reports, or nothing.
 leader_from() {
-  curl -s --max-time 1 "http://$(replica_addr "$1")/v1/cluster" | sed -n 's/.*"leaderId":\([0-9][0-9]*\).*/\1/p'
+  api_curl -s --max-time 1 "http://$(replica_addr "$1")/v1/cluster" | sed -n 's/.*"leaderId":\([0-9][0-9]*\).*/\1/p'
 }

@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::auth;
 use crate::config::AgentConfig;
 
 #[derive(Deserialize)]
@@ -24,10 +25,12 @@ pub type Desired = BTreeMap<String, AssignmentItem>;
 
 pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, desired: watch::Sender<Option<Desired>>) {
     let mut index = 0u64;
+    let mut refusals = 0;
     loop {
         let path = format!("/v1/assignments?nodeId={}&watch=true&index={index}&timeoutMs=10000", config.node_id);
         match client.call::<(), Items>(Method::GET, &path, None, Duration::from_secs(15)).await {
             Ok(answer) => {
+                refusals = 0;
                 index = answer.index.unwrap_or(index);
                 let now: Desired = answer.body.items.into_iter().map(|a| (a.instance_id.clone(), a)).collect();
                 desired.send_if_modified(|old| {
@@ -35,6 +38,10 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, desired: wa
                     *old = Some(now);
                     changed
                 });
+            }
+            Err(e) if auth::refused(&client, &config.node_id, "assignment watch", &e) => {
+                tokio::time::sleep(auth::pause(refusals)).await;
+                refusals = refusals.saturating_add(1);
             }
             Err(e) => {
                 tracing::warn!(node = %config.node_id, error = %e, "assignment watch failed; retrying");

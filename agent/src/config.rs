@@ -1,6 +1,9 @@
-//! Agent settings: flags, each with a `PLUM_AGENT_*` environment variable.
+//! Agent settings: flags, each with a `PLUM_AGENT_*` environment variable. The token is the
+//! exception: `PLUM_TOKEN` (environment only: a flag would show in `ps`), else `--token-file` /
+//! `PLUM_TOKEN_FILE`, the names every Plum client reads.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +36,21 @@ pub struct Args {
     /// Instances this node accepts at most (0: no limit).
     #[arg(long, env = "PLUM_AGENT_CAPACITY", default_value_t = 0)]
     pub capacity: u32,
+    /// A file whose first non-empty line is this node's token (`plumctl token create --role
+    /// agent --node NODE`); re-read when the controllers refuse the token. PLUM_TOKEN, when
+    /// set, is used instead.
+    #[arg(long, env = "PLUM_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// A token: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +63,12 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     pub ttl_ms: u64,
     pub capacity: u32,
+    /// Sent with every call to the controllers.
+    pub token: Option<Secret>,
+    /// Where the token came from, when it came from a file (re-read after a refusal).
+    pub token_file: Option<PathBuf>,
+    /// Both `PLUM_TOKEN` and a token file were given (the file is ignored): worth a warning.
+    pub token_file_ignored: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +77,13 @@ pub enum ConfigError {
     Label(String),
     #[error("no controller addresses given")]
     NoControllers,
+    #[error("{0}")]
+    Token(String),
 }
 
 impl AgentConfig {
-    pub fn from_args(a: Args) -> Result<AgentConfig, ConfigError> {
+    /// `env_token`: the value of `PLUM_TOKEN`, if set.
+    pub fn from_args(a: Args, env_token: Option<String>) -> Result<AgentConfig, ConfigError> {
         let mut labels = BTreeMap::new();
         for part in a.labels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').ok_or_else(|| ConfigError::Label(part.to_string()))?;
@@ -72,6 +99,23 @@ impl AgentConfig {
         if controllers.is_empty() {
             return Err(ConfigError::NoControllers);
         }
+        let env_token = env_token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        let token_file = a.token_file.filter(|f| !f.as_os_str().is_empty());
+        let token_file_ignored = env_token.is_some() && token_file.is_some();
+        let (token, token_file) = match (env_token, token_file) {
+            (Some(t), _) => {
+                plum_sdk::config::check_token(&t).map_err(|e| ConfigError::Token(format!("PLUM_TOKEN: {e}")))?;
+                (Some(Secret(t)), None)
+            }
+            (None, Some(f)) => {
+                let t = plum_sdk::config::read_token_file(&f).map_err(|e| match e {
+                    plum_sdk::ClientError::Config(m) => ConfigError::Token(m),
+                    e => ConfigError::Token(e.to_string()),
+                })?;
+                (Some(Secret(t)), Some(f))
+            }
+            (None, None) => (None, None),
+        };
         Ok(AgentConfig {
             node_id: a.node_id,
             controllers,
@@ -81,6 +125,48 @@ impl AgentConfig {
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             ttl_ms: a.ttl_ms,
             capacity: a.capacity,
+            token,
+            token_file,
+            token_file_ignored,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["plum-agent", "--node-id", "n1", "--controllers", "127.0.0.1:1", "--data-dir", "/tmp/x"];
+        Args::try_parse_from(base.iter().chain(extra)).unwrap()
+    }
+
+    #[test]
+    fn the_token_comes_from_plum_token_then_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "\n  plum_from_file \n").unwrap();
+        let path = file.to_str().unwrap();
+
+        let c = AgentConfig::from_args(args(&["--token-file", path]), None).unwrap();
+        assert_eq!((c.token, c.token_file.as_deref()), (Some(Secret("plum_from_file".into())), Some(file.as_path())));
+        let c = AgentConfig::from_args(args(&["--token-file", path]), Some(" plum_env ".into())).unwrap();
+        assert_eq!((c.token, c.token_file, c.token_file_ignored), (Some(Secret("plum_env".into())), None, true));
+        let c = AgentConfig::from_args(args(&[]), Some("".into())).unwrap();
+        assert_eq!((c.token, c.token_file_ignored), (None, false));
+    }
+
+    #[test]
+    fn an_unusable_token_stops_the_agent_at_start_without_showing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let e = AgentConfig::from_args(args(&["--token-file", missing.to_str().unwrap()]), None).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        let e = AgentConfig::from_args(args(&[]), Some("my secret".into())).unwrap_err().to_string();
+        assert!(e.contains("PLUM_TOKEN") && !e.contains("secret"), "{e}");
+        let c = AgentConfig::from_args(args(&[]), Some("plum_abc".into())).unwrap();
+        assert!(!format!("{c:?}").contains("plum_abc"));
     }
 }

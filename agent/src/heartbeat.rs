@@ -1,6 +1,7 @@
 //! Node heartbeats: every interval, to the replica that answered last (the client moves on to
 //! the next on an error). A failed round is retried after a short jittered pause, not a full
-//! interval, so a leader change costs the node little of its TTL.
+//! interval, so a leader change costs the node little of its TTL. A refused token (401/403) is
+//! not retried that fast: see `auth.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use plum_sdk::Controllers;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::auth::{self, TokenFile};
 use crate::config::AgentConfig;
 
 /// When the controllers last acknowledged a heartbeat: what fencing goes by.
@@ -43,11 +45,24 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Ar
         body["capacity"] = json!(config.capacity);
     }
     let timeout = config.heartbeat.max(Duration::from_millis(200));
+    let mut token_file = TokenFile::new(&config);
+    let mut refusals = 0;
     loop {
         match client.call::<_, Value>(Method::POST, "/v1/nodes/heartbeat", Some(&body), timeout).await {
             Ok(_) => {
+                if refusals > 0 {
+                    tracing::info!(node = %config.node_id, "the controllers accept this agent's token again");
+                    refusals = 0;
+                }
                 contact.acked();
                 tokio::time::sleep(jittered(config.heartbeat)).await
+            }
+            Err(e) if auth::refused(&client, &config.node_id, "heartbeat", &e) => {
+                // A new token in the file is tried at once; the same one again only after a pause.
+                if !token_file.reload(&client) {
+                    tokio::time::sleep(auth::pause(refusals)).await;
+                }
+                refusals = refusals.saturating_add(1);
             }
             Err(e) => {
                 tracing::warn!(node = %config.node_id, error = %e, "heartbeat not acknowledged");

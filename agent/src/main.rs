@@ -3,6 +3,7 @@
 
 mod artifact;
 mod assignments;
+mod auth;
 mod config;
 mod heartbeat;
 mod process;
@@ -11,7 +12,7 @@ mod supervisor;
 use std::sync::Arc;
 
 use clap::Parser;
-use plum_sdk::Controllers;
+use plum_sdk::{Controllers, Options};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -21,10 +22,21 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let config = Arc::new(config::AgentConfig::from_args(config::Args::parse())?);
+    let env_token = std::env::var(plum_sdk::config::TOKEN_ENV).ok();
+    let config = Arc::new(config::AgentConfig::from_args(config::Args::parse(), env_token)?);
     std::fs::create_dir_all(&config.data_dir)?;
-    let client = Arc::new(Controllers::new(config.controllers.clone()));
-    tracing::info!(node = %config.node_id, controllers = ?config.controllers, "agent starting");
+    let options = Options { token: config.token.as_ref().map(|t| t.0.clone()), ..Options::default() };
+    let client = Arc::new(Controllers::with_options(config.controllers.clone(), options));
+    let token = match (&config.token, &config.token_file) {
+        (None, _) => "none".to_string(),
+        (Some(_), Some(file)) => format!("from {}", file.display()),
+        (Some(_), None) => "from PLUM_TOKEN".to_string(),
+    };
+    tracing::info!(node = %config.node_id, controllers = ?config.controllers, %token, "agent starting");
+    if config.token_file_ignored {
+        tracing::warn!("both PLUM_TOKEN and a token file are set: using PLUM_TOKEN, ignoring the file");
+    }
+    tokio::spawn(auth::check(client.clone(), config.node_id.clone()));
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
     let contact = Arc::new(heartbeat::Contact::new());
     tokio::spawn(heartbeat::run(config.clone(), client.clone(), contact.clone()));

@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::artifact;
 use crate::assignments::Desired;
 use crate::config::AgentConfig;
 use crate::heartbeat::Contact;
 use crate::process::{self, Proc};
+use crate::{artifact, auth};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -171,14 +171,18 @@ async fn report(
 ) {
     let body = json!({"instanceId": id, "nodeId": config.node_id, "phase": phase, "port": port, "healthy": healthy,
                       "exitCode": exit});
-    if let Err(e) = client.call::<_, Value>(Method::POST, "/v1/instances/status", Some(&body), CALL_TIMEOUT).await {
+    if let Err(e) = client.call::<_, Value>(Method::POST, "/v1/instances/status", Some(&body), CALL_TIMEOUT).await
+        && !auth::refused(client, &config.node_id, "status report", &e)
+    {
         tracing::debug!(instance = %id, phase, error = %e, "status report not taken");
     }
 }
 
-async fn deregister(client: &Controllers, id: &str) {
+async fn deregister(client: &Controllers, config: &AgentConfig, id: &str) {
     let path = format!("/v1/services?instanceId={id}");
-    if let Err(e) = client.call::<(), Value>(Method::DELETE, &path, None, CALL_TIMEOUT).await {
+    if let Err(e) = client.call::<(), Value>(Method::DELETE, &path, None, CALL_TIMEOUT).await
+        && !auth::refused(client, &config.node_id, "deregistration", &e)
+    {
         tracing::warn!(instance = %id, error = %e, "deregistration failed");
     }
 }
@@ -275,7 +279,7 @@ async fn supervise(
                 }
             }
             Ended::Exited(code) => {
-                deregister(&client, &id).await;
+                deregister(&client, &config, &id).await;
                 report(&client, &config, &id, "Exited", 0, false, code).await;
                 // A run that lasted a while resets the backoff: only crash loops slow down.
                 failures = if started.elapsed() > Duration::from_secs(10) { 0 } else { failures + 1 };
@@ -368,6 +372,7 @@ async fn run_once(
                           "endpoints": [{"serviceName": service, "protocol": protocol, "port": port,
                                          "version": spec.version, "healthy": !standby}]});
         if let Err(e) = client.call::<_, Value>(Method::POST, "/v1/services/register", Some(&body), CALL_TIMEOUT).await
+            && !auth::refused(client, &config.node_id, "registration", &e)
         {
             tracing::warn!(instance = %id, error = %e, "registration failed; retried at the next renewal");
         }
@@ -390,7 +395,7 @@ async fn run_once(
             }
             code = child.wait() => return Ended::Exited(code),
             _ = &mut *stop => {
-                deregister(client, id).await;
+                deregister(client, config, id).await;
                 tokio::time::sleep(DRAIN).await;
                 child.stop(STOP_GRACE).await;
                 forget(config, id);

@@ -31,10 +31,46 @@ pub fn controllers(explicit: Option<&str>, env_file: &Path) -> Result<Vec<String
     Ok(urls)
 }
 
+/// The token every request of this process sends (`use_token`).
+static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The client token: `PLUM_TOKEN`, else the file `PLUM_TOKEN_FILE` names, else the file
+/// `.plum/cluster.env` names (`scripts/cluster.sh up` records the admin token's file there).
+pub fn find_token(env_file: &Path) -> Result<Option<String>> {
+    if let Ok(t) = std::env::var("PLUM_TOKEN") {
+        return Ok(Some(t.trim().to_string()));
+    }
+    let file = match std::env::var("PLUM_TOKEN_FILE") {
+        Ok(f) => Some(PathBuf::from(f)),
+        Err(_) => std::fs::read_to_string(env_file)
+            .ok()
+            .and_then(|text| text.lines().find_map(|l| l.strip_prefix("PLUM_TOKEN_FILE=")).map(PathBuf::from)),
+    };
+    let Some(file) = file else { return Ok(None) };
+    let text = std::fs::read_to_string(&file).with_context(|| format!("token file {}", file.display()))?;
+    Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string))
+}
+
+/// Sets the token `http_client` clients send; the first call wins.
+pub fn use_token(token: Option<String>) {
+    let _ = TOKEN.set(token);
+}
+
+/// The token set by `use_token`, if any.
+pub fn token() -> Option<&'static str> {
+    TOKEN.get().and_then(|t| t.as_deref())
+}
+
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = token().and_then(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(128)
         .timeout(timeout)
         .build()

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::auth::ClientAuthConfig;
 use crate::cluster::peer_auth::PeerAuth;
+use crate::serve::ServeLimits;
+use plum_types::Role;
 use std::time::Duration;
 
 use clap::Parser;
@@ -111,6 +114,29 @@ pub struct Args {
     /// Run without peer authentication: anyone who reaches the port can act as a replica.
     #[arg(long, env = "PLUM_INSECURE_NO_PEER_AUTH")]
     pub insecure_no_peer_auth: bool,
+    /// Run without client authentication: every client may do everything (local development
+    /// only).
+    #[arg(long, env = "PLUM_INSECURE_NO_CLIENT_AUTH")]
+    pub insecure_no_client_auth: bool,
+    /// What a request without a token may do (Plum's Go clients send none): none, read,
+    /// write or admin. Default: none.
+    #[arg(long, env = "PLUM_ANONYMOUS_ROLE")]
+    pub anonymous_role: Option<String>,
+    /// The bootstrap admin token (written on first start when absent). Default: `admin.token`
+    /// next to the cluster secret file, else in the data directory.
+    #[arg(long, env = "PLUM_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Open connections one client address may have at once; more get a 429 (default 1024).
+    #[arg(long, env = "PLUM_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
+    /// A request's headers must arrive within this (slow clients are cut off; idle connections
+    /// are closed after it too; default 30000).
+    #[arg(long, env = "PLUM_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// A request's body must arrive within this after its headers (default 30000; Raft
+    /// snapshots get ten times as long).
+    #[arg(long, env = "PLUM_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
 }
 
 /// The same settings from a TOML file.
@@ -138,6 +164,12 @@ pub struct FileConfig {
     pub snapshot_every: Option<u64>,
     pub cluster_secret_file: Option<PathBuf>,
     pub insecure_no_peer_auth: Option<bool>,
+    pub insecure_no_client_auth: Option<bool>,
+    pub anonymous_role: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub max_connections_per_client: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +226,23 @@ pub struct ControllerConfig {
     pub no_leader_wait: Duration,
     /// Signs this replica's requests to its peers and checks theirs.
     pub peer_auth: Arc<PeerAuth>,
+    pub client_auth: ClientAuthConfig,
+    pub serve: ServeLimits,
+}
+
+/// `--anonymous-role`: `none` or a role that needs no node.
+fn anonymous_role(raw: Option<&str>) -> Result<Option<Role>, ConfigError> {
+    match raw.map(str::trim) {
+        None | Some("none") => Ok(None),
+        Some(s) => match s.parse::<Role>() {
+            Ok(Role::Agent) => Err(ConfigError::Invalid(
+                "anonymous role `agent`: an agent acts for one node, which a request without a token cannot name"
+                    .into(),
+            )),
+            Ok(role) => Ok(Some(role)),
+            Err(e) => Err(ConfigError::Invalid(format!("anonymous role: {e}, or none"))),
+        },
+    }
 }
 
 pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
@@ -270,13 +319,60 @@ impl ControllerConfig {
         }
         let no_leader_wait = ms(args.no_leader_wait_ms.or(file.no_leader_wait_ms).unwrap_or(3000));
         let insecure = args.insecure_no_peer_auth || file.insecure_no_peer_auth.unwrap_or(false);
-        let peer_auth = match (args.cluster_secret_file.or(file.cluster_secret_file), insecure) {
-            (Some(path), _) => PeerAuth::from_file(&path)?,
+        let secret_file = args.cluster_secret_file.or(file.cluster_secret_file);
+        let peer_auth = match (&secret_file, insecure) {
+            (Some(path), _) => PeerAuth::from_file(path)?,
             (None, true) => PeerAuth::disabled(),
             (None, false) => return Err(ConfigError::NoPeerAuth),
         };
         let peer_auth = Arc::new(peer_auth);
-        Ok(ControllerConfig { id, listen, advertise, data_dir, peers, liveness, raft, no_leader_wait, peer_auth })
+        let client_auth = if args.insecure_no_client_auth || file.insecure_no_client_auth.unwrap_or(false) {
+            ClientAuthConfig::disabled()
+        } else {
+            let next_to_secret = secret_file.as_ref().and_then(|s| s.parent()).map(|dir| dir.join("admin.token"));
+            let admin_token_file = args
+                .admin_token_file
+                .or(file.admin_token_file)
+                .or(next_to_secret)
+                .unwrap_or_else(|| data_dir.join("admin.token"));
+            ClientAuthConfig {
+                enabled: true,
+                anonymous: anonymous_role(args.anonymous_role.or(file.anonymous_role).as_deref())?,
+                admin_token_file: Some(admin_token_file),
+            }
+        };
+        let defaults = ServeLimits::default();
+        let serve = ServeLimits {
+            max_connections_per_client: args
+                .max_connections_per_client
+                .or(file.max_connections_per_client)
+                .unwrap_or(defaults.max_connections_per_client),
+            header_timeout: args
+                .header_timeout_ms
+                .or(file.header_timeout_ms)
+                .map(ms)
+                .unwrap_or(defaults.header_timeout),
+            body_timeout: args.body_timeout_ms.or(file.body_timeout_ms).map(ms).unwrap_or(defaults.body_timeout),
+            ..defaults
+        };
+        if serve.max_connections_per_client == 0 || serve.header_timeout.is_zero() || serve.body_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "connections per client, the header timeout and the body timeout must be above 0".into(),
+            ));
+        }
+        Ok(ControllerConfig {
+            id,
+            listen,
+            advertise,
+            data_dir,
+            peers,
+            liveness,
+            raft,
+            no_leader_wait,
+            peer_auth,
+            client_auth,
+            serve,
+        })
     }
 }
 
@@ -318,6 +414,31 @@ mod tests {
             Err(ConfigError::Toml { .. })
         ));
         assert!(matches!(ControllerConfig::from_args(Args::default()), Err(ConfigError::Missing("id"))));
+    }
+
+    #[test]
+    fn client_authentication_is_on_unless_switched_off_and_the_anonymous_role_is_explicit() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123\n").unwrap();
+        let base = || Args {
+            id: Some(1),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            data_dir: Some(dir.path().join("data")),
+            cluster_secret_file: Some(secret.clone()),
+            ..Args::default()
+        };
+        let on = ControllerConfig::from_args(base()).unwrap().client_auth;
+        assert!(on.enabled);
+        assert_eq!(on.anonymous, None, "default: a request without a token may do nothing");
+        assert_eq!(on.admin_token_file, Some(dir.path().join("admin.token")), "next to the secret");
+        let off = ControllerConfig::from_args(Args { insecure_no_client_auth: true, ..base() }).unwrap();
+        assert!(!off.client_auth.enabled);
+        let role = |r: &str| ControllerConfig::from_args(Args { anonymous_role: Some(r.into()), ..base() });
+        assert_eq!(role("write").unwrap().client_auth.anonymous, Some(Role::Write));
+        assert_eq!(role("none").unwrap().client_auth.anonymous, None);
+        assert!(matches!(role("agent"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(role("root"), Err(ConfigError::Invalid(_))));
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! - [`server`]: wiring, serving, graceful shutdown.
 
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod liveness;
 pub mod rollout;
 pub mod scheduler;
+pub mod serve;
 pub mod server;
 pub mod state;

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use plum_raft_store::StoreOptions;
 use tokio::net::TcpListener;
 
@@ -32,6 +31,8 @@ pub enum ServerError {
     Listen { addr: String, source: std::io::Error },
     #[error("serve: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    AdminToken(#[from] crate::auth::bootstrap::BootstrapError),
 }
 
 /// How often the cluster secret file is checked for a change.
@@ -58,6 +59,11 @@ pub async fn run(
     std::fs::create_dir_all(&store_dir)
         .map_err(|source| ServerError::DataDir { path: store_dir.display().to_string(), source })?;
 
+    // Before anything starts: a replica that cannot read or write its admin token file stops here.
+    let admin_token = match &config.client_auth.admin_token_file {
+        Some(path) => Some(crate::auth::bootstrap::load_or_create(path)?),
+        None => None,
+    };
     let tracker = Arc::new(Tracker::new(config.liveness.default_ttls()));
     let (app, applied) = RegistryApp::new(Some(tracker.clone()));
     let app = Arc::new(RwLock::new(app));
@@ -68,12 +74,17 @@ pub async fn run(
     let batcher = RenewBatcher::start(cluster.clone(), tracker.clone());
     let state = Arc::new(AppState::new(cluster.clone(), tracker, batcher));
 
-    // Small Raft and API messages must not wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise, "controller replica serving");
     tokio::spawn(bootstrap::run(cluster.clone(), config.peers.clone()));
+    if let Some((token_id, hash)) = admin_token {
+        tokio::spawn(crate::auth::bootstrap::record(cluster.clone(), token_id, hash));
+    }
+    if !config.client_auth.enabled {
+        tracing::warn!(
+            id = config.id,
+            "client authentication is OFF (--insecure-no-client-auth): anyone may do anything"
+        );
+    }
 
     let shutdown_cluster = cluster.clone();
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
@@ -85,8 +96,8 @@ pub async fn run(
             auth.reload_if_changed();
         }
     });
-    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let app = api::router(state);
+    let serve = crate::serve::serve(listener, app, config.serve.clone(), async move {
         shutdown.await;
         shutdown_cluster.step_down().await;
         let _ = stopping_tx.send(());
@@ -94,7 +105,7 @@ pub async fn run(
     // In-flight requests get a short grace period; long polls (KV watches) do not hold the
     // process up: a stopping replica is already out of the cluster.
     tokio::select! {
-        served = serve.into_future() => served.map_err(ServerError::Serve)?,
+        served = serve => served.map_err(ServerError::Serve)?,
         _ = async {
             let _ = stopping.await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -95,6 +95,9 @@ fn replica() -> &'static Replica {
             max_ttl_ms: Some(DAY_MS),
             dead_retention_ms: Some(DAY_MS),
             renew_flush_ms: Some(DAY_MS / 2),
+            // Client authentication stays on, so the client guard reads every mutated
+            // `Authorization` header; requests without one act as admin to reach every handler.
+            anonymous_role: Some("admin".into()),
             ..Args::default()
         };
         let config = ControllerConfig::from_args(args).expect("config");
@@ -270,7 +273,10 @@ fn refused_as_malformed(req: &Req, a: &Answer) -> bool {
     let failed_proposal = route_of(req) == "/internal/v1/propose"
         && a.status == 200
         && matches!(codec::decode::<ProposeReply>(&a.body), Ok(ProposeReply::Failed { .. }));
-    matches!(a.status, 400 | 401 | 405 | 413 | 415) || unknown_route || (a.status == 404 && read) || failed_proposal
+    matches!(a.status, 400 | 401 | 403 | 405 | 413 | 415)
+        || unknown_route
+        || (a.status == 404 && read)
+        || failed_proposal
 }
 
 /// Sends `req` and checks its answer; a refused request must not move the applied index.
@@ -370,6 +376,8 @@ enum F {
     Count,
     Addr,
     MemberId,
+    /// A token role.
+    Role,
     Obj(&'static [(&'static str, F)]),
     Arr(&'static F),
 }
@@ -453,6 +461,7 @@ const INSTANCE_STATUS: &[(&str, F)] = &[
     ("tsUnix", F::U64),
 ];
 const MEMBERSHIP: &[(&str, F)] = &[("id", F::MemberId), ("apiAddr", F::Addr)];
+const TOKEN: &[(&str, F)] = &[("name", F::Short), ("role", F::Role), ("nodeId", F::Node)];
 
 const NODES: &[&str] = &["n1", "n2", "n3", "agent-1"];
 const INSTANCES: &[&str] = &["i1", "i2", "i3", "web-r1-0", "web-r1-standby-0", "job-r2-0"];
@@ -571,6 +580,7 @@ fn good(f: F) -> BoxedStrategy<Value> {
         .boxed(),
         F::Addr => s(text(&["127.0.0.1:9", "nohost", "http://127.0.0.1:1/", ""])),
         F::MemberId => number(&[0, 1, 2, 9, u64::MAX as i128, -1]),
+        F::Role => s(text(&["", "read", "agent", "write", "admin", "root", "Admin"])),
         F::Obj(fields) => object(fields),
         F::Arr(item) => prop_oneof![
             12 => vec(value(*item), 0..4).prop_map(Value::Array),
@@ -611,6 +621,7 @@ fn tame(f: F) -> BoxedStrategy<Value> {
         F::Fencing => s(&["stop", "none"]),
         F::Addr => s(&["127.0.0.1:9"]),
         F::MemberId => select(&[0u64, 2, 9][..]).prop_map(Value::from).boxed(),
+        F::Role => s(&["read", "agent", "write", "admin"]),
         F::Obj(fields) => fields_of(fields, 0.8, tame),
         F::Arr(item) => vec(tame(*item), 0..3).prop_map(Value::Array).boxed(),
     }
@@ -921,6 +932,9 @@ const CLUSTER_ROUTES: &[Route] = &[
     Route { path: "/v1/cluster/members/{member}", methods: &["DELETE"], bodies: &[Body::None], query: &[] },
     Route { path: "/v1/cluster/transfer-leader", methods: &["POST"], bodies: &[Body::Json(MEMBERSHIP)], query: &[] },
     Route { path: "/v1/cluster/reschedule", methods: &["POST"], bodies: &[Body::None], query: &[] },
+    Route { path: "/v1/tokens", methods: &["GET", "POST"], bodies: &[Body::Json(TOKEN)], query: &[] },
+    Route { path: "/v1/tokens/{member}", methods: &["DELETE"], bodies: &[Body::None], query: &[] },
+    Route { path: "/v1/auth/whoami", methods: &["GET"], bodies: &[Body::None], query: &[] },
 ];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "FUZZ"];
@@ -933,8 +947,21 @@ fn headers() -> BoxedStrategy<Vec<(String, String)>> {
     let redirect = proptest::option::weighted(0.1, select(&["1", "true", "no"][..]));
     let accept_gzip = proptest::option::weighted(0.15, Just("gzip"));
     let last_event = proptest::option::weighted(0.1, select(&["3", "-1", "abc", "99999999999999999999"][..]));
-    (content_type, redirect, accept_gzip, last_event)
-        .prop_map(|(ct, redirect, gz, last)| {
+    // Unusable, malformed and well-formed but unknown tokens: all refused (401) before a handler.
+    let authorization = proptest::option::weighted(
+        0.1,
+        select(
+            &[
+                "Bearer nonsense",
+                "Basic dXNlcjpwYXNz",
+                "Bearer",
+                "bearer plum_0123456789ab_0000000000000000000000000000000000000000000000000000000000000000",
+                "Bearer plum_0123456789ab_00",
+            ][..],
+        ),
+    );
+    (content_type, redirect, accept_gzip, last_event, authorization)
+        .prop_map(|(ct, redirect, gz, last, authorization)| {
             let mut h = Vec::new();
             let mut add = |k: &str, v: Option<&str>| {
                 if let Some(v) = v {
@@ -945,6 +972,7 @@ fn headers() -> BoxedStrategy<Vec<(String, String)>> {
             add(plum_types::headers::REDIRECT, redirect);
             add("accept-encoding", gz);
             add("last-event-id", last);
+            add("authorization", authorization);
             h
         })
         .boxed()

@@ -39,7 +39,14 @@ async fn a_replica_runs_in_process_and_forgets_long_dead_instances() {
         let _ = stopped.await;
     }));
 
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+    // The bootstrap admin token, written next to the cluster secret on first start.
+    let token_file = dir.path().join("admin.token");
+    wait_for(Duration::from_secs(30), "the admin token file", async || token_file.exists()).await;
+    let token = std::fs::read_to_string(&token_file).expect("admin token written at start");
+    let auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim())).unwrap();
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
+    let http =
+        reqwest::Client::builder().no_proxy().default_headers(headers).timeout(Duration::from_secs(5)).build().unwrap();
     let base = format!("http://{addr}");
     let register = json!({"instanceId": "i1", "ip": "10.0.0.1", "endpoints": [{"serviceName": "gone", "port": 80}]});
     wait_for(Duration::from_secs(30), "the single replica to accept a registration", async || {

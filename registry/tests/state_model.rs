@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use plum_raft_store::{DataOp, DataWrites, StateMachineApp, decode_rows, encode_rows};
 use plum_registry::state::{
     Command, CommandResult, EndpointRecord, InstanceRecord, KvRecord, KvWrite, NodeRecord, Op, REQUEST_WINDOW_MS,
-    Registry, RegistryApp,
+    Registry, RegistryApp, TokenRecord,
 };
-use plum_types::{Endpoint, HealthReport, KvItem, KvType, NodeDetail, NodeHealth, NodeSummary};
+use plum_types::{Endpoint, HealthReport, KvItem, KvType, NodeDetail, NodeHealth, NodeSummary, Role, TokenInfo};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -44,6 +44,7 @@ const KEYS: &[&str] = &["k0", "k1", "k1/x", "k2", "k3"];
 const VALUES: &[&str] = &["x", "y"];
 const KINDS: &[KvType] = &[KvType::String, KvType::Int];
 const REQUEST_IDS: &[&str] = &["r0", "r1"];
+const TOKEN_IDS: &[&str] = &["t0", "t1", "t2"];
 
 const QUERY_NODES: &[&str] = &["n0", "n1", "n2", "n3", "n4"];
 const QUERY_SERVICES: &[&str] = &["s0", "s1", "s2", "s9"];
@@ -123,6 +124,18 @@ fn health_change() -> impl Strategy<Value = Op> {
         .prop_map(|(instance_id, reports, ttl_ms)| Op::SetHealth { instance_id, reports, ttl_ms })
 }
 
+fn token_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (pick(TOKEN_IDS), select(&Role::ALL[..]), any::<bool>(), 1u64..10).prop_map(|(id, role, bootstrap, at)| {
+            let node_id = if role == Role::Agent { "n1".to_string() } else { String::new() };
+            let hash = format!("{:064x}", at);
+            let token = TokenRecord { id, name: "t".into(), role, node_id, hash, created_ms: at * 1000 };
+            Op::CreateToken { token, bootstrap }
+        }),
+        pick(TOKEN_IDS).prop_map(|id| Op::RevokeToken { id }),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     // Mostly unconditional writes: a random expected version is usually a conflict.
     let expect_version = || proptest::option::weighted(0.3, 0u64..4);
@@ -145,6 +158,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (pick(NAMESPACES), pick(KEYS), expect_version())
             .prop_map(|(ns, key, expect_version)| Op::KvDelete { ns, key, expect_version }),
         2 => (pick(NAMESPACES), vec(kv_write(), 0..4)).prop_map(|(ns, writes)| Op::KvBatch { ns, writes }),
+        2 => token_op(),
     ]
 }
 
@@ -261,6 +275,9 @@ struct Model {
     deleted_at: BTreeMap<String, u64>,
     /// Request id -> (namespace, key, (leader time, result)) of recent KV writes that carried one.
     requests: BTreeMap<String, (String, String, (u64, KvRecord))>,
+    tokens: BTreeMap<String, TokenInfo>,
+    /// A bootstrap token was recorded once (revoking it does not undo this).
+    bootstrapped: bool,
 }
 
 impl Model {
@@ -453,6 +470,25 @@ impl Model {
                     .sum();
                 CommandResult::Changed { count }
             }
+            Op::CreateToken { token, bootstrap } => {
+                if self.tokens.contains_key(&token.id) || (*bootstrap && self.bootstrapped) {
+                    return CommandResult::Changed { count: 0 };
+                }
+                self.bootstrapped |= *bootstrap;
+                let info = TokenInfo {
+                    id: token.id.clone(),
+                    name: token.name.clone(),
+                    role: token.role,
+                    node_id: (!token.node_id.is_empty()).then(|| token.node_id.clone()),
+                    created_at: token.created_ms / 1000,
+                };
+                self.tokens.insert(token.id.clone(), info);
+                CommandResult::Changed { count: 1 }
+            }
+            Op::RevokeToken { id } => match self.tokens.remove(id) {
+                Some(_) => CommandResult::Done,
+                None => CommandResult::NotFound,
+            },
             // Deployments are checked by the scheduler's and the API's tests; logs here do not
             // contain them.
             Op::CreateDeployment { .. }
@@ -519,9 +555,13 @@ trait View {
     fn kv_namespaces(&self) -> Vec<String>;
     fn kv_keys(&self, ns: &str) -> Vec<String>;
     fn kv_change_index(&self, ns: &str, prefix: &str) -> u64;
+    fn tokens(&self) -> (Vec<TokenInfo>, bool);
 }
 
 impl View for Registry {
+    fn tokens(&self) -> (Vec<TokenInfo>, bool) {
+        (Registry::tokens(self), self.tokens_bootstrapped())
+    }
     fn nodes(&self) -> Vec<NodeSummary> {
         Registry::nodes(self)
     }
@@ -558,6 +598,9 @@ impl View for Registry {
 }
 
 impl View for Model {
+    fn tokens(&self) -> (Vec<TokenInfo>, bool) {
+        (self.tokens.values().cloned().collect(), self.bootstrapped)
+    }
     fn nodes(&self) -> Vec<NodeSummary> {
         self.nodes
             .iter()
@@ -683,6 +726,7 @@ enum Answer {
     Item(Option<KvItem>),
     Items(Vec<KvItem>),
     Index(u64),
+    Tokens((Vec<TokenInfo>, bool)),
 }
 
 /// Every read over the id space, each labelled with the call that produced it.
@@ -705,6 +749,7 @@ fn observe(v: &impl View) -> Vec<(String, Answer)> {
             }
         }
     }
+    out.push(("tokens()".to_string(), Answer::Tokens(v.tokens())));
     out.push(("kv_namespaces()".to_string(), Answer::Names(v.kv_namespaces())));
     for ns in QUERY_NAMESPACES {
         out.push((format!("kv_keys({ns})"), Answer::Names(v.kv_keys(ns))));

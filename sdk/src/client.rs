@@ -1,5 +1,5 @@
 //! The SDK's entry point: one [`Client`] per process, sharing one transport (connection pool,
-//! leader knowledge, breakers) between KV, discovery and registration.
+//! leader knowledge, breakers, token) between KV, discovery, registration and tokens.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,11 +11,20 @@ use crate::discovery::{Discovered, Discovery, DiscoveryOptions, Query};
 use crate::error::ClientError;
 use crate::kv::Kv;
 use crate::registration::Registrar;
+use crate::tokens::Tokens;
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
     pub transport: Options,
     pub discovery: DiscoveryOptions,
+}
+
+impl ClientOptions {
+    /// Sends `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> ClientOptions {
+        self.transport.token = Some(token.into());
+        self
+    }
 }
 
 pub struct Client {
@@ -31,7 +40,8 @@ impl Client {
         Ok(Client::over(Arc::new(Controllers::with_options(urls, options.transport.clone())), options))
     }
 
-    /// From `PLUM_CONTROLLERS` or the nearest `.plum/cluster.env`.
+    /// From `PLUM_CONTROLLERS` or the nearest `.plum/cluster.env`; the token, unless `options`
+    /// has one, from `PLUM_TOKEN` or the file `PLUM_TOKEN_FILE` names.
     pub fn from_env(options: ClientOptions) -> Result<Client, ClientError> {
         Ok(Client::over(Arc::new(Controllers::from_env(None, options.transport.clone())?), options))
     }
@@ -46,6 +56,11 @@ impl Client {
 
     pub fn kv(&self) -> Kv {
         Kv::new(self.c.clone())
+    }
+
+    /// Token management (admin) and `whoami`.
+    pub fn tokens(&self) -> Tokens {
+        Tokens::new(self.c.clone())
     }
 
     /// The discovery cache (created on first use).

@@ -5,13 +5,20 @@
 //! opens that replica's circuit breaker so later requests skip it. Between rounds over the
 //! replicas the client waits with exponential backoff and full jitter, all within the request's
 //! deadline. A write whose outcome became unknown is resent only when it is idempotent.
+//!
+//! With a token, every request carries `Authorization: Bearer <token>`. A `401` or `403` is
+//! an answer, not a replica failure: it is returned at once ([`ClientError::Unauthorized`],
+//! [`ClientError::Forbidden`]), never tried on another replica, and leaves the breakers alone.
 
+use std::fmt;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use plum_types::ErrorBody;
 use plum_types::headers as h;
 use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
@@ -45,7 +52,7 @@ pub struct Answer<T> {
     pub body: T,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// How long one attempt at one replica may take.
     pub attempt_timeout: Duration,
@@ -57,6 +64,40 @@ pub struct Options {
     /// Negotiate gzip: ask for compressed answers, compress large bodies once the cluster
     /// said it accepts them.
     pub gzip: bool,
+    /// Sent as `Authorization: Bearer <token>` on every request (blank: none). Never shown by
+    /// `Debug`. [`Controllers::from_env`] fills it from `PLUM_TOKEN` / `PLUM_TOKEN_FILE` when
+    /// it is `None`.
+    pub token: Option<String>,
+}
+
+impl Options {
+    pub fn with_token(mut self, token: impl Into<String>) -> Options {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("deadline", &self.deadline)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .field("breaker", &self.breaker)
+            .field("gzip", &self.gzip)
+            .field("token", &self.token.as_ref().map(|_| Redacted))
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Options {
@@ -68,6 +109,7 @@ impl Default for Options {
             backoff: Backoff::default(),
             breaker: BreakerPolicy::default(),
             gzip: true,
+            token: None,
         }
     }
 }
@@ -139,6 +181,21 @@ pub struct Controllers {
     last: AtomicUsize,
     /// A replica said (`Accept-Encoding` on an answer) that it takes gzipped bodies.
     gzip_accepted: AtomicBool,
+    /// The `Authorization` value in force (marked sensitive: `Debug` of a header map hides
+    /// it), or why the token given cannot be sent (every request then fails with that).
+    auth: RwLock<Auth>,
+}
+
+type Auth = Result<Option<HeaderValue>, String>;
+
+/// The header value for `token`; blank is no token. Errors never repeat the token.
+fn auth_header(token: Option<&str>) -> Auth {
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+    crate::config::check_token(token)?;
+    let mut value =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "the token is not valid".to_string())?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 /// How one attempt ended.
@@ -163,7 +220,9 @@ impl Controllers {
             .no_proxy()
             .tcp_nodelay(true)
             .connect_timeout(options.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the controller's header timeout (30 s), after which it closes idle
+            // connections: we close first, so no request races a closing connection.
+            .pool_idle_timeout(Duration::from_secs(20))
             .gzip(options.gzip)
             // Redirects to the leader are ours to follow: reqwest following them itself would
             // hide the leader hint and keep knocking on a leader that just died.
@@ -174,6 +233,7 @@ impl Controllers {
             .into_iter()
             .map(|u| Replica { url: u.trim_end_matches('/').to_string(), breaker: Breaker::default() })
             .collect();
+        let auth = RwLock::new(auth_header(options.token.as_deref()));
         Controllers {
             replicas,
             http,
@@ -181,12 +241,44 @@ impl Controllers {
             leader: AtomicUsize::new(NONE),
             last: AtomicUsize::new(0),
             gzip_accepted: AtomicBool::new(false),
+            auth,
         }
     }
 
-    /// From an explicit list, `PLUM_CONTROLLERS`, or the nearest `.plum/cluster.env`.
-    pub fn from_env(explicit: Option<&str>, options: Options) -> Result<Controllers, ClientError> {
-        Ok(Controllers::with_options(crate::config::resolve(explicit)?, options))
+    /// From an explicit list, `PLUM_CONTROLLERS`, or the nearest `.plum/cluster.env`; without a
+    /// token in `options`, the one in `PLUM_TOKEN` or the file `PLUM_TOKEN_FILE` names, else
+    /// (controllers from `.plum/cluster.env` only) the token file that file names.
+    pub fn from_env(explicit: Option<&str>, mut options: Options) -> Result<Controllers, ClientError> {
+        let (urls, env_file_token) = crate::config::resolve_with_token_file(explicit)?;
+        if options.token.is_none() {
+            options.token = match crate::config::token_from_env()? {
+                Some(t) => Some(t),
+                None => env_file_token.map(|f| crate::config::read_token_file(&f)).transpose()?,
+            };
+        }
+        Ok(Controllers::with_options(urls, options))
+    }
+
+    /// Replaces the token sent from now on (`None`: send none), e.g. after the token file was
+    /// rotated. A token that cannot be sent is refused and the one in force kept.
+    /// [`Controllers::options`] still shows the token the transport was built with.
+    pub fn set_token(&self, token: Option<&str>) -> Result<(), ClientError> {
+        let value = auth_header(token).map_err(ClientError::Config)?;
+        *self.auth.write().unwrap_or_else(|p| p.into_inner()) = Ok(value);
+        Ok(())
+    }
+
+    /// Whether requests carry a token.
+    pub fn has_token(&self) -> bool {
+        matches!(*self.auth.read().unwrap_or_else(|p| p.into_inner()), Ok(Some(_)))
+    }
+
+    /// Adds this transport's `Authorization` header to a request built on [`Controllers::http`].
+    pub fn authorize(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &*self.auth.read().unwrap_or_else(|p| p.into_inner()) {
+            Ok(Some(value)) => builder.header(AUTHORIZATION, value.clone()),
+            _ => builder,
+        }
     }
 
     pub fn urls(&self) -> Vec<String> {
@@ -202,7 +294,9 @@ impl Controllers {
         &self.options
     }
 
-    /// The shared HTTP client (connection pool), for watches that hold a connection open.
+    /// The shared HTTP client (connection pool), for watches that hold a connection open. It
+    /// sends no token by itself (so it can also call services safely): requests to the
+    /// controllers go through [`Controllers::authorize`].
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -238,6 +332,7 @@ impl Controllers {
         if self.replicas.is_empty() {
             return Err(ClientError::Config("no controller addresses".into()));
         }
+        let auth = self.auth.read().unwrap_or_else(|p| p.into_inner()).clone().map_err(ClientError::Config)?;
         let started = Instant::now();
         let deadline = started + req.deadline.unwrap_or(self.options.deadline);
         let attempt_timeout = req.attempt_timeout.unwrap_or(self.options.attempt_timeout);
@@ -256,7 +351,7 @@ impl Controllers {
                     return Err(ClientError::Unreachable(format!("deadline passed; last: {last_error}")));
                 }
                 let timeout = attempt_timeout.min(deadline - now);
-                let attempt = self.attempt(at, &req, timeout, hold).await;
+                let attempt = self.attempt(at, &req, timeout, hold, auth.as_ref()).await;
                 let url = &self.replicas[at].url;
                 if tracing::enabled!(tracing::Level::TRACE) {
                     let outcome = match &attempt {
@@ -309,6 +404,14 @@ impl Controllers {
                             continue;
                         }
                         self.last.store(at, Ordering::Relaxed);
+                        // Every replica checks tokens against the same replicated list: asking
+                        // another would only repeat the answer.
+                        if status == 401 {
+                            return Err(ClientError::Unauthorized(error_message(status, &text)));
+                        }
+                        if status == 403 {
+                            return Err(ClientError::Forbidden(error_message(status, &text)));
+                        }
                         if !(200..300).contains(&status) {
                             return Err(ClientError::Status { status, body: text });
                         }
@@ -348,9 +451,19 @@ impl Controllers {
 
     /// One try at one replica. Writes ask for a redirect to the leader (one hop less than the
     /// replica passing it on) unless `hold`.
-    async fn attempt(&self, at: usize, req: &Request, timeout: Duration, hold: bool) -> Attempt {
+    async fn attempt(
+        &self,
+        at: usize,
+        req: &Request,
+        timeout: Duration,
+        hold: bool,
+        auth: Option<&HeaderValue>,
+    ) -> Attempt {
         let url = format!("{}{}", self.replicas[at].url, req.path);
         let mut builder = self.http.request(req.method.clone(), url).timeout(timeout);
+        if let Some(value) = auth {
+            builder = builder.header(AUTHORIZATION, value.clone());
+        }
         if !hold {
             builder = builder.header(h::REDIRECT, "1");
         }
@@ -416,6 +529,15 @@ pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ClientError> {
     serde_json::from_str(text).map_err(|e| ClientError::Decode(format!("{e}: {}", clip(text))))
 }
 
+/// The `error` of a JSON error body, else the (clipped) text, else the status.
+fn error_message(status: u16, text: &str) -> String {
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(b) if !b.error.trim().is_empty() => clip(b.error.trim()),
+        _ if !text.trim().is_empty() => clip(text.trim()),
+        _ => format!("HTTP {status}"),
+    }
+}
+
 /// An error and its causes (reqwest's own message alone does not say "connection refused").
 fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -433,5 +555,151 @@ fn clip(text: &str) -> String {
     match text.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    const TOKEN: &str = "plum_0123456789ab_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A loopback replica answering every request with `status` and `body`; it counts the
+    /// requests and keeps the `Authorization` each carried.
+    struct Replica {
+        url: String,
+        hits: Arc<AtomicU32>,
+        auth: Arc<Mutex<Vec<Option<String>>>>,
+    }
+
+    impl Replica {
+        fn hits(&self) -> u32 {
+            self.hits.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn replica(status: StatusCode, body: &'static str) -> Replica {
+        let (hits, auth) = (Arc::new(AtomicU32::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let (h, a) = (hits.clone(), auth.clone());
+        let app = Router::new().fallback(move |headers: HeaderMap| {
+            let (h, a) = (h.clone(), a.clone());
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+                a.lock().unwrap().push(value);
+                (status, body)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Replica { url, hits, auth }
+    }
+
+    fn transport(replicas: &[&Replica], token: Option<&str>) -> Controllers {
+        let options =
+            Options { deadline: Duration::from_secs(3), token: token.map(str::to_string), ..Options::default() };
+        Controllers::with_options(replicas.iter().map(|r| r.url.clone()).collect(), options)
+    }
+
+    fn put() -> Request {
+        Request::write(Method::PUT, "/v1/kv/a/key/b", Some(&serde_json::json!({"value": "x"})), true).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_token_and_none_without_one() {
+        let r = replica(StatusCode::OK, "{}").await;
+        let c = transport(&[&r], Some(&format!("  {TOKEN}\n")));
+        assert!(c.has_token());
+        c.send_text(Request::get("/v1/nodes")).await.unwrap();
+        c.send_text(put()).await.unwrap();
+        c.send_text(Request::get("/v1/discovery?service=s&watch=true&index=3")).await.unwrap();
+        let bearer = format!("Bearer {TOKEN}");
+        assert_eq!(*r.auth.lock().unwrap(), vec![Some(bearer.clone()); 3]);
+
+        // Requests built on the shared client carry it only when authorized explicitly.
+        c.authorize(c.http().get(format!("{}/x", r.url))).send().await.unwrap();
+        c.http().get(format!("{}/x", r.url)).send().await.unwrap();
+        assert_eq!(r.auth.lock().unwrap()[3..], [Some(bearer), None]);
+
+        let anonymous = transport(&[&r], None);
+        assert!(!anonymous.has_token());
+        anonymous.send_text(Request::get("/v1/nodes")).await.unwrap();
+        assert_eq!(r.auth.lock().unwrap().last(), Some(&None));
+        let blank = transport(&[&r], Some("  "));
+        assert!(!blank.has_token(), "a blank token is no token");
+    }
+
+    #[tokio::test]
+    async fn unauthorized_and_forbidden_end_the_request_at_the_first_replica() {
+        let denied = replica(StatusCode::UNAUTHORIZED, r#"{"error":"token revoked"}"#).await;
+        let other = replica(StatusCode::OK, "{}").await;
+        let c = transport(&[&denied, &other], Some(TOKEN));
+        // More than the breaker's failure threshold: a failure would have opened it.
+        for _ in 0..5 {
+            match c.send_text(Request::get("/v1/nodes")).await {
+                Err(ClientError::Unauthorized(m)) => assert_eq!(m, "token revoked"),
+                other => panic!("expected Unauthorized, got {other:?}"),
+            }
+            assert!(matches!(c.send_text(put()).await, Err(ClientError::Unauthorized(_))));
+        }
+        assert_eq!((denied.hits(), other.hits()), (10, 0), "never retried elsewhere");
+        assert!(!c.replicas[0].breaker.is_open(Instant::now()), "not a replica failure");
+
+        let refused = replica(StatusCode::FORBIDDEN, r#"{"error":"role read may not write"}"#).await;
+        let c = transport(&[&refused, &other], Some(TOKEN));
+        for _ in 0..5 {
+            match c.send_text(put()).await {
+                Err(ClientError::Forbidden(m)) => assert_eq!(m, "role read may not write"),
+                other => panic!("expected Forbidden, got {other:?}"),
+            }
+        }
+        assert_eq!((refused.hits(), other.hits()), (5, 0));
+        assert!(!c.replicas[0].breaker.is_open(Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn auth_errors_without_a_json_body_still_say_something() {
+        let plain = replica(StatusCode::UNAUTHORIZED, "go away").await;
+        let empty = replica(StatusCode::FORBIDDEN, "").await;
+        let e = transport(&[&plain], None).send_text(Request::get("/")).await.unwrap_err();
+        assert_eq!(e.to_string(), "unauthorized: go away");
+        let e = transport(&[&empty], None).send_text(Request::get("/")).await.unwrap_err();
+        assert_eq!(e.to_string(), "forbidden: HTTP 403");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_be_sent_fails_every_request_without_showing_it() {
+        let r = replica(StatusCode::OK, "{}").await;
+        let c = transport(&[&r], Some("secret with spaces"));
+        let e = c.send_text(Request::get("/v1/nodes")).await.unwrap_err();
+        assert!(matches!(&e, ClientError::Config(m) if !m.contains("secret")), "{e:?}");
+        assert_eq!(r.hits(), 0);
+
+        // A new token replaces it; a bad one is refused and the one in force kept.
+        c.set_token(Some("plum_new")).unwrap();
+        assert!(c.set_token(Some("bad\ttoken")).is_err());
+        c.send_text(Request::get("/v1/nodes")).await.unwrap();
+        c.set_token(None).unwrap();
+        c.send_text(Request::get("/v1/nodes")).await.unwrap();
+        assert_eq!(*r.auth.lock().unwrap(), vec![Some("Bearer plum_new".to_string()), None]);
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let options = Options::default().with_token(TOKEN);
+        let text = format!("{options:?}");
+        assert!(text.contains("token: Some(<redacted>)") && !text.contains("plum_"), "{text}");
+        assert!(format!("{:?}", Options::default()).contains("token: None"));
+        let client = crate::client::ClientOptions::default().with_token(TOKEN);
+        assert!(!format!("{client:?}").contains("plum_"));
+        let value = auth_header(Some(TOKEN)).unwrap().unwrap();
+        assert!(!format!("{value:?}").contains("plum_"), "the header is marked sensitive");
     }
 }

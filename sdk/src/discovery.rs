@@ -187,6 +187,7 @@ async fn fetch(
 async fn keep_fresh(cache: Weak<Discovery>, service: String, tx: watch::Sender<Snapshot>) {
     let backoff = Backoff { base: Duration::from_millis(50), max: Duration::from_secs(2) };
     let mut failures = 0;
+    let mut refused = false;
     loop {
         let Some(d) = cache.upgrade() else { return };
         let (c, wait) = (d.c.clone(), d.options.watch_wait);
@@ -195,6 +196,7 @@ async fn keep_fresh(cache: Weak<Discovery>, service: String, tx: watch::Sender<S
         match fetch(&c, &service, Some(after), wait).await {
             Ok((endpoints, index)) => {
                 failures = 0;
+                refused = false;
                 tx.send_modify(|s| {
                     if index != s.index || s.contact_lost || *s.endpoints != *endpoints {
                         s.endpoints = endpoints.into();
@@ -205,7 +207,13 @@ async fn keep_fresh(cache: Weak<Discovery>, service: String, tx: watch::Sender<S
                 });
             }
             Err(e) => {
-                tracing::debug!(service = %service, error = %e, "discovery watch failed; serving the cached endpoints");
+                // A refused token is no outage and stays refused until replaced: say so once.
+                if e.is_auth() && !refused {
+                    tracing::warn!(service = %service, error = %e, "discovery watch refused; serving the cached endpoints");
+                } else {
+                    tracing::debug!(service = %service, error = %e, "discovery watch failed; serving the cached endpoints");
+                }
+                refused = e.is_auth();
                 tx.send_if_modified(|s| !std::mem::replace(&mut s.contact_lost, true));
                 tokio::time::sleep(backoff.delay(failures)).await;
                 failures = failures.saturating_add(1);

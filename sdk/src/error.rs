@@ -22,6 +22,13 @@ pub enum ClientError {
     /// The client was given something it cannot use (no addresses, a malformed one).
     #[error("client configuration: {0}")]
     Config(String),
+    /// `401`: no token, or one the cluster does not accept (malformed, unknown, revoked). The
+    /// cluster's message. Never retried elsewhere: every replica judges a token alike.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// `403`: the token is valid but its role may not make this call. The cluster's message.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl ClientError {
@@ -29,8 +36,15 @@ impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Status { status, .. } => Some(*status),
+            ClientError::Unauthorized(_) => Some(401),
+            ClientError::Forbidden(_) => Some(403),
             _ => None,
         }
+    }
+
+    /// `401` or `403`: retrying with the same token will not help.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, ClientError::Unauthorized(_) | ClientError::Forbidden(_))
     }
 
     /// The cluster's error body (`{"error", "retryable", "outcomeUnknown", ...}`), when it sent one.
@@ -47,5 +61,20 @@ impl ClientError {
 
     pub fn is_conflict(&self) -> bool {
         self.status() == Some(409)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_errors_keep_their_status() {
+        let e = ClientError::Unauthorized("token revoked".into());
+        assert_eq!((e.status(), e.is_auth()), (Some(401), true));
+        assert_eq!(e.to_string(), "unauthorized: token revoked");
+        let e = ClientError::Forbidden("role read may not write".into());
+        assert_eq!((e.status(), e.is_auth()), (Some(403), true));
+        assert!(!ClientError::Status { status: 404, body: String::new() }.is_auth());
     }
 }

@@ -1,7 +1,9 @@
 //! Plum's Rust client library: [`Controllers`], the transport that finds the leader and moves
 //! between replicas; [`Client`], the typed API over it (KV with exactly-once writes, discovery
 //! with a watched cache that serves stale endpoints when the cluster is unreachable,
-//! registration with background heartbeats). The wire types live in `plum-types`.
+//! registration with background heartbeats, token management). Every request carries the
+//! configured token (`Options::token`, or `PLUM_TOKEN` / `PLUM_TOKEN_FILE`). The wire types live
+//! in `plum-types`.
 
 pub mod backoff;
 pub mod balance;
@@ -14,8 +16,10 @@ pub mod error;
 pub mod kv;
 pub mod outlier;
 pub mod registration;
+pub mod tokens;
 
 pub use client::Client;
 pub use controllers::{Answer, Controllers, Options, Request};
 pub use error::ClientError;
 pub use plum_types as types;
+pub use tokens::Tokens;

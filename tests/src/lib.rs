@@ -100,13 +100,59 @@ pub struct TestCluster {
     agents: BTreeMap<String, Agent>,
     peers: String,
     extra_args: Vec<String>,
+    /// Client authentication on (`start_secured`); otherwise switched off explicitly.
+    client_auth: bool,
+    /// With client authentication: `http` sends the bootstrap admin token.
     pub http: reqwest::Client,
     _serial: MutexGuard<'static, ()>,
 }
 
 impl TestCluster {
-    /// Starts `n` replicas with ids 1..=n, plus any extra controller flags.
+    /// Starts `n` replicas with ids 1..=n, plus any extra controller flags, with client
+    /// authentication switched off (`--insecure-no-client-auth`): these tests are about
+    /// everything else.
     pub fn start(n: u64, extra_args: &[&str]) -> TestCluster {
+        TestCluster::start_with(n, extra_args, false)
+    }
+
+    /// The same with client authentication on, as `scripts/cluster.sh` runs it: `http` carries
+    /// the bootstrap admin token (`admin_token`), agents get agent tokens of their own.
+    pub fn start_secured(n: u64, extra_args: &[&str]) -> TestCluster {
+        let mut cluster = TestCluster::start_with(n, extra_args, true);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster.admin_token_file().exists() {
+            assert!(Instant::now() < deadline, "no admin token file was written");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cluster.http = TestCluster::client_with_token(Some(&cluster.admin_token()));
+        cluster
+    }
+
+    /// An HTTP client that sends `token` (none: anonymous).
+    pub fn client_with_token(token: Option<&str>) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).expect("token header");
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("http client")
+    }
+
+    /// Where the replicas keep the bootstrap admin token (next to the cluster secret).
+    pub fn admin_token_file(&self) -> PathBuf {
+        self._dir.path().join("admin.token")
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.admin_token_file()).expect("admin token file").trim().to_string()
+    }
+
+    fn start_with(n: u64, extra_args: &[&str], client_auth: bool) -> TestCluster {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::TempDir::new().expect("temp dir");
         let mut replicas = BTreeMap::new();
@@ -130,6 +176,7 @@ impl TestCluster {
             agents: BTreeMap::new(),
             peers,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            client_auth,
             http,
             _serial: serial,
         };
@@ -152,6 +199,7 @@ impl TestCluster {
             .arg(&r.data_dir)
             .arg("--cluster-secret-file")
             .arg(self._dir.path().join(SECRET_FILE))
+            .args((!self.client_auth).then_some("--insecure-no-client-auth"))
             .args(&extra)
             .env("PLUM_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
@@ -244,16 +292,36 @@ impl TestCluster {
         let log = self._dir.path().join(format!("agent-{node_id}.log"));
         let controllers: Vec<String> = self.replicas.values().map(|r| format!("http://{}", r.addr)).collect();
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
+        let token_file = self.agent_token_file(node_id);
         let child = Command::new(workspace_bin("plum-agent"))
             .args(["--node-id", node_id, "--controllers", &controllers.join(",")])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(token_file.exists().then_some("--token-file"))
+            .args(token_file.exists().then_some(&token_file))
             .env("PLUM_LOG", "info")
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
             .expect("spawn plum-agent");
         self.agents.insert(node_id.to_string(), Agent { data_dir, log, child: Some(child) });
+    }
+
+    /// Where `start_agent` looks for the node's agent token (`issue_agent_token` writes it).
+    fn agent_token_file(&self, node_id: &str) -> PathBuf {
+        self._dir.path().join(format!("agent-{node_id}.token"))
+    }
+
+    /// Creates an `agent` token for `node_id` (as admin) and keeps it for `start_agent`.
+    pub async fn issue_agent_token(&self, node_id: &str) -> String {
+        let leader = self.wait_leader(Duration::from_secs(20)).await;
+        let body = json!({"name": format!("agent {node_id}"), "role": "agent", "nodeId": node_id});
+        let (status, created) =
+            self.call(leader, reqwest::Method::POST, "/v1/tokens", Some(body)).await.expect("create agent token");
+        assert_eq!(status, 201, "{created}");
+        let token = created["token"].as_str().expect("token").to_string();
+        std::fs::write(self.agent_token_file(node_id), format!("{token}\n")).expect("agent token file");
+        token
     }
 
     /// SIGKILL a node's agent alone (its instances keep running) and start it again.

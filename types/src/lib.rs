@@ -1,6 +1,7 @@
 //! Wire types of the Plum HTTP API, shared by the controller and its clients so the two can
 //! never disagree. JSON, camelCase, unknown fields ignored.
 
+pub mod auth;
 pub mod cluster;
 pub mod deployment;
 pub mod endpoint;
@@ -12,6 +13,7 @@ pub mod node;
 pub mod service;
 pub mod version;
 
+pub use auth::{CreatedToken, Role, TokenInfo, TokenRequest, UnknownRole, WhoAmI};
 pub use cluster::{ClusterStatus, MemberStatus, MembershipChange, ReschedulePause};
 pub use deployment::{
     Artifact, AssignmentItem, DeploymentInfo, DeploymentRequest, InstanceInfo, InstanceStatusReport, Placement,

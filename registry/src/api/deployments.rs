@@ -7,18 +7,19 @@
 
 use std::collections::BTreeSet;
 
-use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use plum_types::{DeploymentRequest, InstanceStatusReport};
 use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ID, MAX_SHORT};
-use super::{INDEX_HEADER, Shared, body_and_parts, on_leader, watch_timeout, with_index};
+use super::{INDEX_HEADER, Shared, body_and_parts, on_leader, scope, watch_timeout, with_index};
+use crate::auth::Caller;
 use crate::scheduler::Scheduler;
 use crate::state::limits::MAX_REPLICAS;
 use crate::state::{CommandResult, InstanceReport, Op, Placed};
@@ -277,11 +278,13 @@ pub async fn report(
     headers: HeaderMap,
     query: Query,
     uri: Uri,
+    Extension(caller): Extension<Caller>,
     JsonBody(r): JsonBody<InstanceStatusReport>,
 ) -> Result<Response, ApiError> {
     validate::name("instanceId", &r.instance_id, MAX_ID)?;
     validate::name("phase", &r.phase, MAX_SHORT)?;
     validate::text("nodeId", &r.node_id, MAX_ID)?;
+    scope::instance(&state, &caller, &r.instance_id, Some(&r.node_id).filter(|n| !n.is_empty()).map(String::as_str))?;
     let report = InstanceReport {
         instance_id: r.instance_id,
         node_id: r.node_id,

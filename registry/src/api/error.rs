@@ -20,6 +20,16 @@ pub enum ApiError {
     Conflict { message: String, detail: Option<serde_json::Value> },
     #[error("payload too large")]
     TooLarge,
+    /// No usable credentials: no token where one is needed, or an unknown or revoked one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but the role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The body did not arrive in time (`serve::deadline`).
+    #[error("{0}")]
+    BodyTimeout(String),
+
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// The client asked to be redirected to the leader rather than forwarded.
@@ -61,6 +71,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::CONFLICT, ErrorBody { detail, ..ErrorBody::new(message) })
             }
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorBody::new(message)),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorBody::new(message)),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorBody::new(message)),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, ErrorBody::new(message)),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorBody::new(message)),
             ApiError::Redirect { leader, .. } => (
                 StatusCode::TEMPORARY_REDIRECT,
@@ -86,6 +99,9 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(body)).into_response();
         if retryable && status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             resp.headers_mut().insert(header::LOCATION, loc);

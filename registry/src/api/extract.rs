@@ -20,6 +20,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge
+            } else if crate::serve::deadline::is_deadline(&e) {
+                ApiError::BodyTimeout(e.body_text())
             } else {
                 ApiError::bad(format!("cannot read body: {e}"))
             }

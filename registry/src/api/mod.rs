@@ -5,6 +5,7 @@
 //! here when this replica leads, forwarded one hop to the leader otherwise, or answered with a
 //! redirect when the client asks for one. Every response names the leader.
 
+mod client_guard;
 mod cluster_admin;
 mod deployments;
 mod discovery;
@@ -14,7 +15,9 @@ mod internal;
 mod kv;
 mod nodes;
 mod peer_guard;
+mod scope;
 mod services;
+mod tokens;
 mod validate;
 mod wire;
 
@@ -154,6 +157,7 @@ pub fn with_index(index: u64, resp: impl IntoResponse) -> Response {
 }
 
 pub fn router(state: Shared) -> Router {
+    let body_timeout = state.cluster.config.serve.body_timeout;
     let api = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/nodes/heartbeat", post(nodes::heartbeat))
@@ -189,6 +193,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/cluster/members/{id}", delete(cluster_admin::remove_member))
         .route("/v1/cluster/transfer-leader", post(cluster_admin::transfer_leader))
         .route("/v1/cluster/reschedule", post(cluster_admin::resume_rescheduling))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/v1/auth/whoami", get(tokens::whoami))
+        // After routing (it needs the matched route), before any handler reads a body.
+        .route_layer(middleware::from_fn_with_state(state.clone(), client_guard::authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The limit counts inflated bytes: `wire::gzip` wraps it (a small gzip bomb is a 413).
@@ -199,7 +208,12 @@ pub fn router(state: Shared) -> Router {
     let guard = middleware::from_fn_with_state(state.cluster.config.peer_auth.clone(), peer_guard::require_peer);
     let internal = internal::routes(state.clone()).layer(guard.clone());
     let raft = crate::cluster::raft_routes::routes(state.cluster.clone()).layer(guard);
-    Router::new().merge(api).merge(internal).merge(raft).layer(middleware::from_fn_with_state(state, common_headers))
+    Router::new()
+        .merge(api)
+        .merge(internal)
+        .merge(raft)
+        .layer(middleware::from_fn_with_state(state, common_headers))
+        .layer(middleware::from_fn_with_state(body_timeout, crate::serve::deadline::body_deadline))
 }
 
 /// Requests that only the leader can decide (membership changes, placements): a follower
@@ -221,6 +235,8 @@ async fn on_leader(
         .http
         .request(method, &url)
         .header(h::FORWARDED, state.cluster.id.to_string())
+        // The leader checks the caller again (it may have revoked the token meanwhile).
+        .headers(headers.get(header::AUTHORIZATION).map(|v| (header::AUTHORIZATION, v.clone())).into_iter().collect())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .timeout(cluster_admin::LEARNER_CATCH_UP + std::time::Duration::from_secs(2))
@@ -248,7 +264,13 @@ async fn body_and_parts(req: Request) -> Result<(HeaderMap, String, Bytes), ApiE
         // Too big, or unreadable (e.g. not the gzip its `Content-Encoding` claims).
         let too_big = std::iter::successors(std::error::Error::source(&e), |s| s.source())
             .any(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_big { ApiError::TooLarge } else { ApiError::bad(format!("cannot read body: {e}")) }
+        if too_big {
+            ApiError::TooLarge
+        } else if crate::serve::deadline::is_deadline(&e) {
+            ApiError::BodyTimeout(e.to_string())
+        } else {
+            ApiError::bad(format!("cannot read body: {e}"))
+        }
     })?;
     Ok((parts.headers, path, bytes))
 }

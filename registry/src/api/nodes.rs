@@ -1,15 +1,16 @@
 //! `/v1/nodes*`: node heartbeats (registration on first sight), listing, deletion.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use plum_types::{NodeHeartbeat, NodeHeartbeatAck};
 
-use super::Shared;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ID};
+use super::{Shared, scope};
+use crate::auth::Caller;
 use crate::config::LivenessConfig;
 use crate::state::{CommandResult, LeaseKind, Op};
 
@@ -18,9 +19,11 @@ pub async fn heartbeat(
     headers: HeaderMap,
     query: Query,
     uri: Uri,
+    Extension(caller): Extension<Caller>,
     JsonBody(hb): JsonBody<NodeHeartbeat>,
 ) -> Result<Json<NodeHeartbeatAck>, ApiError> {
     validate::name("nodeId", &hb.node_id, MAX_ID)?;
+    scope::node(&caller, &hb.node_id)?;
     let ip = hb.address();
     validate::text("ip", &ip, MAX_ID)?;
     validate::labels("labels", &hb.labels)?;

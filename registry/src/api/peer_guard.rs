@@ -36,8 +36,12 @@ pub async fn require_peer(State(auth): State<Arc<PeerAuth>>, req: Request, next:
         return refuse(Refusal::Missing);
     }
     let limit = if path.starts_with("/raft/") { MAX_RAFT_BODY } else { MAX_INTERNAL_BODY };
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(ErrorBody::new("body too large"))).into_response();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) if crate::serve::deadline::is_deadline(&e) => {
+            return (StatusCode::REQUEST_TIMEOUT, axum::Json(ErrorBody::new(e.to_string()))).into_response();
+        }
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(ErrorBody::new("body too large"))).into_response(),
     };
     match auth.verify(parts.method.as_str(), &path, header.as_deref(), &bytes, peer_auth::unix_ms()) {
         Ok(()) => next.run(Request::from_parts(parts, Body::from(bytes))).await,

@@ -1,18 +1,19 @@
 //! `/v1/services*`: registration, instance heartbeats (one at a time or in batches),
 //! deregistration, service names.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
+use axum::{Extension, Json};
 use plum_types::{
     BatchResponse, EndpointSpec, HealthReport, HeartbeatBatch, RegisterBatch, RegisterRequest, ServiceHeartbeat,
 };
 
-use super::Shared;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_BATCH, MAX_ENDPOINTS, MAX_ID, MAX_SHORT};
+use super::{Shared, scope};
+use crate::auth::Caller;
 use crate::cluster::{WriteError, codec};
 use crate::config::LivenessConfig;
 use crate::state::{EndpointRecord, LeaseKind, Op, Registry};
@@ -75,11 +76,21 @@ pub async fn register(
     headers: HeaderMap,
     query: Query,
     uri: Uri,
+    Extension(caller): Extension<Caller>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<StatusCode, ApiError> {
     let op = register_op(req, &state.cluster.config.liveness)?;
+    registration_scope(&state, &caller, &op)?;
     state.write(&headers, &query, &uri, op).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An agent token registers only on its own node, only its node's instances.
+fn registration_scope(state: &Shared, caller: &Caller, op: &Op) -> Result<(), ApiError> {
+    match op {
+        Op::RegisterInstance { instance_id, node_id, .. } => scope::instance(state, caller, instance_id, Some(node_id)),
+        _ => Ok(()),
+    }
 }
 
 /// A service heartbeat, checked: the health it reports and the TTL it declares (bounded).
@@ -152,9 +163,11 @@ pub async fn heartbeat(
     headers: HeaderMap,
     query: Query,
     uri: Uri,
+    Extension(caller): Extension<Caller>,
     JsonBody(hb): JsonBody<ServiceHeartbeat>,
 ) -> Result<StatusCode, ApiError> {
     let hb = check_heartbeat(hb, &state.cluster.config.liveness)?;
+    scope::instance(&state, &caller, &hb.instance_id, None)?;
     // A health or TTL change is a write; an unchanged live instance only renews (batched).
     // An instance this replica does not know yet (its registration may still be on the way
     // here) is renewed anyway: the leader ignores ids it does not know.
@@ -212,9 +225,13 @@ pub async fn register_batch(
     headers: HeaderMap,
     query: Query,
     uri: Uri,
+    Extension(caller): Extension<Caller>,
     JsonBody(batch): JsonBody<RegisterBatch>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let ops = check_items(batch.items, |req| register_op(req, &state.cluster.config.liveness))?;
+    let ops = check_items(batch.items, |req| {
+        let op = register_op(req, &state.cluster.config.liveness)?;
+        registration_scope(&state, &caller, &op).map(|()| op)
+    })?;
     let count = ops.len();
     // From the TTLs these registrations put in force (this replica may not have applied them
     // yet when the leader answers).
@@ -263,9 +280,13 @@ pub async fn heartbeat_batch(
     headers: HeaderMap,
     query: Query,
     uri: Uri,
+    Extension(caller): Extension<Caller>,
     JsonBody(batch): JsonBody<HeartbeatBatch>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let items = check_items(batch.items, |hb| check_heartbeat(hb, &state.cluster.config.liveness))?;
+    let items = check_items(batch.items, |hb| {
+        let hb = check_heartbeat(hb, &state.cluster.config.liveness)?;
+        scope::instance(&state, &caller, &hb.instance_id, None).map(|()| hb)
+    })?;
     let mut plan = state.cluster.with_registry(|r| plan_heartbeats(&items, r));
     if !plan.unknown.is_empty() {
         // This replica may lag the leader: be sure before telling the client to register again.
@@ -299,10 +320,12 @@ pub async fn deregister(
     headers: HeaderMap,
     query: Query,
     uri: Uri,
+    Extension(caller): Extension<Caller>,
 ) -> Result<StatusCode, ApiError> {
     let id =
         query.get("instanceId").ok_or_else(|| ApiError::bad("query parameter `instanceId` is required"))?.to_string();
     validate::name("instanceId", &id, MAX_ID)?;
+    scope::instance(&state, &caller, &id, None)?;
     state.write(&headers, &query, &uri, Op::DeregisterInstance { instance_id: id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

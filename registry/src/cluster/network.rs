@@ -25,7 +25,8 @@ pub fn peer_http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60))
+        // Below the header timeout a replica closes idle connections after (`serve`).
+        .pool_idle_timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(32)
         .connect_timeout(Duration::from_millis(500))
         .build()

@@ -6,7 +6,7 @@ use std::fmt;
 use plum_types::{DeploymentRequest, HealthReport, KvType};
 use serde::{Deserialize, Serialize};
 
-use super::records::{EndpointRecord, KvRecord};
+use super::records::{EndpointRecord, KvRecord, TokenRecord};
 
 /// One entry of the registry's log: an operation and the leader's clock when it was proposed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +181,17 @@ pub enum Op {
         ns: String,
         writes: Vec<KvWrite>,
     },
+    /// A client token (its hash). `bootstrap`: the admin token written next to the cluster
+    /// secret, recorded only if no bootstrap token ever was. Otherwise an id that exists
+    /// changes nothing (a retried create).
+    CreateToken {
+        token: TokenRecord,
+        #[serde(default)]
+        bootstrap: bool,
+    },
+    RevokeToken {
+        id: String,
+    },
     /// Several registrations and health changes in one entry (the batch API calls), applied
     /// in order as if proposed one after another. Holds only `RegisterInstance` and
     /// `SetHealth` (see `Op::check`).
@@ -216,6 +227,10 @@ impl fmt::Display for Command {
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
             Op::KvBatch { ns, writes } => write!(f, "kv-batch {ns} ({} keys)", writes.len()),
+            Op::CreateToken { token, bootstrap } => {
+                write!(f, "create-token {} ({}{})", token.id, token.role, if *bootstrap { ", bootstrap" } else { "" })
+            }
+            Op::RevokeToken { id } => write!(f, "revoke-token {id}"),
             Op::Batch { ops } => write!(f, "batch of {} instance ops", ops.len()),
         }
     }

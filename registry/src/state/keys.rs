@@ -10,6 +10,11 @@ pub(crate) const DEPLOYMENT: &[u8] = b"D/";
 pub(crate) const ASSIGNMENT: &[u8] = b"A/";
 /// One row: the log index of the last change to where instances are assigned.
 pub(crate) const PLACEMENT_INDEX: &[u8] = b"P/";
+/// Client tokens (hashes only), by token id.
+pub(crate) const TOKEN: &[u8] = b"T/";
+/// One row, present once the bootstrap admin token was recorded (it is never recorded again,
+/// also after it is revoked).
+pub(crate) const TOKENS_BOOTSTRAPPED: &[u8] = b"B/";
 /// One row, present while rescheduling is paused.
 pub(crate) const RESCHEDULE_PAUSE: &[u8] = b"S/";
 
@@ -46,6 +51,10 @@ pub(crate) fn deployment(id: &str) -> Vec<u8> {
 
 pub(crate) fn assignment(id: &str) -> Vec<u8> {
     key(ASSIGNMENT, &[id])
+}
+
+pub(crate) fn token(id: &str) -> Vec<u8> {
+    key(TOKEN, &[id])
 }
 
 pub(crate) fn kv_deleted(ns: &str) -> Vec<u8> {

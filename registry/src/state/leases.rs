@@ -97,7 +97,9 @@ impl Op {
             | Op::SetReschedulePause { .. }
             | Op::UpdateDeployment { .. }
             | Op::ScaleDeployment { .. }
-            | Op::RolloutStep { .. } => Vec::new(),
+            | Op::RolloutStep { .. }
+            | Op::CreateToken { .. }
+            | Op::RevokeToken { .. } => Vec::new(),
         }
     }
 

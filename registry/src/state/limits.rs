@@ -140,6 +140,14 @@ impl Op {
                     (w.value.len() <= MAX_KV_VALUE).then_some(()).ok_or_else(|| "value too large".to_string())
                 })
             }
+            Op::CreateToken { token, .. } => {
+                check_name("id", &token.id, MAX_SHORT)?;
+                check_text("name", &token.name, MAX_SHORT)?;
+                check_text("nodeId", &token.node_id, MAX_ID)?;
+                let hex = token.hash.len() == 64 && token.hash.bytes().all(|b| b.is_ascii_hexdigit());
+                hex.then_some(()).ok_or_else(|| "`hash` is not a SHA-256 hex digest".to_string())
+            }
+            Op::RevokeToken { id } => check_name("id", id, MAX_SHORT),
             Op::Batch { ops } => {
                 (ops.len() <= MAX_BATCH).then_some(()).ok_or("batch too large")?;
                 ops.iter().try_for_each(|op| match op {

@@ -20,5 +20,6 @@ pub use command::{Command, CommandResult, InstanceReport, KvWrite, Op, Placed, T
 pub use leases::{Lease, LeaseKind, LeaseObserver};
 pub use records::{
     AssignmentRecord, DeploymentRecord, EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord,
+    TokenRecord,
 };
 pub use view::Registry;

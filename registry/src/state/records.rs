@@ -148,3 +148,30 @@ pub struct AssignmentRecord {
     #[serde(default)]
     pub standby: bool,
 }
+
+/// A client token. Only a hash of its secret is kept (SHA-256, hex): the replicated state, its
+/// snapshots and its backups never hold anything that lets one call the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public part of the token, also in the token itself (`plum_<id>_<secret>`).
+    pub id: String,
+    pub name: String,
+    pub role: plum_types::Role,
+    /// The node an `agent` token acts for; empty for the other roles.
+    pub node_id: String,
+    pub hash: String,
+    pub created_ms: u64,
+}
+
+impl TokenRecord {
+    /// As listed: everything but the hash.
+    pub fn info(&self) -> plum_types::TokenInfo {
+        plum_types::TokenInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            node_id: Some(self.node_id.clone()).filter(|n| !n.is_empty()),
+            created_at: self.created_ms / 1000,
+        }
+    }
+}

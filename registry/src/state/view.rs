@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plum_types::{AssignmentItem, DeploymentInfo, Endpoint, InstanceInfo, KvItem, NodeDetail, NodeHealth, NodeSummary};
 
-use super::records::{AssignmentRecord, DeploymentRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord};
+use super::records::{
+    AssignmentRecord, DeploymentRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord, TokenRecord,
+};
 use super::{keys, rows};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,6 +32,9 @@ pub struct Registry {
     pub(crate) placement_index: u64,
     /// Set while rescheduling is paused after a mass loss of nodes.
     pub(crate) reschedule_pause: Option<plum_types::ReschedulePause>,
+    /// Client tokens by id, and whether the bootstrap admin token was ever recorded.
+    pub(crate) tokens: BTreeMap<String, TokenRecord>,
+    pub(crate) tokens_bootstrapped: bool,
     pub(crate) applied_index: u64,
 }
 
@@ -114,6 +119,31 @@ impl Registry {
 
     pub fn instance_record(&self, id: &str) -> Option<&InstanceRecord> {
         self.instances.get(id)
+    }
+
+    pub fn token(&self, id: &str) -> Option<&TokenRecord> {
+        self.tokens.get(id)
+    }
+
+    pub fn tokens_bootstrapped(&self) -> bool {
+        self.tokens_bootstrapped
+    }
+
+    /// Every token, as listed (no hashes).
+    pub fn tokens(&self) -> Vec<plum_types::TokenInfo> {
+        self.tokens.values().map(TokenRecord::info).collect()
+    }
+
+    /// Whether an instance is `node_id`'s: registered there, or assigned there by its
+    /// deployment (an instance moved off a dead node is still registered on the old one until
+    /// the new node's agent registers it). `None`: the cluster knows no such instance.
+    pub fn instance_on_node(&self, instance_id: &str, node_id: &str) -> Option<bool> {
+        let registered = self.instances.get(instance_id).map(|i| i.node_id == node_id);
+        let assigned = self.assignments.get(instance_id).map(|a| a.node_id == node_id);
+        match (registered, assigned) {
+            (None, None) => None,
+            (r, a) => Some(r == Some(true) || a == Some(true)),
+        }
     }
 
     pub fn node_records(&self) -> impl Iterator<Item = &NodeRecord> {
@@ -347,6 +377,14 @@ impl Registry {
             } else if k.starts_with(keys::ASSIGNMENT) {
                 let rec: AssignmentRecord = rows::decode(&v).map_err(bad)?;
                 reg.assignments.insert(rec.instance_id.clone(), rec);
+            } else if let Some(rest) = k.strip_prefix(keys::TOKEN) {
+                let rec: TokenRecord = rows::decode(&v).map_err(bad)?;
+                if rest != rec.id.as_bytes() {
+                    return Err(format!("row {}: holds token `{}`", String::from_utf8_lossy(&k), rec.id));
+                }
+                reg.tokens.insert(rec.id.clone(), rec);
+            } else if k == keys::TOKENS_BOOTSTRAPPED {
+                reg.tokens_bootstrapped = rows::decode(&v).map_err(bad)?;
             } else if let Some(rest) = k.strip_prefix(keys::KV_DELETED) {
                 let ns = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
                 let index: u64 = rows::decode(&v).map_err(bad)?;

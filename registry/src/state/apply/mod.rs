@@ -6,6 +6,7 @@ mod instances;
 mod kv;
 mod leases;
 mod nodes;
+mod tokens;
 
 use plum_raft_store::DataWrites;
 
@@ -73,6 +74,8 @@ impl Registry {
             }
             Op::KvDelete { ns, key, expect_version } => self.kv_delete(ns, key, *expect_version, index, writes),
             Op::KvBatch { ns, writes: items } => self.kv_batch(ns, items, index, now, writes),
+            Op::CreateToken { token, bootstrap } => self.create_token(token, *bootstrap, writes),
+            Op::RevokeToken { id } => self.revoke_token(id, writes),
             // Each op as if it had an entry of its own; counts the ops that changed something.
             Op::Batch { ops } => {
                 let count = ops

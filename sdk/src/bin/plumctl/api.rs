@@ -6,7 +6,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::time::Duration;
 
-use plum_sdk::Controllers;
+use plum_sdk::{Controllers, Options, Request};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -54,9 +54,11 @@ pub struct Api {
 
 impl Api {
     /// `urls`: every replica, `http://host:port`. `budget`: how long a request may take in all.
-    pub fn new(urls: Vec<String>, budget: Duration) -> Api {
+    /// `token`: sent as `Authorization: Bearer` with every request.
+    pub fn new(urls: Vec<String>, budget: Duration, token: Option<String>) -> Api {
         let replicas = urls.len().max(1) as u32;
-        Api { controllers: Controllers::new(urls), budget, replicas }
+        let options = Options { token, ..Options::default() };
+        Api { controllers: Controllers::with_options(urls, options), budget, replicas }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -90,6 +92,17 @@ impl Api {
     ) -> Result<Reply> {
         let answer =
             self.controllers.call::<B, Value>(method.http(), path, body, attempt).await.map_err(CtlError::from)?;
+        Ok(Reply { status: answer.status, index: answer.index, body: answer.body })
+    }
+
+    /// A write that must not be sent twice (creating a token: a second one would exist whose
+    /// secret nobody saw): after an unknown outcome it ends in exit 6 instead of being resent.
+    pub async fn send_once<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Reply> {
+        let req = Request::write(method.http(), path, body, false)
+            .map_err(CtlError::from)?
+            .attempt_timeout(self.attempt())
+            .deadline(self.budget);
+        let answer = self.controllers.send::<Value>(req).await.map_err(CtlError::from)?;
         Ok(Reply { status: answer.status, index: answer.index, body: answer.body })
     }
 }

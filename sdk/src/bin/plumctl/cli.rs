@@ -1,9 +1,13 @@
 //! plumctl's command line (clap derive) and where it finds the cluster: `--controllers`, else
-//! `PLUM_CONTROLLERS`, else `.plum/cluster.env` in the current directory or one of its parents.
+//! `PLUM_CONTROLLERS`, else `.plum/cluster.env` in the current directory or one of its parents;
+//! and the token it sends: `--token`/`PLUM_TOKEN`, else `--token-file`/`PLUM_TOKEN_FILE`.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use plum_types::Role;
 
 use crate::error::{CtlError, Result};
 
@@ -19,9 +23,16 @@ Examples:
   plumctl deploy -f spec.json
   plumctl rollout echo-1a2b --version 1.1.0 --wait
   plumctl --json deployments | jq '.[].deploymentId'
+  T=$(plumctl token create --role agent --node n1 --quiet)
+  plumctl --token-file ~/.plum/admin.token token list
 
 Controllers: --controllers, else $PLUM_CONTROLLERS, else a PLUM_CONTROLLERS=... line in
 .plum/cluster.env in this directory or a parent (scripts/cluster.sh up writes it).
+
+Token (when the cluster requires one): --token or $PLUM_TOKEN, else --token-file or
+$PLUM_TOKEN_FILE (a file whose first non-empty line is the token), else, for controllers
+from .plum/cluster.env, the file its PLUM_TOKEN_FILE=... line names. Prefer a file: a
+token on the command line shows in `ps` and the shell history.
 
 Exit codes:
   0  ok
@@ -30,7 +41,9 @@ Exit codes:
   3  cluster unreachable, or no leader
   4  not found (404)
   5  conflict (409: compare-and-set version mismatch, rolling update in progress)
-  6  outcome unknown (503 outcomeUnknown: the write may or may not have been applied)";
+  6  outcome unknown (503 outcomeUnknown: the write may or may not have been applied)
+  7  unauthorized (401: no token, or one the cluster does not accept)
+  8  forbidden (403: the token's role may not do this)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +62,12 @@ pub struct Cli {
     /// Seconds a request may take in all, trying every replica.
     #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_seconds)]
     pub timeout: f64,
+    /// Token sent with every request (wins over --token-file).
+    #[arg(long, global = true, env = "PLUM_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = parse_secret)]
+    pub token: Option<Secret>,
+    /// A file whose first non-empty line is the token.
+    #[arg(long, global = true, env = "PLUM_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -82,6 +101,11 @@ pub enum Command {
     /// Follow changes as they happen (Ctrl-C stops).
     #[command(subcommand)]
     Watch(WatchCmd),
+    /// Client tokens: create, list, revoke (admin only).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The role, token and node the cluster sees this client as.
+    Whoami,
     /// Print a shell completion script: `plumctl completions bash > /etc/bash_completion.d/plumctl`.
     Completions { shell: clap_complete::Shell },
 }
@@ -258,6 +282,67 @@ pub enum WatchCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; it is shown once, here.
+    Create(TokenCreateArgs),
+    /// List tokens (never their secrets).
+    #[command(visible_alias = "ls")]
+    List,
+    /// Revoke a token: its holders are refused from then on.
+    Revoke {
+        /// The token's id (`plumctl token list`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// read: reads only; agent: a node agent (needs --node); write: KV and registrations;
+    /// admin: everything.
+    #[arg(long, value_parser = PossibleValuesParser::new(Role::ALL.map(Role::as_str)).map(|r| r.parse::<Role>().expect("listed role")))]
+    pub role: Role,
+    /// The node an agent token acts for (agent tokens only).
+    #[arg(long, value_name = "NODE", required_if_eq("role", "agent"))]
+    pub node: Option<String>,
+    /// What the token is for, shown in listings [default: agent-NODE, or the role].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print only the token (for scripts: `T=$(plumctl token create ... --quiet)`).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// A secret from the command line or the environment: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_string()))
+}
+
+/// The token to send: `--token`/`PLUM_TOKEN` (when not blank), else the first non-empty line of
+/// `--token-file`/`PLUM_TOKEN_FILE`, else none.
+pub fn token(given: Option<&Secret>, file: Option<&Path>) -> Result<Option<String>> {
+    if let Some(t) = given.map(|s| s.0.trim()).filter(|t| !t.is_empty()) {
+        plum_sdk::config::check_token(t).map_err(|e| CtlError::Usage(format!("--token/PLUM_TOKEN: {e}")))?;
+        return Ok(Some(t.to_string()));
+    }
+    match file.filter(|f| !f.as_os_str().is_empty()) {
+        Some(f) => plum_sdk::config::read_token_file(f).map(Some).map_err(|e| match e {
+            plum_sdk::ClientError::Config(m) => CtlError::Usage(m),
+            e => CtlError::Usage(e.to_string()),
+        }),
+        None => Ok(None),
+    }
+}
+
 /// `KEY=VALUE`: the key is what comes before the first `=` and is not empty; the value may be
 /// empty or hold more `=`.
 pub fn parse_key_val(s: &str) -> Result<(String, String), String> {
@@ -300,13 +385,31 @@ pub fn controllers(given: &[String], cwd: &Path) -> Result<Vec<String>> {
 
 /// The URLs on a `PLUM_CONTROLLERS=...` line (optionally `export`ed and quoted).
 pub fn from_env_file(text: &str) -> Vec<String> {
-    let line = text
+    let Some(value) = env_file_value(text, "PLUM_CONTROLLERS") else { return Vec::new() };
+    normalize(&value.split(',').map(str::to_string).collect::<Vec<_>>())
+}
+
+/// The value of a `NAME=...` line (optionally `export`ed and quoted).
+fn env_file_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let value = text
         .lines()
         .map(str::trim)
-        .find_map(|l| l.strip_prefix("export ").unwrap_or(l).trim_start().strip_prefix("PLUM_CONTROLLERS="));
-    let Some(value) = line else { return Vec::new() };
-    let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
-    normalize(&value.split(',').map(str::to_string).collect::<Vec<_>>())
+        .find_map(|l| l.strip_prefix("export ").unwrap_or(l).trim_start().strip_prefix(name)?.strip_prefix('='))?;
+    Some(value.trim().trim_matches(|c| c == '"' || c == '\''))
+}
+
+/// With no controllers given (they come from `.plum/cluster.env`): the token file that file
+/// names (`PLUM_TOKEN_FILE=`, the local cluster's admin token), when it exists. Never for
+/// controllers given otherwise: that token belongs to the local cluster.
+pub fn env_file_token_file(given: &[String], cwd: &Path) -> Option<PathBuf> {
+    if !normalize(given).is_empty() {
+        return None;
+    }
+    let dir = cwd.ancestors().find(|d| d.join(".plum").join("cluster.env").is_file())?;
+    let text = std::fs::read_to_string(dir.join(".plum").join("cluster.env")).ok()?;
+    let file = env_file_value(&text, "PLUM_TOKEN_FILE").filter(|f| !f.is_empty())?;
+    // Relative paths are relative to the directory holding `.plum/`.
+    Some(dir.join(file)).filter(|f| f.is_file())
 }
 
 /// Trimmed, non-empty, with a scheme and no trailing slash.
@@ -444,6 +547,79 @@ mod tests {
     fn env_file_lines() {
         assert_eq!(from_env_file("export PLUM_CONTROLLERS='h:1, h:2'\n"), vec!["http://h:1", "http://h:2"]);
         assert!(from_env_file("# nothing\n").is_empty());
+        assert!(from_env_file("PLUM_CONTROLLERS_OLD=h:1\n").is_empty());
+    }
+
+    #[test]
+    fn the_local_clusters_token_file_goes_with_its_controllers_only() {
+        let dir = tempdir();
+        let nested = dir.join("a");
+        std::fs::create_dir_all(dir.join(".plum/cluster")).unwrap();
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(dir.join(".plum/cluster/admin.token"), "plum_admin\n").unwrap();
+        let env = "PLUM_CONTROLLERS=127.0.0.1:7101\nPLUM_TOKEN_FILE=.plum/cluster/admin.token\n";
+        std::fs::write(dir.join(".plum/cluster.env"), env).unwrap();
+        let found = env_file_token_file(&[], &nested).unwrap();
+        assert_eq!(found, dir.join(".plum/cluster/admin.token"));
+        assert_eq!(token(None, Some(&found)).unwrap().as_deref(), Some("plum_admin"));
+        assert_eq!(env_file_token_file(&["other:1".into()], &nested), None, "not for other controllers");
+        std::fs::write(
+            dir.join(".plum/cluster.env"),
+            "PLUM_CONTROLLERS=127.0.0.1:7101\nPLUM_TOKEN_FILE=/nonexistent\n",
+        )
+        .unwrap();
+        assert_eq!(env_file_token_file(&[], &nested), None, "a missing file is no token (auth may be off)");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn token_commands() {
+        let cli = parse(&["token", "create", "--role", "agent", "--node", "n1", "--quiet"]).unwrap();
+        let Command::Token(TokenCmd::Create(a)) = cli.command else { panic!("not token create") };
+        assert_eq!((a.role, a.node.as_deref(), a.quiet, a.name), (Role::Agent, Some("n1"), true, None));
+        let cli = parse(&["token", "create", "--role", "write", "--name", "ci"]).unwrap();
+        assert!(matches!(cli.command, Command::Token(TokenCmd::Create(a)) if a.role == Role::Write));
+        assert!(matches!(parse(&["token", "ls"]).unwrap().command, Command::Token(TokenCmd::List)));
+        let cli = parse(&["token", "revoke", "0123456789ab"]).unwrap();
+        assert!(matches!(cli.command, Command::Token(TokenCmd::Revoke { id }) if id == "0123456789ab"));
+        assert!(matches!(parse(&["whoami", "--json"]).unwrap().command, Command::Whoami));
+        for args in [
+            &["token", "create", "--role", "agent"][..], // agent without --node
+            &["token", "create", "--role", "root"],
+            &["token", "create"],
+            &["token", "revoke"],
+        ] {
+            assert_eq!(parse(args).expect_err(&format!("{args:?} parsed")).exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_token_flag_wins_over_the_file_and_never_shows() {
+        let cli = parse(&["--token", "plum_abc_secret", "nodes", "--token-file", "/nonexistent"]).unwrap();
+        assert!(!format!("{cli:?}").contains("secret"), "{cli:?}");
+        assert_eq!(token(cli.token.as_ref(), cli.token_file.as_deref()).unwrap().as_deref(), Some("plum_abc_secret"));
+
+        let dir = tempdir();
+        let file = dir.join("token");
+        std::fs::write(&file, "\n  plum_from_file  \n").unwrap();
+        let blank = Secret("  ".into());
+        assert_eq!(token(Some(&blank), Some(&file)).unwrap().as_deref(), Some("plum_from_file"));
+        assert_eq!(token(None, None).unwrap(), None);
+        assert_eq!(token(None, Some(&dir.join("missing"))).unwrap_err().exit_code(), 2);
+        std::fs::write(&file, "\n").unwrap();
+        assert_eq!(token(None, Some(&file)).unwrap_err().exit_code(), 2);
+        let e = token(Some(&Secret("two words".into())), None).unwrap_err();
+        assert!(e.exit_code() == 2 && !e.to_string().contains("words"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn help_never_shows_the_token_from_the_environment() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--token <TOKEN>") && help.contains("--token-file <PATH>"), "{help}");
+        assert!(help.contains("7  unauthorized") && help.contains("8  forbidden"), "{help}");
+        let token = Cli::command().get_arguments().find(|a| a.get_id() == "token").cloned().unwrap();
+        assert!(token.is_hide_env_values_set());
     }
 
     /// A fresh directory under the system temp dir (the binary has no tempfile dependency).

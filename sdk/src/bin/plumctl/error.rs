@@ -20,6 +20,10 @@ pub mod exit {
     pub const CONFLICT: u8 = 5;
     /// `503 outcomeUnknown`: the write may or may not have been applied.
     pub const OUTCOME_UNKNOWN: u8 = 6;
+    /// `401`: no token, or one the cluster does not accept (malformed, unknown, revoked).
+    pub const UNAUTHORIZED: u8 = 7;
+    /// `403`: the token's role may not do this.
+    pub const FORBIDDEN: u8 = 8;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +33,10 @@ pub enum CtlError {
     NotFound(String),
     Conflict(String),
     OutcomeUnknown(String),
+    /// `401`: the cluster's message.
+    Unauthorized(String),
+    /// `403`: the cluster's message.
+    Forbidden(String),
     /// Any other error status the cluster answered with.
     Refused {
         status: u16,
@@ -48,6 +56,8 @@ impl CtlError {
             CtlError::NotFound(_) => exit::NOT_FOUND,
             CtlError::Conflict(_) => exit::CONFLICT,
             CtlError::OutcomeUnknown(_) => exit::OUTCOME_UNKNOWN,
+            CtlError::Unauthorized(_) => exit::UNAUTHORIZED,
+            CtlError::Forbidden(_) => exit::FORBIDDEN,
             CtlError::Refused { .. } | CtlError::Failed(_) => exit::REFUSED,
             CtlError::BrokenPipe => exit::OK,
         }
@@ -66,6 +76,8 @@ impl CtlError {
         let outcome_unknown = parsed.as_ref().is_some_and(|b| b.outcome_unknown);
         let retryable = parsed.as_ref().is_some_and(|b| b.retryable);
         match status {
+            401 => CtlError::Unauthorized(message),
+            403 => CtlError::Forbidden(message),
             404 => CtlError::NotFound(message),
             409 => CtlError::Conflict(message),
             503 if outcome_unknown => CtlError::OutcomeUnknown(format!(
@@ -93,6 +105,12 @@ impl From<ClientError> for CtlError {
             ClientError::Decode(detail) => {
                 CtlError::Failed(one_line(&format!("unexpected answer from the cluster: {}", shorten(&detail, 300))))
             }
+            ClientError::Unauthorized(detail) => {
+                CtlError::Unauthorized(one_line(&format!("{} (HTTP 401)", shorten(&detail, 300))))
+            }
+            ClientError::Forbidden(detail) => {
+                CtlError::Forbidden(one_line(&format!("{} (HTTP 403)", shorten(&detail, 300))))
+            }
         }
     }
 }
@@ -104,6 +122,8 @@ impl fmt::Display for CtlError {
             CtlError::NotFound(m) => write!(f, "not found: {m}"),
             CtlError::Conflict(m) => write!(f, "conflict: {m}"),
             CtlError::OutcomeUnknown(m) => f.write_str(m),
+            CtlError::Unauthorized(m) => write!(f, "unauthorized: {m}"),
+            CtlError::Forbidden(m) => write!(f, "forbidden: {m}"),
             CtlError::Refused { message, .. } => write!(f, "refused: {message}"),
             CtlError::BrokenPipe => f.write_str("output closed"),
         }
@@ -150,6 +170,10 @@ mod tests {
         assert_eq!(code_of(ClientError::Decode("expected value".into())), 1);
         assert_eq!(code_of(ClientError::OutcomeUnknown("timed out after sending".into())), 6);
         assert_eq!(code_of(ClientError::Config("no controller addresses".into())), 2);
+        assert_eq!(code_of(ClientError::Unauthorized("token revoked".into())), 7);
+        assert_eq!(code_of(ClientError::Forbidden("role read may not write".into())), 8);
+        assert_eq!(code_of(status(401, r#"{"error":"missing token"}"#)), 7);
+        assert_eq!(code_of(status(403, "")), 8);
         assert_eq!(CtlError::Usage("x".into()).exit_code(), 2);
         assert_eq!(CtlError::BrokenPipe.exit_code(), 0);
     }
@@ -160,6 +184,8 @@ mod tests {
         assert_eq!(e.to_string(), "not found: key `a/b` not found (HTTP 404)");
         let e = CtlError::from(status(502, "<html>\n<body>bad gateway</body>\n</html>"));
         assert_eq!(e.to_string(), "refused: <html> <body>bad gateway</body> </html> (HTTP 502)");
+        let e = CtlError::from(ClientError::Forbidden("role `read`\nmay not write".into()));
+        assert_eq!(e.to_string(), "forbidden: role `read` may not write (HTTP 403)");
         let e = CtlError::from(ClientError::Unreachable("a\nb".into()));
         assert!(!e.to_string().contains('\n'));
     }

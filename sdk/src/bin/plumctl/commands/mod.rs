@@ -4,6 +4,7 @@ mod catalog;
 mod cluster;
 mod deploy;
 mod kv;
+mod tokens;
 mod watch;
 
 use std::time::Duration;
@@ -12,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::Api;
-use crate::cli::{Cli, ClusterCmd, Command, KvCmd, WatchCmd};
+use crate::cli::{Cli, ClusterCmd, Command, KvCmd, TokenCmd, WatchCmd};
 use crate::error::{CtlError, Result};
 use crate::output::Output;
 
@@ -29,8 +30,15 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     let urls = crate::cli::controllers(&cli.controllers, &cwd)?;
-    let ctx = Ctx { api: Api::new(urls, Duration::from_secs_f64(cli.timeout)), out };
-    match cli.command {
+    let token_file = cli.token_file.clone().or_else(|| crate::cli::env_file_token_file(&cli.controllers, &cwd));
+    let token = crate::cli::token(cli.token.as_ref(), token_file.as_deref())?;
+    let has_token = token.is_some();
+    let ctx = Ctx { api: Api::new(urls, Duration::from_secs_f64(cli.timeout), token), out };
+    dispatch(ctx, cli.command).await.map_err(|e| with_hint(e, has_token))
+}
+
+async fn dispatch(ctx: Ctx, command: Command) -> Result<()> {
+    match command {
         Command::Cluster(cmd) => match cmd {
             ClusterCmd::Status => cluster::status(&ctx).await,
             ClusterCmd::AddLearner { id, api_addr } => cluster::add_learner(&ctx, id, &api_addr).await,
@@ -64,7 +72,27 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Watch(WatchCmd::Services { service, interval }) => {
             until_ctrl_c(watch::services(&ctx, service.as_deref(), Duration::from_secs_f64(interval))).await
         }
+        Command::Token(cmd) => match cmd {
+            TokenCmd::Create(args) => tokens::create(&ctx, &args).await,
+            TokenCmd::List => tokens::list(&ctx).await,
+            TokenCmd::Revoke { id } => tokens::revoke(&ctx, &id).await,
+        },
+        Command::Whoami => tokens::whoami(&ctx).await,
         Command::Completions { .. } => Ok(()),
+    }
+}
+
+/// What to do about a 401 or 403, which depends on whether a token was sent.
+fn with_hint(e: CtlError, has_token: bool) -> CtlError {
+    match e {
+        CtlError::Unauthorized(m) if has_token => CtlError::Unauthorized(format!(
+            "{m}; the token was not accepted (mistyped, revoked, or from another cluster)"
+        )),
+        CtlError::Unauthorized(m) => CtlError::Unauthorized(format!(
+            "{m}; the cluster requires a token: pass --token-file PATH or set PLUM_TOKEN_FILE (or PLUM_TOKEN)"
+        )),
+        CtlError::Forbidden(m) => CtlError::Forbidden(format!("{m}; `plumctl whoami` shows this token's role")),
+        e => e,
     }
 }
 
