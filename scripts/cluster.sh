@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Local Plum controller cluster on 127.0.0.1.
-#   scripts/cluster.sh up       build what is missing, start 3 replicas and 3 agents, wait for a leader
+#   scripts/cluster.sh up [--agents N] [--tls]   build what is missing, start 3 replicas and 3
+#                               agents, wait for a leader (--tls: make a local CA and certificate
+#                               and speak only TLS, until `wipe`)
 #   scripts/cluster.sh status   what each replica says of the cluster
 #   scripts/cluster.sh down     stop the replicas (data kept under .plum/cluster/data)
 #   scripts/cluster.sh wipe     stop and delete the data
@@ -20,7 +22,7 @@ wait_ready() {
       if ! replica_running "$i"; then
         echo "replica $i exited; last log lines:" >&2; tail -n 20 "$(replica_log "$i")" >&2; exit 1
       fi
-      curl -sf --max-time 1 "http://$(replica_addr "$i")/healthz" >/dev/null || ok=0
+      api_curl -sf --max-time 1 "$(replica_url "$i")/healthz" >/dev/null || ok=0
       [ -n "$leader" ] || leader="$(leader_from "$i")"
     done
     if [ "$ok" = 1 ] && [ -n "$leader" ]; then echo "$leader"; return 0; fi
@@ -33,8 +35,16 @@ wait_ready() {
 cmd="${1:-}"
 case "$cmd" in
   up)
-    [ "${2:-}" = "--agents" ] && AGENTS="${3:?number of agents}"
-    ensure_built plum-controller plum-agent plum-echo
+    shift
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --agents) AGENTS="${2:?number of agents}"; shift 2 ;;
+        --tls) want_tls=1; shift ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+      esac
+    done
+    ensure_built plum-controller plum-agent plum-echo plum-certs
+    [ "${want_tls:-0}" = 1 ] && ensure_tls
     for i in $(seq 1 "$REPLICAS"); do start_replica "$i"; done
     leader="$(wait_ready)"
     for i in $(seq 1 "$AGENTS"); do start_agent "$i"; done
@@ -42,8 +52,9 @@ case "$cmd" in
     echo "PLUM_CONTROLLERS=$(controllers_list)" >"$ENV_FILE"
     echo "PLUM_AGENTS=$AGENTS" >>"$ENV_FILE"
     echo "PLUM_TOKEN_FILE=$(admin_token_file)" >>"$ENV_FILE"
+    tls_on && echo "PLUM_CA_FILE=$TLS_DIR/ca.pem" >>"$ENV_FILE"
     echo "Plum cluster up: $REPLICAS replicas, leader is replica $leader; $AGENTS agents"
-    for i in $(seq 1 "$REPLICAS"); do echo "  replica $i  http://$(replica_addr "$i")  pid $(replica_pid "$i")"; done
+    for i in $(seq 1 "$REPLICAS"); do echo "  replica $i  $(replica_url "$i")  pid $(replica_pid "$i")"; done
     for i in $(seq 1 "$AGENTS"); do echo "  agent   node-$i  pid $(cat "$(agent_pidfile "$i")")"; done
     echo "Admin token in $(admin_token_file) (plumctl --token-file, or export PLUM_TOKEN_FILE=...)"
     echo "Addresses written to $ENV_FILE; logs in $CLUSTER_DIR/logs"
@@ -51,7 +62,7 @@ case "$cmd" in
   status)
     for i in $(seq 1 "$REPLICAS"); do
       if replica_running "$i"; then
-        echo "replica $i (pid $(replica_pid "$i")): $(api_curl -s --max-time 2 "http://$(replica_addr "$i")/v1/cluster" || echo unreachable)"
+        echo "replica $i (pid $(replica_pid "$i")): $(api_curl -s --max-time 2 "$(replica_url "$i")/v1/cluster" || echo unreachable)"
       else
         echo "replica $i: not running"
       fi
@@ -76,5 +87,5 @@ case "$cmd" in
   start-agent) start_agent "${2:?agent number}" ;;
   stop-agent) stop_agent "${2:?agent number}" ;;
   kill-node) kill_node "${2:?agent number}" ;;
-  *) echo "usage: $0 up [--agents N]|status|down|wipe|start-replica ID|stop-replica ID|start-agent N|stop-agent N|kill-node N" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--agents N] [--tls]|status|down|wipe|start-replica ID|stop-replica ID|start-agent N|stop-agent N|kill-node N" >&2; exit 2 ;;
 esac

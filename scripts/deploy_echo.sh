@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 replicas="${1:-3}"
 standby="${2:-0}"
 ensure_built plum-echo
-api="http://$(replica_addr 1)"
+api="$(replica_url 1)"
 body=$(printf '{"name":"echo","version":"1.0.0","replicas":%s,"standby":%s,"command":"%s","requestId":"demo","service":{"name":"echo","protocol":"http","readiness":{"httpPath":"/health"}}}' \
   "$replicas" "$standby" "$BIN_DIR/plum-echo")
 api_curl -sf -XPOST "$api/v1/deployments" -d "$body" >/dev/null || { echo "deployment refused: $(api_curl -s -XPOST "$api/v1/deployments" -d "$body")" >&2; exit 1; }

@@ -25,10 +25,22 @@ peers_list() {
   echo "$out"
 }
 
+# TLS: on once `up --tls` made the local CA and certificate (until `wipe`).
+TLS_DIR="$CLUSTER_DIR/tls"
+tls_on() { [ -s "$TLS_DIR/ca.pem" ]; }
+scheme() { if tls_on; then echo https; else echo http; fi; }
+replica_url() { echo "$(scheme)://$(replica_addr "$1")"; }
+
 controllers_list() {
   local out="" i
-  for i in $(seq 1 "$REPLICAS"); do out="$out${out:+,}http://$(replica_addr "$i")"; done
+  for i in $(seq 1 "$REPLICAS"); do out="$out${out:+,}$(replica_url "$i")"; done
   echo "$out"
+}
+
+# The local CA and one controller certificate (127.0.0.1, localhost), made with plum-certs.
+ensure_tls() {
+  ensure_built plum-certs
+  "$BIN_DIR/plum-certs" --out "$TLS_DIR" >/dev/null
 }
 
 # True when the package manager says PACKAGE is installed (file names can fool a check:
@@ -102,14 +114,13 @@ ensure_secret() {
 # The bootstrap admin token: written by the first replica to start (next to the secret).
 admin_token_file() { echo "$CLUSTER_DIR/admin.token"; }
 
-# curl with the admin token (client authentication is on in the local cluster too).
+# curl with the admin token (client authentication is on in the local cluster too), trusting
+# the local CA when the cluster speaks TLS.
 api_curl() {
-  local f; f="$(admin_token_file)"
-  if [ -s "$f" ]; then
-    curl -H "Authorization: Bearer $(head -n1 "$f")" "$@"
-  else
-    curl "$@"
-  fi
+  local f args=(); f="$(admin_token_file)"
+  [ -s "$f" ] && args+=(-H "Authorization: Bearer $(head -n1 "$f")")
+  tls_on && args+=(--cacert "$TLS_DIR/ca.pem")
+  curl "${args[@]}" "$@"
 }
 
 start_replica() {
@@ -117,9 +128,11 @@ start_replica() {
   if replica_running "$id"; then return 0; fi
   mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs" "$CLUSTER_DIR/data/$id"
   ensure_secret
+  local tls=()
+  tls_on && tls=(--tls-cert "$TLS_DIR/controller.pem" --tls-key "$TLS_DIR/controller.key" --tls-ca "$TLS_DIR/ca.pem")
   PLUM_LOG="${PLUM_LOG:-info,openraft=warn}" nohup "$BIN_DIR/plum-controller" \
     --id "$id" --listen "$(replica_addr "$id")" --data-dir "$CLUSTER_DIR/data/$id" \
-    --peers "$(peers_list)" --cluster-secret-file "$(secret_file)" >>"$(replica_log "$id")" 2>&1 &
+    --peers "$(peers_list)" --cluster-secret-file "$(secret_file)" "${tls[@]}" >>"$(replica_log "$id")" 2>&1 &
   echo $! >"$(replica_pidfile "$id")"
 }
 
@@ -149,7 +162,7 @@ ensure_agent_token() {
   body=$(printf '{"name":"agent node-%s","role":"agent","nodeId":"node-%s"}' "$i" "$i")
   deadline=$((SECONDS + 30))
   while [ "$SECONDS" -lt "$deadline" ]; do
-    created="$(api_curl -s --max-time 3 -XPOST "http://$(replica_addr 1)/v1/tokens" -d "$body" || true)"
+    created="$(api_curl -s --max-time 3 -XPOST "$(replica_url 1)/v1/tokens" -d "$body" || true)"
     token="$(printf '%s' "$created" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
     if [ -n "$token" ]; then
       (umask 077 && echo "$token" >"$f")
@@ -171,9 +184,11 @@ start_agent() {
   if agent_running "$i"; then return 0; fi
   mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs" "$(agent_dir "$i")"
   ensure_agent_token "$i"
+  local tls=()
+  tls_on && tls=(--ca-file "$TLS_DIR/ca.pem")
   PLUM_LOG="${PLUM_LOG:-info}" nohup "$BIN_DIR/plum-agent" --node-id "node-$i" \
     --controllers "$(controllers_list)" --data-dir "$(agent_dir "$i")" \
-    --token-file "$(agent_token_file "$i")" >>"$(agent_log "$i")" 2>&1 &
+    --token-file "$(agent_token_file "$i")" "${tls[@]}" >>"$(agent_log "$i")" 2>&1 &
   echo $! >"$(agent_pidfile "$i")"
 }
 
@@ -210,5 +225,5 @@ stop_agent() {
 
 # Prints the leader id one replica reports, or nothing.
 leader_from() {
-  api_curl -s --max-time 1 "http://$(replica_addr "$1")/v1/cluster" | sed -n 's/.*"leaderId":\([0-9][0-9]*\).*/\1/p'
+  api_curl -s --max-time 1 "$(replica_url "$1")/v1/cluster" | sed -n 's/.*"leaderId":\([0-9][0-9]*\).*/\1/p'
 }

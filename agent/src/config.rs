@@ -1,6 +1,7 @@
 //! Agent settings: flags, each with a `PLUM_AGENT_*` environment variable. The token is the
 //! exception: `PLUM_TOKEN` (environment only: a flag would show in `ps`), else `--token-file` /
-//! `PLUM_TOKEN_FILE`, the names every Plum client reads.
+//! `PLUM_TOKEN_FILE`, the names every Plum client reads; so is the CA of a cluster serving HTTPS,
+//! `--ca-file` / `PLUM_CA_FILE`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use plum_sdk::Options;
 
 #[derive(Debug, Parser)]
 #[command(name = "plum-agent", about = "Plum node agent: heartbeats, runs the instances assigned to its node", version)]
@@ -15,7 +17,8 @@ pub struct Args {
     /// This node's id.
     #[arg(long, env = "PLUM_AGENT_NODE_ID")]
     pub node_id: String,
-    /// Every controller replica, comma-separated (http://host:port,...).
+    /// Every controller replica, comma-separated (http://host:port,... or https://; without a
+    /// scheme, `https://` with --ca-file, else `http://`).
     #[arg(long, env = "PLUM_CONTROLLERS")]
     pub controllers: String,
     /// The address instances on this node are reached at.
@@ -41,6 +44,10 @@ pub struct Args {
     /// set, is used instead.
     #[arg(long, env = "PLUM_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// The cluster's CA certificate(s), PEM: trusted for `https://` controllers (instead of the
+    /// system's CAs).
+    #[arg(long, env = "PLUM_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A token: never shown by `Debug`.
@@ -69,6 +76,8 @@ pub struct AgentConfig {
     pub token_file: Option<PathBuf>,
     /// Both `PLUM_TOKEN` and a token file were given (the file is ignored): worth a warning.
     pub token_file_ignored: bool,
+    /// The CA certificates trusted for `https://` controllers.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +86,10 @@ pub enum ConfigError {
     Label(String),
     #[error("no controller addresses given")]
     NoControllers,
+    #[error("--controllers: {0}")]
+    Controllers(String),
+    #[error("{0}")]
+    Ca(String),
     #[error("{0}")]
     Token(String),
 }
@@ -89,16 +102,16 @@ impl AgentConfig {
             let (k, v) = part.split_once('=').ok_or_else(|| ConfigError::Label(part.to_string()))?;
             labels.insert(k.trim().to_string(), v.trim().to_string());
         }
-        let controllers: Vec<String> = a
-            .controllers
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(|c| if c.starts_with("http") { c.to_string() } else { format!("http://{c}") })
-            .collect();
-        if controllers.is_empty() {
+        let ca_file = a.ca_file.filter(|f| !f.as_os_str().is_empty());
+        if a.controllers.split(',').all(|c| c.trim().is_empty()) {
             return Err(ConfigError::NoControllers);
         }
+        // A cluster with a CA serves HTTPS only: bare addresses mean https:// then.
+        let controllers =
+            plum_sdk::config::parse_list_with_tls(&a.controllers, ca_file.is_some()).map_err(|e| match e {
+                plum_sdk::ClientError::Config(m) => ConfigError::Controllers(m),
+                e => ConfigError::Controllers(e.to_string()),
+            })?;
         let env_token = env_token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         let token_file = a.token_file.filter(|f| !f.as_os_str().is_empty());
         let token_file_ignored = env_token.is_some() && token_file.is_some();
@@ -128,7 +141,21 @@ impl AgentConfig {
             token,
             token_file,
             token_file_ignored,
+            ca_file,
         })
+    }
+
+    /// The transport's options: the token, and TLS trusting the CA file. An unusable CA file
+    /// stops the agent at start rather than failing every call.
+    pub fn transport_options(&self) -> Result<Options, ConfigError> {
+        let options = Options { token: self.token.as_ref().map(|t| t.0.clone()), ..Options::default() };
+        match &self.ca_file {
+            Some(ca) => options.with_ca_file(ca).map_err(|e| match e {
+                plum_sdk::ClientError::Config(m) => ConfigError::Ca(format!("--ca-file/PLUM_CA_FILE: {m}")),
+                e => ConfigError::Ca(e.to_string()),
+            }),
+            None => Ok(options),
+        }
     }
 }
 
@@ -139,7 +166,11 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Args {
-        let base = ["plum-agent", "--node-id", "n1", "--controllers", "127.0.0.1:1", "--data-dir", "/tmp/x"];
+        with_controllers("127.0.0.1:1", extra)
+    }
+
+    fn with_controllers(controllers: &str, extra: &[&str]) -> Args {
+        let base = ["plum-agent", "--node-id", "n1", "--controllers", controllers, "--data-dir", "/tmp/x"];
         Args::try_parse_from(base.iter().chain(extra)).unwrap()
     }
 
@@ -156,6 +187,37 @@ mod tests {
         assert_eq!((c.token, c.token_file, c.token_file_ignored), (Some(Secret("plum_env".into())), None, true));
         let c = AgentConfig::from_args(args(&[]), Some("".into())).unwrap();
         assert_eq!((c.token, c.token_file_ignored), (None, false));
+    }
+
+    #[test]
+    fn with_a_ca_file_bare_controller_addresses_are_https() {
+        let from = |controllers, extra: &[&str]| AgentConfig::from_args(with_controllers(controllers, extra), None);
+        let c = from("h:1, http://h:2,https://h:3/", &[]).unwrap();
+        assert_eq!(c.controllers, vec!["http://h:1", "http://h:2", "https://h:3"]);
+        assert_eq!(c.ca_file, None);
+        let c = from("h:1,http://h:2", &["--ca-file", "/etc/plum/ca.pem"]).unwrap();
+        assert_eq!(c.controllers, vec!["https://h:1", "http://h:2"], "explicit schemes are kept");
+        assert_eq!(c.ca_file.as_deref(), Some(std::path::Path::new("/etc/plum/ca.pem")));
+        let empty = Args { ca_file: Some(PathBuf::new()), ..with_controllers("h:1", &[]) };
+        let c = AgentConfig::from_args(empty, None).unwrap();
+        assert_eq!((c.controllers, c.ca_file), (vec!["http://h:1".to_string()], None), "empty is unset");
+        assert!(matches!(from(" , ", &[]), Err(ConfigError::NoControllers)));
+        assert!(matches!(from("http://bad host", &[]), Err(ConfigError::Controllers(_))));
+    }
+
+    #[test]
+    fn the_ca_file_is_loaded_at_start_and_a_bad_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "not a certificate\n").unwrap();
+        for path in [bad, dir.path().join("missing.pem")] {
+            let c = AgentConfig::from_args(args(&["--ca-file", path.to_str().unwrap()]), None).unwrap();
+            let e = c.transport_options().unwrap_err().to_string();
+            assert!(e.starts_with("--ca-file/PLUM_CA_FILE: CA file") && e.contains(".pem"), "{e}");
+        }
+        let c = AgentConfig::from_args(args(&[]), Some("plum_abc".into())).unwrap();
+        let options = c.transport_options().unwrap();
+        assert_eq!((options.token.as_deref(), options.tls.is_none()), (Some("plum_abc"), true));
     }
 
     #[test]

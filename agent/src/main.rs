@@ -12,7 +12,7 @@ mod supervisor;
 use std::sync::Arc;
 
 use clap::Parser;
-use plum_sdk::{Controllers, Options};
+use plum_sdk::Controllers;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -25,14 +25,14 @@ async fn main() -> anyhow::Result<()> {
     let env_token = std::env::var(plum_sdk::config::TOKEN_ENV).ok();
     let config = Arc::new(config::AgentConfig::from_args(config::Args::parse(), env_token)?);
     std::fs::create_dir_all(&config.data_dir)?;
-    let options = Options { token: config.token.as_ref().map(|t| t.0.clone()), ..Options::default() };
-    let client = Arc::new(Controllers::with_options(config.controllers.clone(), options));
+    let client = Arc::new(Controllers::with_options(config.controllers.clone(), config.transport_options()?));
     let token = match (&config.token, &config.token_file) {
         (None, _) => "none".to_string(),
         (Some(_), Some(file)) => format!("from {}", file.display()),
         (Some(_), None) => "from PLUM_TOKEN".to_string(),
     };
-    tracing::info!(node = %config.node_id, controllers = ?config.controllers, %token, "agent starting");
+    let ca = config.ca_file.as_ref().map_or("system".to_string(), |f| f.display().to_string());
+    tracing::info!(node = %config.node_id, controllers = ?config.controllers, %token, %ca, "agent starting");
     if config.token_file_ignored {
         tracing::warn!("both PLUM_TOKEN and a token file are set: using PLUM_TOKEN, ignoring the file");
     }

@@ -19,6 +19,7 @@ use crate::target::replica_pid;
 const SERVICE: &str = "sdk-bench";
 
 fn client(urls: &[String], transport: Options) -> Client {
+    let transport = crate::target::sdk_options(transport).expect("token and CA settings");
     Client::over(
         Arc::new(Controllers::with_options(urls.to_vec(), transport.clone())),
         ClientOptions { transport, ..ClientOptions::default() },

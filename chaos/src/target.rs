@@ -31,34 +31,63 @@ pub fn controllers(explicit: Option<&str>, env_file: &Path) -> Result<Vec<String
     Ok(urls)
 }
 
-/// The token every request of this process sends (`use_token`).
-static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// How this process reaches the cluster: the token every request sends, and the CA file of a
+/// cluster that speaks TLS (`use_access`).
+#[derive(Debug, Default)]
+pub struct Access {
+    pub token: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
 
-/// The client token: `PLUM_TOKEN`, else the file `PLUM_TOKEN_FILE` names, else the file
-/// `.plum/cluster.env` names (`scripts/cluster.sh up` records the admin token's file there).
-pub fn find_token(env_file: &Path) -> Result<Option<String>> {
-    if let Ok(t) = std::env::var("PLUM_TOKEN") {
-        return Ok(Some(t.trim().to_string()));
-    }
-    let file = match std::env::var("PLUM_TOKEN_FILE") {
-        Ok(f) => Some(PathBuf::from(f)),
-        Err(_) => std::fs::read_to_string(env_file)
-            .ok()
-            .and_then(|text| text.lines().find_map(|l| l.strip_prefix("PLUM_TOKEN_FILE=")).map(PathBuf::from)),
+static ACCESS: std::sync::OnceLock<Access> = std::sync::OnceLock::new();
+
+/// A file setting: the environment variable `name`, else the `name=` line of `.plum/cluster.env`
+/// (`scripts/cluster.sh up` records the admin token's file and the CA's there).
+fn file_setting(name: &str, env_file: &Path) -> Option<PathBuf> {
+    std::env::var_os(name).map(PathBuf::from).or_else(|| {
+        let text = std::fs::read_to_string(env_file).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')).map(PathBuf::from)
+    })
+}
+
+/// The token (`PLUM_TOKEN`, else the file `PLUM_TOKEN_FILE` names) and CA file (`PLUM_CA_FILE`).
+pub fn find_access(env_file: &Path) -> Result<Access> {
+    let token = match std::env::var("PLUM_TOKEN") {
+        Ok(t) => Some(t.trim().to_string()),
+        Err(_) => match file_setting("PLUM_TOKEN_FILE", env_file) {
+            Some(file) => {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("token file {}", file.display()))?;
+                text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+            }
+            None => None,
+        },
     };
-    let Some(file) = file else { return Ok(None) };
-    let text = std::fs::read_to_string(&file).with_context(|| format!("token file {}", file.display()))?;
-    Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string))
+    Ok(Access { token, ca_file: file_setting("PLUM_CA_FILE", env_file) })
 }
 
-/// Sets the token `http_client` clients send; the first call wins.
-pub fn use_token(token: Option<String>) {
-    let _ = TOKEN.set(token);
+/// Sets what `http_client` and `sdk_options` use; the first call wins.
+pub fn use_access(access: Access) {
+    let _ = ACCESS.set(access);
 }
 
-/// The token set by `use_token`, if any.
+fn access() -> &'static Access {
+    ACCESS.get_or_init(Access::default)
+}
+
+/// The token set by `use_access`, if any.
 pub fn token() -> Option<&'static str> {
-    TOKEN.get().and_then(|t| t.as_deref())
+    access().token.as_deref()
+}
+
+/// SDK transport options carrying the token and CA.
+pub fn sdk_options(mut options: plum_sdk::Options) -> Result<plum_sdk::Options> {
+    if let Some(t) = token() {
+        options = options.with_token(t);
+    }
+    if let Some(ca) = &access().ca_file {
+        options = options.with_ca_file(ca)?;
+    }
+    Ok(options)
 }
 
 pub fn http_client(timeout: Duration) -> reqwest::Client {
@@ -66,7 +95,11 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
     if let Some(value) = token().and_then(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = &access().ca_file {
+        builder = plum_sdk::tls::with_ca(builder, ca).expect("the CA file given in PLUM_CA_FILE");
+    }
+    builder
         .default_headers(headers)
         .no_proxy()
         .tcp_nodelay(true)

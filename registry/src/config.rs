@@ -137,6 +137,16 @@ pub struct Args {
     /// snapshots get ten times as long).
     #[arg(long, env = "PLUM_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key and --tls-ca. Every replica
+    /// of a cluster serves TLS or none does.
+    #[arg(long, env = "PLUM_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PLUM_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) other replicas' certificates are checked against.
+    #[arg(long, env = "PLUM_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The same settings from a TOML file.
@@ -170,6 +180,17 @@ pub struct FileConfig {
     pub max_connections_per_client: Option<usize>,
     pub header_timeout_ms: Option<u64>,
     pub body_timeout_ms: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// TLS files of a replica that serves TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +249,20 @@ pub struct ControllerConfig {
     pub peer_auth: Arc<PeerAuth>,
     pub client_auth: ClientAuthConfig,
     pub serve: ServeLimits,
+    /// Serve (and reach other replicas over) TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+impl ControllerConfig {
+    /// `https` when the cluster speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The URL of a replica's API address (`host:port`).
+    pub fn url_of(&self, addr: &str) -> String {
+        format!("{}://{addr}", self.scheme())
+    }
 }
 
 /// `--anonymous-role`: `none` or a role that needs no node.
@@ -341,6 +376,11 @@ impl ControllerConfig {
                 admin_token_file: Some(admin_token_file),
             }
         };
+        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key), args.tls_ca.or(file.tls_ca)) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+            _ => return Err(ConfigError::Invalid("TLS needs all three of --tls-cert, --tls-key and --tls-ca".into())),
+        };
         let defaults = ServeLimits::default();
         let serve = ServeLimits {
             max_connections_per_client: args
@@ -372,6 +412,7 @@ impl ControllerConfig {
             peer_auth,
             client_auth,
             serve,
+            tls,
         })
     }
 }

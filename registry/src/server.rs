@@ -33,6 +33,8 @@ pub enum ServerError {
     Serve(std::io::Error),
     #[error(transparent)]
     AdminToken(#[from] crate::auth::bootstrap::BootstrapError),
+    #[error("TLS: {0}")]
+    Tls(#[from] plum_sdk::tls::TlsError),
 }
 
 /// How often the cluster secret file is checked for a change.
@@ -64,17 +66,25 @@ pub async fn run(
         Some(path) => Some(crate::auth::bootstrap::load_or_create(path)?),
         None => None,
     };
+    // TLS files are read before anything starts, so a bad one stops the replica here.
+    let (acceptor, peer_http) = match &config.tls {
+        Some(files) => {
+            let acceptor = crate::serve::tls::acceptor(&files.cert, &files.key)?;
+            (Some(acceptor), peer_http_client(Some(plum_sdk::tls::client_config(&files.ca)?)))
+        }
+        None => (None, peer_http_client(None)),
+    };
     let tracker = Arc::new(Tracker::new(config.liveness.default_ttls()));
     let (app, applied) = RegistryApp::new(Some(tracker.clone()));
     let app = Arc::new(RwLock::new(app));
     let (log, sm) = plum_raft_store::open::<TypeConfig, RegistryApp>(&store_dir, app.clone(), StoreOptions::default())?;
-    let cluster = Cluster::start(config.clone(), &config.data_dir, app, applied, log, sm, peer_http_client()).await?;
+    let cluster = Cluster::start(config.clone(), &config.data_dir, app, applied, log, sm, peer_http).await?;
 
     let _duties = duties::start(cluster.clone(), tracker.clone());
     let batcher = RenewBatcher::start(cluster.clone(), tracker.clone());
     let state = Arc::new(AppState::new(cluster.clone(), tracker, batcher));
 
-    tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise, "controller replica serving");
+    tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise, scheme = config.scheme(), "controller replica serving");
     tokio::spawn(bootstrap::run(cluster.clone(), config.peers.clone()));
     if let Some((token_id, hash)) = admin_token {
         tokio::spawn(crate::auth::bootstrap::record(cluster.clone(), token_id, hash));
@@ -97,7 +107,7 @@ pub async fn run(
         }
     });
     let app = api::router(state);
-    let serve = crate::serve::serve(listener, app, config.serve.clone(), async move {
+    let serve = crate::serve::serve(listener, app, config.serve.clone(), acceptor, async move {
         shutdown.await;
         shutdown_cluster.step_down().await;
         let _ = stopping_tx.send(());

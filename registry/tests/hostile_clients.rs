@@ -123,12 +123,20 @@ async fn a_body_that_drips_gets_408_and_changes_nothing() {
 async fn headers_too_large_are_refused() {
     let r = start().await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let huge = "x".repeat(40 * 1024);
-    let resp = http.get(format!("http://{}/v1/nodes", r.addr)).header("x-filler", huge).send().await.unwrap();
-    assert_eq!(resp.status(), 431);
-    let many =
-        (0..100).fold(http.get(format!("http://{}/v1/nodes", r.addr)), |req, i| req.header(format!("x-h{i}"), "1"));
-    assert_eq!(many.send().await.unwrap().status(), 431, "too many headers");
+    let url = format!("http://{}/v1/nodes", r.addr);
+    // Over our limits (32 KiB, 64 headers): a JSON error that says which.
+    let big = http.get(&url).header("x-filler", "x".repeat(40 * 1024)).send().await.unwrap();
+    assert_eq!(big.status(), 431);
+    let body: serde_json::Value = big.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("bytes of request line and headers"), "{body}");
+    let many = (0..100).fold(http.get(&url), |req, i| req.header(format!("x-h{i}"), "1"));
+    let many = many.send().await.unwrap();
+    assert_eq!(many.status(), 431, "too many headers");
+    let body: serde_json::Value = many.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("headers: at most 64"), "{body}");
+    // Far over them, hyper stops reading (a bare 431).
+    let huge = http.get(&url).header("x-filler", "x".repeat(100 * 1024)).send().await.unwrap();
+    assert_eq!(huge.status(), 431);
     assert_eq!(put(&r, "after").await, Some(200));
 }
 

@@ -25,6 +25,12 @@ impl ClientOptions {
         self.transport.token = Some(token.into());
         self
     }
+
+    /// Trusts the CA certificates in `path` (PEM) for `https://` controllers.
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<ClientOptions, ClientError> {
+        self.transport = self.transport.with_ca_file(path)?;
+        Ok(self)
+    }
 }
 
 pub struct Client {
@@ -34,14 +40,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// `urls`: every replica's address (`http://host:port` or `host:port`).
+    /// `urls`: every replica's address (`http://host:port`, `https://host:port` or `host:port`,
+    /// which gets `https://` when `options` has TLS settings, else `http://`).
     pub fn new(urls: &[&str], options: ClientOptions) -> Result<Client, ClientError> {
-        let urls = crate::config::parse_list(&urls.join(","))?;
+        let urls = crate::config::parse_list_with_tls(&urls.join(","), options.transport.tls.is_some())?;
         Ok(Client::over(Arc::new(Controllers::with_options(urls, options.transport.clone())), options))
     }
 
     /// From `PLUM_CONTROLLERS` or the nearest `.plum/cluster.env`; the token, unless `options`
-    /// has one, from `PLUM_TOKEN` or the file `PLUM_TOKEN_FILE` names.
+    /// has one, from `PLUM_TOKEN` or the file `PLUM_TOKEN_FILE` names; the CA, unless `options`
+    /// has TLS settings, from the file `PLUM_CA_FILE` names (see [`Controllers::from_env`]).
     pub fn from_env(options: ClientOptions) -> Result<Client, ClientError> {
         Ok(Client::over(Arc::new(Controllers::from_env(None, options.transport.clone())?), options))
     }

@@ -1,7 +1,11 @@
 //! Where the controllers are: an explicit list, `PLUM_CONTROLLERS`, or a `.plum/cluster.env`
 //! (written by `scripts/cluster.sh up`) in the current directory or one of its parents. And the
 //! token to send them: `PLUM_TOKEN`, else the file named by `PLUM_TOKEN_FILE`, else (only for
-//! controllers found in `.plum/cluster.env`) the file its `PLUM_TOKEN_FILE=` line names.
+//! controllers found in `.plum/cluster.env`) the file its `PLUM_TOKEN_FILE=` line names. The CA
+//! to trust for `https://` controllers likewise: `PLUM_CA_FILE`, else (controllers from
+//! `.plum/cluster.env` only) the file its `PLUM_CA_FILE=` line names.
+//!
+//! An address without a scheme gets `http://`, or `https://` when a CA file is in force.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,8 @@ pub const TOKEN_ENV: &str = "PLUM_TOKEN";
 /// A file holding the token (first non-empty line): keeps it out of the environment of
 /// every child process and out of `ps`.
 pub const TOKEN_FILE_ENV: &str = "PLUM_TOKEN_FILE";
+/// A PEM file of the CA certificates to trust for `https://` controllers.
+pub const CA_FILE_ENV: &str = "PLUM_CA_FILE";
 
 /// The token in a token file's text: its first non-empty line, trimmed.
 pub fn parse_token_file(text: &str) -> Option<&str> {
@@ -47,7 +53,7 @@ pub fn token_from_env() -> Result<Option<String>, ClientError> {
     token_from(std::env::var(TOKEN_ENV).ok(), std::env::var_os(TOKEN_FILE_ENV))
 }
 
-fn token_from(token: Option<String>, file: Option<OsString>) -> Result<Option<String>, ClientError> {
+pub(crate) fn token_from(token: Option<String>, file: Option<OsString>) -> Result<Option<String>, ClientError> {
     if let Some(t) = token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         check_token(t).map_err(|e| ClientError::Config(format!("{TOKEN_ENV}: {e}")))?;
         return Ok(Some(t.to_string()));
@@ -60,13 +66,20 @@ fn token_from(token: Option<String>, file: Option<OsString>) -> Result<Option<St
 
 /// Splits `a,b,c`, trims, adds `http://` where no scheme is given, drops trailing slashes.
 pub fn parse_list(list: &str) -> Result<Vec<String>, ClientError> {
+    parse_list_with_tls(list, false)
+}
+
+/// [`parse_list`], adding `https://` instead where no scheme is given when `tls` (a CA file is
+/// in force: the cluster serves HTTPS only). Explicit schemes are kept.
+pub fn parse_list_with_tls(list: &str, tls: bool) -> Result<Vec<String>, ClientError> {
+    let scheme = if tls { "https" } else { "http" };
     let urls: Vec<String> = list
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
             let s = s.trim_end_matches('/');
-            if s.contains("://") { s.to_string() } else { format!("http://{s}") }
+            if s.contains("://") { s.to_string() } else { format!("{scheme}://{s}") }
         })
         .collect();
     for u in &urls {
@@ -80,22 +93,45 @@ pub fn parse_list(list: &str) -> Result<Vec<String>, ClientError> {
 
 /// The controllers from `explicit`, else `PLUM_CONTROLLERS`, else the nearest `.plum/cluster.env`.
 pub fn resolve(explicit: Option<&str>) -> Result<Vec<String>, ClientError> {
-    resolve_with_token_file(explicit).map(|(urls, _)| urls)
+    resolve_controllers(explicit, false).map(|r| r.urls)
 }
 
-/// The controllers as [`resolve`] finds them and, when they come from `.plum/cluster.env`, the
-/// token file that file names (`scripts/cluster.sh up` records the admin token's there) if it
-/// exists. A token file is never taken from there for controllers given otherwise: that token
-/// belongs to the local cluster.
-pub fn resolve_with_token_file(explicit: Option<&str>) -> Result<(Vec<String>, Option<PathBuf>), ClientError> {
-    if let Some(list) = explicit {
-        return Ok((parse_list(list)?, None));
+/// Where the controllers are, and what `.plum/cluster.env` names to go with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub urls: Vec<String>,
+    /// The `.plum/cluster.env` the controllers came from; `None` when they were given.
+    pub env_file: Option<PathBuf>,
+    /// That file's `PLUM_TOKEN_FILE=` (`scripts/cluster.sh up` names the admin token there),
+    /// when the file it names exists: without one the cluster may simply not check tokens.
+    pub token_file: Option<PathBuf>,
+    /// That file's `PLUM_CA_FILE=` (the local cluster's CA), whether or not it exists: a cluster
+    /// serving HTTPS cannot be reached without it, so loading it must say what is wrong.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The controllers from `explicit`, else `PLUM_CONTROLLERS`, else the nearest
+/// `.plum/cluster.env` (see [`resolve_from`]). `tls`: the caller has a CA of its own.
+pub fn resolve_controllers(explicit: Option<&str>, tls: bool) -> Result<Resolved, ClientError> {
+    let env = std::env::var(ENV_VAR).ok();
+    let given = explicit.or(env.as_deref());
+    let cwd = match given {
+        Some(_) => PathBuf::new(),
+        None => std::env::current_dir().map_err(|e| ClientError::Config(format!("current directory: {e}")))?,
+    };
+    resolve_from(given, &cwd, tls)
+}
+
+/// The controllers `given` (a list, see [`parse_list`]), else those of the nearest
+/// `.plum/cluster.env` from `cwd` upwards, with the token and CA files that file names. Those
+/// are never taken from there for controllers given otherwise: they belong to the local cluster.
+/// Addresses without a scheme get `https://` when `tls` (the caller has a CA file of its own)
+/// or when the env file names a CA file; else `http://`.
+pub fn resolve_from(given: Option<&str>, cwd: &Path, tls: bool) -> Result<Resolved, ClientError> {
+    if let Some(list) = given {
+        return Ok(Resolved { urls: parse_list_with_tls(list, tls)?, env_file: None, token_file: None, ca_file: None });
     }
-    if let Ok(list) = std::env::var(ENV_VAR) {
-        return Ok((parse_list(&list)?, None));
-    }
-    let cwd = std::env::current_dir().map_err(|e| ClientError::Config(e.to_string()))?;
-    let file = find_env_file(&cwd).ok_or_else(|| {
+    let file = find_env_file(cwd).ok_or_else(|| {
         ClientError::Config(format!(
             "no controllers: pass them, set {ENV_VAR}, or start a local cluster (scripts/cluster.sh up)"
         ))
@@ -105,9 +141,16 @@ pub fn resolve_with_token_file(explicit: Option<&str>) -> Result<(Vec<String>, O
         .ok_or_else(|| ClientError::Config(format!("{} has no {ENV_VAR}= line", file.display())))?;
     // Relative paths are relative to the directory holding `.plum/`.
     let base = file.parent().and_then(Path::parent).unwrap_or(Path::new("."));
-    let token_file =
-        env_file_value(&text, TOKEN_FILE_ENV).filter(|f| !f.is_empty()).map(|f| base.join(f)).filter(|f| f.is_file());
-    Ok((parse_list(&list)?, token_file))
+    let named = |name| env_file_value(&text, name).filter(|f| !f.is_empty()).map(|f| base.join(f));
+    let token_file = named(TOKEN_FILE_ENV).filter(|f| f.is_file());
+    let ca_file = named(CA_FILE_ENV);
+    let urls = parse_list_with_tls(&list, tls || ca_file.is_some())?;
+    Ok(Resolved { urls, env_file: Some(file), token_file, ca_file })
+}
+
+/// `PLUM_CA_FILE`, when set and not empty.
+pub fn ca_file_from_env() -> Option<PathBuf> {
+    std::env::var_os(CA_FILE_ENV).filter(|f| !f.is_empty()).map(PathBuf::from)
 }
 
 /// The value of a `NAME=value` line of an env file (optionally `export`ed and quoted).
@@ -119,7 +162,8 @@ fn env_file_value(text: &str, name: &str) -> Option<String> {
     Some(value.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
 }
 
-fn find_env_file(start: &Path) -> Option<PathBuf> {
+/// The nearest `.plum/cluster.env`, from `start` upwards.
+pub fn find_env_file(start: &Path) -> Option<PathBuf> {
     start.ancestors().map(|d| d.join(".plum/cluster.env")).find(|f| f.is_file())
 }
 
@@ -135,6 +179,62 @@ mod tests {
         );
         assert!(parse_list(" , ").is_err());
         assert!(parse_list("http://bad host").is_err());
+    }
+
+    #[test]
+    fn bare_addresses_get_https_with_a_ca_and_explicit_schemes_stay() {
+        assert_eq!(
+            parse_list_with_tls("h:1, http://h:2, https://h:3/", true).unwrap(),
+            vec!["https://h:1", "http://h:2", "https://h:3"]
+        );
+        assert_eq!(parse_list_with_tls("h:1", false).unwrap(), vec!["http://h:1"]);
+        let given = resolve_from(Some("h:1"), Path::new("/nonexistent"), true).unwrap();
+        assert_eq!(
+            given,
+            Resolved { urls: vec!["https://h:1".into()], env_file: None, token_file: None, ca_file: None }
+        );
+    }
+
+    /// A directory holding `.plum/cluster.env` with `text`, and a subdirectory to search from.
+    fn cluster_dir(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".plum/cluster")).unwrap();
+        std::fs::write(dir.path().join(".plum/cluster.env"), text).unwrap();
+        let nested = dir.path().join("src/deep");
+        std::fs::create_dir_all(&nested).unwrap();
+        (dir, nested)
+    }
+
+    #[test]
+    fn the_env_file_names_a_ca_file_relative_to_its_project() {
+        let (dir, nested) =
+            cluster_dir("PLUM_CONTROLLERS=127.0.0.1:7101,https://h:2\nPLUM_CA_FILE=.plum/cluster/ca.pem\n");
+        let found = resolve_from(None, &nested, false).unwrap();
+        assert_eq!(found.env_file.as_deref(), Some(dir.path().join(".plum/cluster.env").as_path()));
+        assert_eq!(found.ca_file, Some(dir.path().join(".plum/cluster/ca.pem")), "named even before it exists");
+        assert_eq!(found.urls, vec!["https://127.0.0.1:7101", "https://h:2"], "a CA line means HTTPS");
+        assert_eq!(found.token_file, None);
+
+        let (_dir, nested) = cluster_dir("PLUM_CONTROLLERS=h:1\nPLUM_CA_FILE=/etc/plum/ca.pem\n");
+        assert_eq!(resolve_from(None, &nested, false).unwrap().ca_file, Some(PathBuf::from("/etc/plum/ca.pem")));
+
+        // No CA line: plain HTTP, unless the caller has a CA of its own.
+        let (_dir, nested) = cluster_dir("PLUM_CONTROLLERS=h:1\nPLUM_CA_FILE=\n");
+        let found = resolve_from(None, &nested, false).unwrap();
+        assert_eq!((found.urls, found.ca_file), (vec!["http://h:1".to_string()], None));
+        assert_eq!(resolve_from(None, &nested, true).unwrap().urls, vec!["https://h:1"]);
+    }
+
+    #[test]
+    fn the_env_files_token_and_ca_go_with_its_controllers_only() {
+        let (dir, nested) = cluster_dir(
+            "PLUM_CONTROLLERS=h:1\nPLUM_TOKEN_FILE=.plum/cluster/admin.token\nPLUM_CA_FILE=.plum/cluster/ca.pem\n",
+        );
+        std::fs::write(dir.path().join(".plum/cluster/admin.token"), "plum_admin\n").unwrap();
+        let found = resolve_from(None, &nested, false).unwrap();
+        assert_eq!(found.token_file, Some(dir.path().join(".plum/cluster/admin.token")));
+        let given = resolve_from(Some("other:1"), &nested, false).unwrap();
+        assert_eq!((given.token_file, given.ca_file, given.urls), (None, None, vec!["http://other:1".to_string()]));
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! an answer, not a replica failure: it is returned at once ([`ClientError::Unauthorized`],
 //! [`ClientError::Forbidden`]), never tried on another replica, and leaves the breakers alone.
 
+use std::ffi::OsString;
 use std::fmt;
-use std::sync::RwLock;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use plum_types::ErrorBody;
@@ -25,7 +27,9 @@ use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::breaker::{Breaker, BreakerPolicy};
+use crate::config::Resolved;
 use crate::error::ClientError;
+use crate::tls::TlsError;
 
 /// The header carrying the index a watch answer reflects (pass it back to resume).
 pub const INDEX_HEADER: &str = "x-plum-index";
@@ -68,12 +72,29 @@ pub struct Options {
     /// `Debug`. [`Controllers::from_env`] fills it from `PLUM_TOKEN` / `PLUM_TOKEN_FILE` when
     /// it is `None`.
     pub token: Option<String>,
+    /// TLS settings for `https://` controllers: trust the CA certificates of one PEM file
+    /// ([`Options::with_ca_file`]; [`Controllers::from_env`] fills it from `PLUM_CA_FILE` or
+    /// `.plum/cluster.env` when it is `None`). `http://` controllers are unaffected.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Options {
     pub fn with_token(mut self, token: impl Into<String>) -> Options {
         self.token = Some(token.into());
         self
+    }
+
+    /// Trusts the CA certificates in `path` (PEM) for `https://` controllers. A missing or
+    /// unreadable file, or one without a certificate, is a [`ClientError::Config`].
+    pub fn with_ca_file(mut self, path: &Path) -> Result<Options, ClientError> {
+        let config = crate::tls::client_config(path).map_err(|e| {
+            ClientError::Config(match e {
+                TlsError::File { .. } => format!("CA file {e}"),
+                TlsError::Config(_) => e.to_string(),
+            })
+        })?;
+        self.tls = Some(Arc::new(config));
+        Ok(self)
     }
 }
 
@@ -87,6 +108,7 @@ impl fmt::Debug for Options {
             .field("breaker", &self.breaker)
             .field("gzip", &self.gzip)
             .field("token", &self.token.as_ref().map(|_| Redacted))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -110,6 +132,7 @@ impl Default for Options {
             breaker: BreakerPolicy::default(),
             gzip: true,
             token: None,
+            tls: None,
         }
     }
 }
@@ -198,6 +221,53 @@ fn auth_header(token: Option<&str>) -> Auth {
     Ok(Some(value))
 }
 
+/// What [`Controllers::from_env`] reads from the process environment (tests pass their own).
+#[derive(Default)]
+struct EnvSettings {
+    /// `PLUM_TOKEN`.
+    token: Option<String>,
+    /// `PLUM_TOKEN_FILE`.
+    token_file: Option<OsString>,
+    /// `PLUM_CA_FILE`, when not empty.
+    ca_file: Option<std::path::PathBuf>,
+}
+
+/// The addresses and options [`Controllers::from_env`] builds on. TLS: `options`' own, else
+/// `PLUM_CA_FILE`, else the CA file the `.plum/cluster.env` the controllers came from names. The
+/// token likewise. `resolve` finds the controllers, told whether a CA is already in force.
+fn settle(
+    env: &EnvSettings,
+    mut options: Options,
+    resolve: impl FnOnce(bool) -> Result<Resolved, ClientError>,
+) -> Result<(Vec<String>, Options), ClientError> {
+    let in_context = |context: String| {
+        move |e: ClientError| match e {
+            ClientError::Config(m) => ClientError::Config(format!("{context}: {m}")),
+            e => e,
+        }
+    };
+    if options.tls.is_none()
+        && let Some(ca) = &env.ca_file
+    {
+        options = options.with_ca_file(ca).map_err(in_context(crate::config::CA_FILE_ENV.to_string()))?;
+    }
+    let found = resolve(options.tls.is_some())?;
+    if options.tls.is_none()
+        && let Some(ca) = &found.ca_file
+    {
+        let from = found.env_file.as_deref().unwrap_or(Path::new(".plum/cluster.env")).display();
+        let context = format!("{} in {from}", crate::config::CA_FILE_ENV);
+        options = options.with_ca_file(ca).map_err(in_context(context))?;
+    }
+    if options.token.is_none() {
+        options.token = match crate::config::token_from(env.token.clone(), env.token_file.clone())? {
+            Some(t) => Some(t),
+            None => found.token_file.as_deref().map(crate::config::read_token_file).transpose()?,
+        };
+    }
+    Ok((found.urls, options))
+}
+
 /// How one attempt ended.
 enum Attempt {
     /// Status, `x-plum-index`, body, and the replica the answer named as leader (if it is one
@@ -210,13 +280,17 @@ enum Attempt {
 }
 
 impl Controllers {
-    /// `urls`: every replica (`http://host:port`), at least one.
+    /// `urls`: every replica (`http://host:port` or `https://host:port`), at least one.
     pub fn new(urls: Vec<String>) -> Controllers {
         Controllers::with_options(urls, Options::default())
     }
 
     pub fn with_options(urls: Vec<String>, options: Options) -> Controllers {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if let Some(tls) = &options.tls {
+            http = http.tls_backend_preconfigured(rustls::ClientConfig::clone(tls));
+        }
+        let http = http
             .no_proxy()
             .tcp_nodelay(true)
             .connect_timeout(options.connect_timeout)
@@ -247,15 +321,16 @@ impl Controllers {
 
     /// From an explicit list, `PLUM_CONTROLLERS`, or the nearest `.plum/cluster.env`; without a
     /// token in `options`, the one in `PLUM_TOKEN` or the file `PLUM_TOKEN_FILE` names, else
-    /// (controllers from `.plum/cluster.env` only) the token file that file names.
-    pub fn from_env(explicit: Option<&str>, mut options: Options) -> Result<Controllers, ClientError> {
-        let (urls, env_file_token) = crate::config::resolve_with_token_file(explicit)?;
-        if options.token.is_none() {
-            options.token = match crate::config::token_from_env()? {
-                Some(t) => Some(t),
-                None => env_file_token.map(|f| crate::config::read_token_file(&f)).transpose()?,
-            };
-        }
+    /// (controllers from `.plum/cluster.env` only) the token file that file names. Without TLS
+    /// settings in `options`, likewise the CA file `PLUM_CA_FILE` names, else the one
+    /// `.plum/cluster.env` names. With a CA file, addresses without a scheme get `https://`.
+    pub fn from_env(explicit: Option<&str>, options: Options) -> Result<Controllers, ClientError> {
+        let env = EnvSettings {
+            token: std::env::var(crate::config::TOKEN_ENV).ok(),
+            token_file: std::env::var_os(crate::config::TOKEN_FILE_ENV),
+            ca_file: crate::config::ca_file_from_env(),
+        };
+        let (urls, options) = settle(&env, options, |tls| crate::config::resolve_controllers(explicit, tls))?;
         Ok(Controllers::with_options(urls, options))
     }
 
@@ -295,8 +370,9 @@ impl Controllers {
     }
 
     /// The shared HTTP client (connection pool), for watches that hold a connection open. It
-    /// sends no token by itself (so it can also call services safely): requests to the
-    /// controllers go through [`Controllers::authorize`].
+    /// sends no token by itself: requests to the controllers go through
+    /// [`Controllers::authorize`]. With TLS settings it trusts only the cluster's CA, so call
+    /// `https://` services with a client of your own.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -476,8 +552,7 @@ impl Controllers {
         }
         let resp = match builder.send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Attempt::NotSent(with_causes(&e)),
-            Err(e) => return Attempt::Lost(with_causes(&e)),
+            Err(e) => return send_failure(&e),
         };
         let named_leader = self.learn(resp.headers());
         let status = resp.status().as_u16();
@@ -548,6 +623,61 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// How a request that got no answer ended, and why, causes included. reqwest reports a failed
+/// TLS handshake as a mere connect error: this says "TLS" and what to check.
+fn send_failure(e: &reqwest::Error) -> Attempt {
+    if let Some(cause) = tls_cause(e) {
+        return Attempt::NotSent(format!("{}: {cause} ({})", crate::error::TLS_FAILED, tls_hint(cause)));
+    }
+    let text = with_causes(e);
+    // An HTTPS server answers plain HTTP with a TLS alert, which hyper can only call a bad HTTP
+    // version (its error type is not ours to inspect). The server never read a request.
+    if e.url().is_some_and(|u| u.scheme() == "http") && text.contains("invalid HTTP version") {
+        return Attempt::NotSent(
+            "not an HTTP answer: the controller may serve HTTPS only (use https:// addresses and trust \
+             its CA: PLUM_CA_FILE / --ca-file)"
+                .to_string(),
+        );
+    }
+    if e.is_connect() { Attempt::NotSent(text) } else { Attempt::Lost(text) }
+}
+
+/// The rustls error among `e`'s causes, if any. tokio-rustls wraps it in an `io::Error`, and
+/// hyper-util that in another, whose `source()` skips the wrapped error: look inside those.
+fn tls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        cause = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    None
+}
+
+fn tls_hint(e: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature | C::UnknownRevocationStatus) => {
+            "the controller's certificate is not signed by a CA in the CA file: set PLUM_CA_FILE / \
+             --ca-file to the cluster's CA"
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the controller's certificate does not name this address: use an address it was issued for"
+        }
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => "the controller's certificate is expired or not yet valid (or a clock is wrong)",
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "is this address serving HTTPS?"
+        }
+        _ => "check the CA file (PLUM_CA_FILE / --ca-file) and the controller's certificate",
+    }
 }
 
 /// At most 300 characters of an answer, for error messages.
@@ -689,6 +819,64 @@ mod tests {
         c.set_token(None).unwrap();
         c.send_text(Request::get("/v1/nodes")).await.unwrap();
         assert_eq!(*r.auth.lock().unwrap(), vec![Some("Bearer plum_new".to_string()), None]);
+    }
+
+    /// A self-signed CA certificate, PEM.
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn the_ca_comes_from_the_options_then_plum_ca_file_then_the_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".plum/cluster")).unwrap();
+        std::fs::write(dir.path().join(".plum/cluster/ca.pem"), ca_pem()).unwrap();
+        std::fs::write(dir.path().join("mine.pem"), ca_pem()).unwrap();
+        std::fs::write(dir.path().join("bad.pem"), "not a certificate\n").unwrap();
+        let env_file = |ca: &str| {
+            std::fs::write(dir.path().join(".plum/cluster.env"), format!("PLUM_CONTROLLERS=h:1\nPLUM_CA_FILE={ca}\n"))
+                .unwrap()
+        };
+        let from_file = |tls| crate::config::resolve_from(None, dir.path(), tls);
+        let with_ca = |ca: &str| EnvSettings { ca_file: Some(dir.path().join(ca)), ..EnvSettings::default() };
+
+        // The env file's CA, relative to the directory holding `.plum/`.
+        env_file(".plum/cluster/ca.pem");
+        let (urls, options) = settle(&EnvSettings::default(), Options::default(), from_file).unwrap();
+        assert!(options.tls.is_some());
+        assert_eq!(urls, vec!["https://h:1"]);
+
+        // A bad one there is a configuration error naming the file and where it was named.
+        env_file("bad.pem");
+        match settle(&EnvSettings::default(), Options::default(), from_file) {
+            Err(ClientError::Config(m)) => {
+                assert!(m.contains("PLUM_CA_FILE in") && m.contains("bad.pem") && m.contains("no certificate"), "{m}")
+            }
+            other => panic!("expected a configuration error, got {:?}", other.map(|(u, _)| u)),
+        }
+        env_file("missing.pem");
+        let e = settle(&EnvSettings::default(), Options::default(), from_file).map(|(u, _)| u).unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+
+        // PLUM_CA_FILE wins over it, and the options' own settings over both.
+        let (urls, options) = settle(&with_ca("mine.pem"), Options::default(), from_file).unwrap();
+        assert!(options.tls.is_some());
+        assert_eq!(urls, vec!["https://h:1"]);
+        let e = settle(&with_ca("bad.pem"), Options::default(), from_file).map(|(u, _)| u).unwrap_err();
+        assert!(matches!(&e, ClientError::Config(m) if m.starts_with("PLUM_CA_FILE: CA file")), "{e}");
+        let mine = Options::default().with_ca_file(&dir.path().join("mine.pem")).unwrap();
+        let (_, options) = settle(&with_ca("bad.pem"), mine, from_file).unwrap();
+        assert!(options.tls.is_some());
+
+        // Controllers given otherwise never take the env file's CA.
+        let given = |tls| crate::config::resolve_from(Some("h:2"), dir.path(), tls);
+        let (urls, options) = settle(&EnvSettings::default(), Options::default(), given).unwrap();
+        assert_eq!((urls, options.tls.is_none()), (vec!["http://h:2".to_string()], true));
+        let (urls, _) = settle(&with_ca("mine.pem"), Options::default(), given).unwrap();
+        assert_eq!(urls, vec!["https://h:2"], "with a CA, bare addresses are HTTPS");
     }
 
     #[test]

@@ -31,7 +31,17 @@ pub enum ClientError {
     Forbidden(String),
 }
 
+/// Begins the description of an attempt whose TLS handshake failed (see [`ClientError::is_tls`]).
+pub(crate) const TLS_FAILED: &str = "TLS handshake failed";
+
 impl ClientError {
+    /// No replica answered, the last one tried because the TLS handshake failed (a certificate
+    /// not signed by the CA trusted, or not naming the address; HTTPS spoken to plain HTTP):
+    /// trying again will not help until the addresses or the CA file change.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientError::Unreachable(m) if m.contains(TLS_FAILED))
+    }
+
     /// The HTTP status, for an error the cluster answered.
     pub fn status(&self) -> Option<u16> {
         match self {

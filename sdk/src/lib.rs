@@ -2,8 +2,9 @@
 //! between replicas; [`Client`], the typed API over it (KV with exactly-once writes, discovery
 //! with a watched cache that serves stale endpoints when the cluster is unreachable,
 //! registration with background heartbeats, token management). Every request carries the
-//! configured token (`Options::token`, or `PLUM_TOKEN` / `PLUM_TOKEN_FILE`). The wire types live
-//! in `plum-types`.
+//! configured token (`Options::token`, or `PLUM_TOKEN` / `PLUM_TOKEN_FILE`); `https://`
+//! controllers are trusted through the cluster's own CA (`Options::with_ca_file`, or
+//! `PLUM_CA_FILE`). The wire types live in `plum-types`.
 
 pub mod backoff;
 pub mod balance;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod kv;
 pub mod outlier;
 pub mod registration;
+pub mod tls;
 pub mod tokens;
 
 pub use client::Client;

@@ -102,6 +102,8 @@ pub struct TestCluster {
     extra_args: Vec<String>,
     /// Client authentication on (`start_secured`); otherwise switched off explicitly.
     client_auth: bool,
+    /// TLS (`start_tls`): certificates from `plum-certs` in `tls/`.
+    tls: bool,
     /// With client authentication: `http` sends the bootstrap admin token.
     pub http: reqwest::Client,
     _serial: MutexGuard<'static, ()>,
@@ -112,35 +114,58 @@ impl TestCluster {
     /// authentication switched off (`--insecure-no-client-auth`): these tests are about
     /// everything else.
     pub fn start(n: u64, extra_args: &[&str]) -> TestCluster {
-        TestCluster::start_with(n, extra_args, false)
+        TestCluster::start_with(n, extra_args, false, false)
+    }
+
+    /// A secured cluster (client authentication on) that also speaks only TLS, with a CA and
+    /// certificate made by `plum-certs`; `http` trusts that CA.
+    pub fn start_tls(n: u64, extra_args: &[&str]) -> TestCluster {
+        TestCluster::secure(TestCluster::start_with(n, extra_args, true, true))
     }
 
     /// The same with client authentication on, as `scripts/cluster.sh` runs it: `http` carries
     /// the bootstrap admin token (`admin_token`), agents get agent tokens of their own.
     pub fn start_secured(n: u64, extra_args: &[&str]) -> TestCluster {
-        let mut cluster = TestCluster::start_with(n, extra_args, true);
+        TestCluster::secure(TestCluster::start_with(n, extra_args, true, false))
+    }
+
+    /// Waits for the bootstrap admin token and makes `http` send it.
+    fn secure(mut cluster: TestCluster) -> TestCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !cluster.admin_token_file().exists() {
             assert!(Instant::now() < deadline, "no admin token file was written");
             std::thread::sleep(Duration::from_millis(20));
         }
-        cluster.http = TestCluster::client_with_token(Some(&cluster.admin_token()));
+        cluster.http = cluster.client(Some(&cluster.admin_token()));
         cluster
+    }
+
+    /// An HTTP client for this cluster (trusting its CA when it speaks TLS) that sends `token`.
+    pub fn client(&self, token: Option<&str>) -> reqwest::Client {
+        TestCluster::client_for(token, self.tls.then(|| self.ca_file()).as_deref())
+    }
+
+    /// The CA certificate of a TLS cluster.
+    pub fn ca_file(&self) -> PathBuf {
+        self._dir.path().join("tls").join("ca.pem")
     }
 
     /// An HTTP client that sends `token` (none: anonymous).
     pub fn client_with_token(token: Option<&str>) -> reqwest::Client {
+        TestCluster::client_for(token, None)
+    }
+
+    fn client_for(token: Option<&str>, ca: Option<&Path>) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
             let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).expect("token header");
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        reqwest::Client::builder()
-            .no_proxy()
-            .default_headers(headers)
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("http client")
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = ca {
+            builder = plum_sdk::tls::with_ca(builder, ca).expect("the test CA");
+        }
+        builder.no_proxy().default_headers(headers).timeout(Duration::from_secs(5)).build().expect("http client")
     }
 
     /// Where the replicas keep the bootstrap admin token (next to the cluster secret).
@@ -152,7 +177,7 @@ impl TestCluster {
         std::fs::read_to_string(self.admin_token_file()).expect("admin token file").trim().to_string()
     }
 
-    fn start_with(n: u64, extra_args: &[&str], client_auth: bool) -> TestCluster {
+    fn start_with(n: u64, extra_args: &[&str], client_auth: bool, tls: bool) -> TestCluster {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::TempDir::new().expect("temp dir");
         let mut replicas = BTreeMap::new();
@@ -169,6 +194,10 @@ impl TestCluster {
         }
         let peers = replicas.iter().map(|(id, r)| format!("{id}={}", r.addr)).collect::<Vec<_>>().join(",");
         std::fs::write(dir.path().join(SECRET_FILE), TEST_SECRET).expect("cluster secret file");
+        if tls {
+            let made = Command::new(workspace_bin("plum-certs")).arg("--out").arg(dir.path().join("tls")).output();
+            assert!(made.is_ok_and(|o| o.status.success()), "plum-certs failed");
+        }
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("http client");
         let mut cluster = TestCluster {
             _dir: dir,
@@ -177,6 +206,7 @@ impl TestCluster {
             peers,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             client_auth,
+            tls,
             http,
             _serial: serial,
         };
@@ -190,6 +220,7 @@ impl TestCluster {
     fn spawn(&mut self, id: u64) {
         let peers = self.peers.clone();
         let extra = self.extra_args.clone();
+        let tls = self.tls_args();
         let r = self.replicas.get_mut(&id).expect("known replica");
         assert!(r.child.is_none(), "replica {id} already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&r.log).expect("log file");
@@ -200,6 +231,7 @@ impl TestCluster {
             .arg("--cluster-secret-file")
             .arg(self._dir.path().join(SECRET_FILE))
             .args((!self.client_auth).then_some("--insecure-no-client-auth"))
+            .args(tls)
             .args(&extra)
             .env("PLUM_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
@@ -207,6 +239,23 @@ impl TestCluster {
             .spawn()
             .expect("spawn plum-controller");
         r.child = Some(child);
+    }
+
+    /// The TLS flags of a replica of a TLS cluster.
+    fn tls_args(&self) -> Vec<PathBuf> {
+        if !self.tls {
+            return Vec::new();
+        }
+        let dir = self._dir.path().join("tls");
+        let flag = |f: &str| PathBuf::from(f);
+        vec![
+            flag("--tls-cert"),
+            dir.join("controller.pem"),
+            flag("--tls-key"),
+            dir.join("controller.key"),
+            flag("--tls-ca"),
+            dir.join("ca.pem"),
+        ]
     }
 
     /// Adds a replica that is not in the initial peer list (to be joined as a learner).
@@ -236,7 +285,8 @@ impl TestCluster {
     }
 
     pub fn url(&self, id: u64) -> String {
-        format!("http://{}", self.replicas[&id].addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.replicas[&id].addr)
     }
 
     pub fn addr(&self, id: u64) -> String {
@@ -290,7 +340,7 @@ impl TestCluster {
     pub fn start_agent(&mut self, node_id: &str) {
         let data_dir = self._dir.path().join(format!("agent-{node_id}"));
         let log = self._dir.path().join(format!("agent-{node_id}.log"));
-        let controllers: Vec<String> = self.replicas.values().map(|r| format!("http://{}", r.addr)).collect();
+        let controllers: Vec<String> = self.ids().into_iter().map(|id| self.url(id)).collect();
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
         let token_file = self.agent_token_file(node_id);
         let child = Command::new(workspace_bin("plum-agent"))
@@ -299,6 +349,8 @@ impl TestCluster {
             .arg(&data_dir)
             .args(token_file.exists().then_some("--token-file"))
             .args(token_file.exists().then_some(&token_file))
+            .args(self.tls.then_some("--ca-file"))
+            .args(self.tls.then(|| self.ca_file()))
             .env("PLUM_LOG", "info")
             .stdout(Stdio::null())
             .stderr(out)
@@ -322,6 +374,25 @@ impl TestCluster {
         let token = created["token"].as_str().expect("token").to_string();
         std::fs::write(self.agent_token_file(node_id), format!("{token}\n")).expect("agent token file");
         token
+    }
+
+    /// Starts agents for `nodes`, each with an agent token of its own (a secured cluster), and
+    /// waits until their nodes are healthy.
+    pub async fn start_agents_with_tokens(&mut self, nodes: &[&str], timeout: Duration) {
+        for node in nodes {
+            self.issue_agent_token(node).await;
+            self.start_agent(node);
+        }
+        self.wait_nodes_healthy(nodes, timeout).await;
+    }
+
+    /// Waits until every node of `nodes` is known and healthy.
+    pub async fn wait_nodes_healthy(&self, nodes: &[&str], timeout: Duration) {
+        wait_until(timeout, "every agent node healthy", || async {
+            let known: Vec<Value> = self.get_json(1, "/v1/nodes").await.unwrap_or_default();
+            nodes.iter().all(|id| known.iter().any(|n| n["nodeId"] == *id && n["health"] == "Healthy"))
+        })
+        .await;
     }
 
     /// SIGKILL a node's agent alone (its instances keep running) and start it again.
@@ -499,11 +570,7 @@ pub async fn start_with_agents(nodes: &[&str], timeout: Duration) -> TestCluster
     for node in nodes {
         cluster.start_agent(node);
     }
-    wait_until(timeout, "every agent node healthy", || async {
-        let known: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
-        known.iter().filter(|n| n["health"] == "Healthy").count() == nodes.len()
-    })
-    .await;
+    cluster.wait_nodes_healthy(nodes, timeout).await;
     cluster
 }
 

@@ -283,15 +283,7 @@ async fn go_clients_without_a_token_get_the_configured_anonymous_role() {
 async fn agents_with_agent_tokens_run_a_deployment_in_a_secured_cluster() {
     let mut cluster = TestCluster::start_secured(3, &[]);
     cluster.wait_leader(GENEROUS).await;
-    for node in ["s1", "s2"] {
-        cluster.issue_agent_token(node).await;
-        cluster.start_agent(node);
-    }
-    wait_until(GENEROUS, "both agents' nodes healthy", || async {
-        let nodes: Vec<Value> = cluster.get_json(1, "/v1/nodes").await.unwrap_or_default();
-        nodes.iter().filter(|n| n["health"] == "Healthy").count() == 2
-    })
-    .await;
+    cluster.start_agents_with_tokens(&["s1", "s2"], GENEROUS).await;
     let (status, created) = cluster.call(1, Method::POST, "/v1/deployments", Some(echo_spec(2, 0))).await.unwrap();
     assert_eq!(status, 201, "{created}");
     wait_until(Duration::from_secs(60), "both instances registered by their agents and discoverable", || async {

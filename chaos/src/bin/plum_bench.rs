@@ -109,7 +109,7 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let urls = target::controllers(cli.controllers.as_deref(), &cli.plum_home.join("cluster.env"))?;
-    target::use_token(target::find_token(&cli.plum_home.join("cluster.env"))?);
+    target::use_access(target::find_access(&cli.plum_home.join("cluster.env"))?);
     match cli.scenario {
         Scenario::Failover { trials, writers, restart_cmd } => {
             let opts = failover::FailoverOptions {

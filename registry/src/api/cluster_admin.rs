@@ -33,7 +33,7 @@ pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
             };
             MemberStatus {
                 id: *id,
-                api_addr: format!("http://{addr}"),
+                api_addr: cluster.config.url_of(addr),
                 role: status.as_ref().map(|s| s.state.clone()).unwrap_or_else(|| "unknown".into()),
                 voter: *voter,
                 last_log_index: status.as_ref().and_then(|s| s.last_log_index),
@@ -91,7 +91,7 @@ pub async fn add_learner(State(state): State<Shared>, req: Request) -> Result<Re
     let (headers, path, bytes) = body_and_parts(req).await?;
     let change = parse_change(&bytes)?;
     let addr = change.api_addr.clone().ok_or_else(|| ApiError::bad("`apiAddr` is required"))?;
-    let addr = addr.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let addr = addr.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string();
     if !addr.contains(':') {
         return Err(ApiError::bad("`apiAddr` must be host:port"));
     }

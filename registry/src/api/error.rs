@@ -53,6 +53,12 @@ impl ApiError {
     }
 }
 
+/// `scheme://host:port` of a URL.
+fn leader_base(location: &str) -> Option<String> {
+    let (scheme, rest) = location.split_once("://")?;
+    Some(format!("{scheme}://{}", rest.split('/').next()?))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
@@ -80,7 +86,8 @@ impl IntoResponse for ApiError {
                 ErrorBody {
                     retryable: true,
                     leader_id: Some(leader.id),
-                    leader_addr: Some(format!("http://{}", leader.addr)),
+                    // The leader's URL: the redirect's location up to its path.
+                    leader_addr: location.as_deref().and_then(leader_base),
                     ..ErrorBody::new(message)
                 },
             ),

@@ -72,7 +72,7 @@ impl AppState {
                 .is_some_and(|v| matches!(v, "1" | "true" | "yes"));
         if wants_redirect && let Some(leader) = self.cluster.leader().filter(|l| l.id != self.cluster.id) {
             let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let location = format!("http://{}{path}", leader.addr);
+            let location = format!("{}{path}", self.cluster.config.url_of(&leader.addr));
             return Err(ApiError::Redirect { leader, location });
         }
         Ok(self.cluster.write(op).await?)
@@ -158,6 +158,7 @@ pub fn with_index(index: u64, resp: impl IntoResponse) -> Response {
 
 pub fn router(state: Shared) -> Router {
     let body_timeout = state.cluster.config.serve.body_timeout;
+    let header_limits = state.cluster.config.serve.header_limits();
     let api = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/nodes/heartbeat", post(nodes::heartbeat))
@@ -214,6 +215,7 @@ pub fn router(state: Shared) -> Router {
         .merge(raft)
         .layer(middleware::from_fn_with_state(state, common_headers))
         .layer(middleware::from_fn_with_state(body_timeout, crate::serve::deadline::body_deadline))
+        .layer(middleware::from_fn_with_state(header_limits, crate::serve::header_limit::limit_headers))
 }
 
 /// Requests that only the leader can decide (membership changes, placements): a follower
@@ -229,7 +231,7 @@ async fn on_leader(
     if leader.id == state.cluster.id || headers.contains_key(h::FORWARDED) {
         return None;
     }
-    let url = format!("http://{}{req_path}", leader.addr);
+    let url = format!("{}{req_path}", state.cluster.config.url_of(&leader.addr));
     let sent = state
         .cluster
         .http
@@ -302,7 +304,7 @@ async fn common_headers(State(state): State<Shared>, req: Request, next: Next) -
     hs.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     if let Some(leader) = state.cluster.leader() {
         hs.insert(h::LEADER_ID, HeaderValue::from(leader.id));
-        if let Ok(v) = HeaderValue::from_str(&format!("http://{}", leader.addr)) {
+        if let Ok(v) = HeaderValue::from_str(&state.cluster.config.url_of(&leader.addr)) {
             hs.insert(h::LEADER_ADDR, v);
         }
     }

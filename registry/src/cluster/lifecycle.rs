@@ -75,7 +75,7 @@ impl Cluster {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            NetworkFactory::new(http.clone(), config.peer_auth.clone()),
+            NetworkFactory::new(http.clone(), config.peer_auth.clone(), config.scheme()),
             log,
             sm,
         )

@@ -345,7 +345,8 @@ impl Cluster {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        call_replica(&self.http, &self.config.peer_auth, self.id, addr, route, body, timeout).await
+        let url = format!("{}/internal/v1/{route}", self.config.url_of(addr));
+        call_replica(&self.http, &self.config.peer_auth, self.id, &url, body, timeout).await
     }
 }
 
@@ -371,10 +372,9 @@ pub async fn call_replica<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
     auth: &peer_auth::PeerAuth,
     from: u64,
-    addr: &str,
-    route: &str,
+    url: &str,
     body: &Req,
     timeout: Duration,
 ) -> Result<Resp, PeerError> {
-    codec::post(http, auth, &format!("http://{addr}/internal/v1/{route}"), body, timeout, Some(from)).await
+    codec::post(http, auth, url, body, timeout, Some(from)).await
 }

@@ -21,8 +21,13 @@ use super::peer_auth::PeerAuth;
 use super::types::TypeConfig;
 
 /// Builds the HTTP client used between replicas (Raft and forwarding alike).
-pub fn peer_http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// With `tls`, peers are reached over `https://` and their certificates checked with it.
+pub fn peer_http_client(tls: Option<rustls::ClientConfig>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    builder
         .no_proxy()
         .tcp_nodelay(true)
         // Below the header timeout a replica closes idle connections after (`serve`).
@@ -36,11 +41,12 @@ pub fn peer_http_client() -> reqwest::Client {
 pub struct NetworkFactory {
     client: reqwest::Client,
     auth: Arc<PeerAuth>,
+    scheme: &'static str,
 }
 
 impl NetworkFactory {
-    pub fn new(client: reqwest::Client, auth: Arc<PeerAuth>) -> Self {
-        NetworkFactory { client, auth }
+    pub fn new(client: reqwest::Client, auth: Arc<PeerAuth>, scheme: &'static str) -> Self {
+        NetworkFactory { client, auth, scheme }
     }
 }
 
@@ -50,7 +56,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            base: format!("http://{}/raft", node.addr),
+            base: format!("{}://{}/raft", self.scheme, node.addr),
             client: self.client.clone(),
             auth: self.auth.clone(),
         }

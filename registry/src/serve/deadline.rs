@@ -51,6 +51,10 @@ fn limit_for(path: &str, limit: Duration) -> Duration {
 
 /// Middleware: every request body gets its deadline, counted from when the headers arrived.
 pub async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    // Most requests (reads) have no body: no timer for them.
+    if http_body::Body::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
     let limit = limit_for(req.uri().path(), limit);
     let (parts, body) = req.into_parts();
     let body = DeadlineBody { inner: body, limit, deadline: Box::pin(tokio::time::sleep(limit)) };

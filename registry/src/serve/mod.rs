@@ -6,6 +6,8 @@
 
 mod client_limit;
 pub mod deadline;
+pub mod header_limit;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 pub use client_limit::ClientLimit;
@@ -29,12 +32,19 @@ pub struct ServeLimits {
     /// connection's wait for its next request too, so idle connections close after it: Plum's
     /// own clients keep theirs idle for 20 s at most.
     pub header_timeout: Duration,
-    /// Bytes of request line and headers at most; more is a `431`.
+    /// Bytes of request line and headers at most, and headers at most; more is a `431` with a
+    /// JSON error (`header_limit.rs`; hyper itself stops parsing at twice these).
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_connections_per_client: usize,
     /// A request's body must arrive within this after its headers (`deadline.rs`).
     pub body_timeout: Duration,
+}
+
+impl ServeLimits {
+    pub fn header_limits(&self) -> header_limit::HeaderLimits {
+        header_limit::HeaderLimits { max_bytes: self.max_header_bytes, max_count: self.max_headers }
+    }
 }
 
 impl Default for ServeLimits {
@@ -49,12 +59,14 @@ impl Default for ServeLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets each
-/// connection finish its request in flight, and returns once all have closed.
+/// Serves `router` on `listener` (over TLS when given an acceptor) until `shutdown` resolves;
+/// then stops accepting, lets each connection finish its request in flight, and returns once
+/// all have closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let per_client = ClientLimit::new(limits.max_connections_per_client);
@@ -62,8 +74,8 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_header_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
+        .max_header_size(limits.max_header_bytes * 2)
+        .max_headers(limits.max_headers * 2);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -95,15 +107,36 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
             router.clone().oneshot(req)
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(tls) = &tls else {
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(finish(conn, admitted, remote));
+            continue;
+        };
+        // The handshake runs in the connection's task, bounded like headers are.
+        let (tls, http, watcher) = (tls.clone(), http.clone(), graceful.watcher());
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            let _admitted = admitted;
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %remote, error = %e, "connection ended with an error");
-            }
+            let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(peer = %remote, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(peer = %remote, "TLS handshake timed out"),
+            };
+            finish(watcher.watch(http.serve_connection(TokioIo::new(stream), service)), admitted, remote).await;
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Runs one connection to its end, holding its place among its client's connections.
+async fn finish<C, E>(conn: C, admitted: client_limit::Admitted, remote: SocketAddr)
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let _admitted = admitted;
+    if let Err(e) = conn.await {
+        tracing::debug!(peer = %remote, error = %e, "connection ended with an error");
+    }
 }

@@ -4,9 +4,10 @@
 //! `--json` can print exactly what the cluster answered.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::path::Path;
 use std::time::Duration;
 
-use plum_sdk::{Controllers, Options, Request};
+use plum_sdk::{ClientError, Controllers, Options, Request};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -53,12 +54,19 @@ pub struct Api {
 }
 
 impl Api {
-    /// `urls`: every replica, `http://host:port`. `budget`: how long a request may take in all.
-    /// `token`: sent as `Authorization: Bearer` with every request.
-    pub fn new(urls: Vec<String>, budget: Duration, token: Option<String>) -> Api {
+    /// `urls`: every replica, `http(s)://host:port`. `budget`: how long a request may take in
+    /// all. `token`: sent as `Authorization: Bearer` with every request. `ca_file`: the CA
+    /// certificates (PEM) trusted for `https://` replicas; unusable, it is a usage error.
+    pub fn new(urls: Vec<String>, budget: Duration, token: Option<String>, ca_file: Option<&Path>) -> Result<Api> {
         let replicas = urls.len().max(1) as u32;
-        let options = Options { token, ..Options::default() };
-        Api { controllers: Controllers::with_options(urls, options), budget, replicas }
+        let mut options = Options { token, ..Options::default() };
+        if let Some(ca) = ca_file {
+            options = options.with_ca_file(ca).map_err(|e| match e {
+                ClientError::Config(m) => CtlError::Usage(m),
+                e => CtlError::Usage(e.to_string()),
+            })?;
+        }
+        Ok(Api { controllers: Controllers::with_options(urls, options), budget, replicas })
     }
 
     pub fn timeout(&self) -> Duration {

@@ -1,6 +1,8 @@
 //! plumctl's command line (clap derive) and where it finds the cluster: `--controllers`, else
 //! `PLUM_CONTROLLERS`, else `.plum/cluster.env` in the current directory or one of its parents;
-//! and the token it sends: `--token`/`PLUM_TOKEN`, else `--token-file`/`PLUM_TOKEN_FILE`.
+//! the token it sends: `--token`/`PLUM_TOKEN`, else `--token-file`/`PLUM_TOKEN_FILE`; and the CA
+//! it trusts for `https://` controllers: `--ca-file`/`PLUM_CA_FILE`. The env file's token and CA
+//! files are used only with the env file's controllers.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,10 @@ $PLUM_TOKEN_FILE (a file whose first non-empty line is the token), else, for con
 from .plum/cluster.env, the file its PLUM_TOKEN_FILE=... line names. Prefer a file: a
 token on the command line shows in `ps` and the shell history.
 
+TLS (when the cluster serves HTTPS): --ca-file or $PLUM_CA_FILE (PEM, the cluster's CA),
+else, for controllers from .plum/cluster.env, the file its PLUM_CA_FILE=... line names.
+With a CA file, addresses without a scheme are https://; explicit schemes are kept.
+
 Exit codes:
   0  ok
   1  refused by the cluster (an error answer other than those below)
@@ -53,7 +59,8 @@ Exit codes:
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// Controller replicas, comma-separated (`http://` is added when missing).
+    /// Controller replicas, comma-separated (`http://` is added when missing, `https://` with a
+    /// CA file).
     #[arg(long, global = true, env = "PLUM_CONTROLLERS", value_delimiter = ',', value_name = "URLS")]
     pub controllers: Vec<String>,
     /// Print the cluster's JSON answer instead of a table.
@@ -68,6 +75,10 @@ pub struct Cli {
     /// A file whose first non-empty line is the token.
     #[arg(long, global = true, env = "PLUM_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// The cluster's CA certificate(s), PEM: trusted for `https://` controllers (instead of the
+    /// system's CAs).
+    #[arg(long, global = true, env = "PLUM_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -360,69 +371,39 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Where the cluster is and what to reach it with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub urls: Vec<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
 /// The replicas to talk to: the flag or `PLUM_CONTROLLERS` (clap reads both), else
-/// `.plum/cluster.env` found from `cwd` upwards.
-pub fn controllers(given: &[String], cwd: &Path) -> Result<Vec<String>> {
-    let urls = normalize(given);
-    if !urls.is_empty() {
-        return Ok(urls);
+/// `.plum/cluster.env` found from `cwd` upwards. The token and CA files: the flags (or their
+/// variables), else, with the env file's controllers only, the files it names. With a CA file
+/// from the flag, addresses without a scheme are `https://`.
+pub fn target(controllers: &[String], token_file: Option<&Path>, ca_file: Option<&Path>, cwd: &Path) -> Result<Target> {
+    let list = controllers.join(",");
+    let given = list.split(',').any(|u| !u.trim().is_empty()).then_some(list.as_str());
+    if given.is_none() && plum_sdk::config::find_env_file(cwd).is_none() {
+        return Err(CtlError::Usage(
+            "no controllers: pass --controllers, set PLUM_CONTROLLERS, or run scripts/cluster.sh up \
+             (it writes .plum/cluster.env)"
+                .into(),
+        ));
     }
-    for dir in cwd.ancestors() {
-        let file = dir.join(".plum").join("cluster.env");
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
-        let urls = from_env_file(&text);
-        if urls.is_empty() {
-            return Err(CtlError::Usage(format!("{} has no PLUM_CONTROLLERS line", file.display())));
-        }
-        return Ok(urls);
-    }
-    Err(CtlError::Usage(
-        "no controllers: pass --controllers, set PLUM_CONTROLLERS, or run scripts/cluster.sh up \
-         (it writes .plum/cluster.env)"
-            .into(),
-    ))
-}
-
-/// The URLs on a `PLUM_CONTROLLERS=...` line (optionally `export`ed and quoted).
-pub fn from_env_file(text: &str) -> Vec<String> {
-    let Some(value) = env_file_value(text, "PLUM_CONTROLLERS") else { return Vec::new() };
-    normalize(&value.split(',').map(str::to_string).collect::<Vec<_>>())
-}
-
-/// The value of a `NAME=...` line (optionally `export`ed and quoted).
-fn env_file_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let value = text
-        .lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("export ").unwrap_or(l).trim_start().strip_prefix(name)?.strip_prefix('='))?;
-    Some(value.trim().trim_matches(|c| c == '"' || c == '\''))
-}
-
-/// With no controllers given (they come from `.plum/cluster.env`): the token file that file
-/// names (`PLUM_TOKEN_FILE=`, the local cluster's admin token), when it exists. Never for
-/// controllers given otherwise: that token belongs to the local cluster.
-pub fn env_file_token_file(given: &[String], cwd: &Path) -> Option<PathBuf> {
-    if !normalize(given).is_empty() {
-        return None;
-    }
-    let dir = cwd.ancestors().find(|d| d.join(".plum").join("cluster.env").is_file())?;
-    let text = std::fs::read_to_string(dir.join(".plum").join("cluster.env")).ok()?;
-    let file = env_file_value(&text, "PLUM_TOKEN_FILE").filter(|f| !f.is_empty())?;
-    // Relative paths are relative to the directory holding `.plum/`.
-    Some(dir.join(file)).filter(|f| f.is_file())
-}
-
-/// Trimmed, non-empty, with a scheme and no trailing slash.
-fn normalize(urls: &[String]) -> Vec<String> {
-    urls.iter()
-        .flat_map(|u| u.split(','))
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(|u| {
-            let u = u.trim_end_matches('/');
-            if u.contains("://") { u.to_string() } else { format!("http://{u}") }
-        })
-        .collect()
+    let given_file = |f: Option<&Path>| f.filter(|f| !f.as_os_str().is_empty()).map(Path::to_path_buf);
+    let ca_file = given_file(ca_file);
+    let found = plum_sdk::config::resolve_from(given, cwd, ca_file.is_some()).map_err(|e| match e {
+        plum_sdk::ClientError::Config(m) => CtlError::Usage(m),
+        e => CtlError::Usage(e.to_string()),
+    })?;
+    Ok(Target {
+        urls: found.urls,
+        token_file: given_file(token_file).or(found.token_file),
+        ca_file: ca_file.or(found.ca_file),
+    })
 }
 
 #[cfg(test)]
@@ -522,32 +503,35 @@ mod tests {
         assert!(help.contains("Exit codes:") && help.contains("6  outcome unknown"), "{help}");
     }
 
+    fn target_in(
+        controllers: &[&str],
+        token_file: Option<&Path>,
+        ca_file: Option<&Path>,
+        cwd: &Path,
+    ) -> Result<Target> {
+        let controllers: Vec<String> = controllers.iter().map(|c| c.to_string()).collect();
+        target(&controllers, token_file, ca_file, cwd)
+    }
+
     #[test]
     fn controllers_from_flag_then_env_file() {
         let dir = tempdir();
         let nested = dir.join("a").join("b");
         std::fs::create_dir_all(&nested).unwrap();
-        assert_eq!(
-            controllers(&["127.0.0.1:1/".into(), " http://h:2 ".into(), "".into()], &nested).unwrap(),
-            vec!["http://127.0.0.1:1", "http://h:2"]
-        );
+        let t = target_in(&["127.0.0.1:1/", " http://h:2 ", ""], None, None, &nested).unwrap();
+        assert_eq!(t.urls, vec!["http://127.0.0.1:1", "http://h:2"]);
+        assert_eq!(target_in(&[], None, None, &nested).unwrap_err().exit_code(), 2, "none anywhere");
         std::fs::create_dir_all(dir.join(".plum")).unwrap();
         std::fs::write(
             dir.join(".plum/cluster.env"),
-            "PLUM_AGENTS=3\nPLUM_CONTROLLERS=\"127.0.0.1:7101,127.0.0.1:7102\"\n",
+            "PLUM_AGENTS=3\nexport PLUM_CONTROLLERS=\"127.0.0.1:7101, 127.0.0.1:7102\"\n",
         )
         .unwrap();
-        assert_eq!(controllers(&[], &nested).unwrap(), vec!["http://127.0.0.1:7101", "http://127.0.0.1:7102"]);
-        std::fs::write(dir.join(".plum/cluster.env"), "PLUM_AGENTS=3\n").unwrap();
-        assert_eq!(controllers(&[], &nested).unwrap_err().exit_code(), 2);
+        let t = target_in(&[""], None, None, &nested).unwrap();
+        assert_eq!(t.urls, vec!["http://127.0.0.1:7101", "http://127.0.0.1:7102"]);
+        std::fs::write(dir.join(".plum/cluster.env"), "PLUM_AGENTS=3\nPLUM_CONTROLLERS_OLD=h:1\n").unwrap();
+        assert_eq!(target_in(&[], None, None, &nested).unwrap_err().exit_code(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn env_file_lines() {
-        assert_eq!(from_env_file("export PLUM_CONTROLLERS='h:1, h:2'\n"), vec!["http://h:1", "http://h:2"]);
-        assert!(from_env_file("# nothing\n").is_empty());
-        assert!(from_env_file("PLUM_CONTROLLERS_OLD=h:1\n").is_empty());
     }
 
     #[test]
@@ -559,17 +543,60 @@ mod tests {
         std::fs::write(dir.join(".plum/cluster/admin.token"), "plum_admin\n").unwrap();
         let env = "PLUM_CONTROLLERS=127.0.0.1:7101\nPLUM_TOKEN_FILE=.plum/cluster/admin.token\n";
         std::fs::write(dir.join(".plum/cluster.env"), env).unwrap();
-        let found = env_file_token_file(&[], &nested).unwrap();
+        let found = target_in(&[], None, None, &nested).unwrap().token_file.unwrap();
         assert_eq!(found, dir.join(".plum/cluster/admin.token"));
         assert_eq!(token(None, Some(&found)).unwrap().as_deref(), Some("plum_admin"));
-        assert_eq!(env_file_token_file(&["other:1".into()], &nested), None, "not for other controllers");
+        assert_eq!(target_in(&["other:1"], None, None, &nested).unwrap().token_file, None, "not for other controllers");
+        let mine = dir.join("mine.token");
+        assert_eq!(target_in(&[], Some(&mine), None, &nested).unwrap().token_file, Some(mine), "the flag wins");
         std::fs::write(
             dir.join(".plum/cluster.env"),
             "PLUM_CONTROLLERS=127.0.0.1:7101\nPLUM_TOKEN_FILE=/nonexistent\n",
         )
         .unwrap();
-        assert_eq!(env_file_token_file(&[], &nested), None, "a missing file is no token (auth may be off)");
+        let t = target_in(&[], None, None, &nested).unwrap();
+        assert_eq!(t.token_file, None, "a missing file is no token (auth may be off)");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_ca_file_comes_from_the_flag_then_the_env_file_with_its_controllers() {
+        let dir = tempdir();
+        let nested = dir.join("a");
+        std::fs::create_dir_all(&nested).unwrap();
+        let mine = dir.join("mine.pem");
+
+        // A CA from the flag makes bare addresses HTTPS; explicit schemes stay.
+        let t = target_in(&["h:1", "http://h:2"], None, Some(&mine), &nested).unwrap();
+        assert_eq!(
+            t,
+            Target {
+                urls: vec!["https://h:1".into(), "http://h:2".into()],
+                token_file: None,
+                ca_file: Some(mine.clone())
+            }
+        );
+        let t = target_in(&["h:1"], None, Some(Path::new("")), &nested).unwrap();
+        assert_eq!((t.urls, t.ca_file), (vec!["http://h:1".to_string()], None), "an empty PLUM_CA_FILE is unset");
+
+        std::fs::create_dir_all(dir.join(".plum")).unwrap();
+        let env = "PLUM_CONTROLLERS=https://127.0.0.1:7101,127.0.0.1:7102\nPLUM_CA_FILE=.plum/cluster/tls/ca.pem\n";
+        std::fs::write(dir.join(".plum/cluster.env"), env).unwrap();
+        let t = target_in(&[], None, None, &nested).unwrap();
+        assert_eq!(t.ca_file, Some(dir.join(".plum/cluster/tls/ca.pem")), "relative to the directory holding .plum/");
+        assert_eq!(t.urls, vec!["https://127.0.0.1:7101", "https://127.0.0.1:7102"]);
+        assert_eq!(target_in(&[], None, Some(&mine), &nested).unwrap().ca_file, Some(mine), "the flag wins");
+        let t = target_in(&["h:1"], None, None, &nested).unwrap();
+        assert_eq!((t.urls, t.ca_file), (vec!["http://h:1".to_string()], None), "not for other controllers");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_ca_file_flag_is_global_and_documented() {
+        let cli = parse(&["nodes", "--ca-file", "/etc/plum/ca.pem"]).unwrap();
+        assert_eq!(cli.ca_file.as_deref(), Some(Path::new("/etc/plum/ca.pem")));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--ca-file <PATH>") && help.contains("PLUM_CA_FILE"), "{help}");
     }
 
     #[test]

@@ -92,6 +92,11 @@ impl CtlError {
 impl From<ClientError> for CtlError {
     fn from(e: ClientError) -> CtlError {
         match e {
+            // Not "unreachable or without a leader": the replicas are there, TLS failed.
+            ClientError::Unreachable(detail) if e.is_tls() => CtlError::Unreachable(one_line(&format!(
+                "cannot talk to the cluster over TLS: {}",
+                shorten(&detail, 300)
+            ))),
             ClientError::Unreachable(detail) => CtlError::Unreachable(one_line(&format!(
                 "cluster unreachable or without a leader: {}",
                 shorten(&detail, 300)
@@ -188,5 +193,9 @@ mod tests {
         assert_eq!(e.to_string(), "forbidden: role `read` may not write (HTTP 403)");
         let e = CtlError::from(ClientError::Unreachable("a\nb".into()));
         assert!(!e.to_string().contains('\n'));
+        let tls = "https://h:1: TLS handshake failed: invalid peer certificate: UnknownIssuer (hint)";
+        let e = CtlError::from(ClientError::Unreachable(tls.into()));
+        assert_eq!(e.exit_code(), 3);
+        assert_eq!(e.to_string(), format!("cannot talk to the cluster over TLS: {tls}"));
     }
 }

@@ -29,11 +29,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         return completions(shell);
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    let urls = crate::cli::controllers(&cli.controllers, &cwd)?;
-    let token_file = cli.token_file.clone().or_else(|| crate::cli::env_file_token_file(&cli.controllers, &cwd));
-    let token = crate::cli::token(cli.token.as_ref(), token_file.as_deref())?;
+    let target = crate::cli::target(&cli.controllers, cli.token_file.as_deref(), cli.ca_file.as_deref(), &cwd)?;
+    let token = crate::cli::token(cli.token.as_ref(), target.token_file.as_deref())?;
     let has_token = token.is_some();
-    let ctx = Ctx { api: Api::new(urls, Duration::from_secs_f64(cli.timeout), token), out };
+    let budget = Duration::from_secs_f64(cli.timeout);
+    let ctx = Ctx { api: Api::new(target.urls, budget, token, target.ca_file.as_deref())?, out };
     dispatch(ctx, cli.command).await.map_err(|e| with_hint(e, has_token))
 }
 
