@@ -31,6 +31,8 @@ pub struct TrialResult {
     pub recovery: Option<Duration>,
     pub acked: usize,
     pub lost: usize,
+    /// Where the time went, from the survivors' records.
+    pub steps: crate::timeline::Steps,
 }
 
 /// Acknowledged writes: key and the instant its request was sent / answered.
@@ -51,12 +53,13 @@ pub async fn run(opts: &FailoverOptions) -> Result<Vec<TrialResult>> {
     for trial in 0..opts.trials {
         let r = one_trial(opts, &http, run_id, trial).await.with_context(|| format!("trial {trial}"))?;
         println!(
-            "trial={trial} killed={} new_leader={} recovery_ms={} acked={} lost={}",
+            "trial={trial} killed={} new_leader={} recovery_ms={} acked={} lost={} timeline_ms: {}",
             r.killed,
             r.new_leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
             r.recovery.map(|d| format!("{:.0}", ms(d))).unwrap_or_else(|| "timeout".into()),
             r.acked,
-            r.lost
+            r.lost,
+            r.steps
         );
         results.push(r);
     }
@@ -106,6 +109,7 @@ async fn one_trial(opts: &FailoverOptions, http: &reqwest::Client, run_id: u32, 
     // SAFETY: kill(2) on a pid read from our own pid file and checked to be plum-controller.
     let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
     let kill_instant = Instant::now();
+    let kill_ms = unix_now_ms();
     if rc != 0 {
         stop.store(true, Ordering::Relaxed);
         bail!("kill -9 {pid} failed: {}", std::io::Error::last_os_error());
@@ -127,6 +131,11 @@ async fn one_trial(opts: &FailoverOptions, http: &reqwest::Client, run_id: u32, 
         w.await.context("writer task")?;
     }
     let new_leader = cluster_status(http, &opts.urls).await.and_then(|s| s["leaderId"].as_u64());
+    let mut steps = match new_leader {
+        Some(l) => crate::timeline::Steps::from_statuses(&survivor_statuses(http, &opts.urls).await, kill_ms, l),
+        None => crate::timeline::Steps::default(),
+    };
+    steps.client_ack = recovery.map(|d| d.as_millis() as i64);
 
     let cmd = opts.restart_cmd.replace("{id}", &leader.to_string());
     let status = tokio::process::Command::new("sh").arg("-c").arg(&cmd).status().await.context("restart command")?;
@@ -142,7 +151,24 @@ async fn one_trial(opts: &FailoverOptions, http: &reqwest::Client, run_id: u32, 
         let sample: Vec<&String> = acked.difference(&found).take(5).collect();
         eprintln!("trial {trial}: {lost} acknowledged writes missing, e.g. {sample:?}");
     }
-    Ok(TrialResult { killed: leader, new_leader, recovery, acked: acked.len(), lost })
+    Ok(TrialResult { killed: leader, new_leader, recovery, acked: acked.len(), lost, steps })
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// `/v1/cluster` of every replica that answers (each tells its own failover timeline).
+async fn survivor_statuses(http: &reqwest::Client, urls: &[String]) -> Vec<plum_types::ClusterStatus> {
+    let mut out = Vec::new();
+    for url in urls {
+        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).timeout(Duration::from_millis(800)).send().await
+            && let Ok(status) = resp.json::<plum_types::ClusterStatus>().await
+        {
+            out.push(status);
+        }
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -14,3 +14,4 @@ pub mod node_failover;
 pub mod sdk_bench;
 pub mod stats;
 pub mod target;
+pub mod timeline;

@@ -23,6 +23,27 @@ pub struct LoadReport {
     pub latencies: Vec<Duration>,
 }
 
+/// Why requests failed, by kind (`status 503`, `timeout`, `connect`, ...): an error count
+/// alone explains nothing.
+static ERROR_KINDS: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Counts one failed request by its kind.
+pub fn note_error(kind: String) {
+    *ERROR_KINDS.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_insert(0) += 1;
+}
+
+/// The kind of a request's outcome that was not the expected status.
+pub fn error_kind(result: &Result<reqwest::Response, reqwest::Error>) -> String {
+    match result {
+        Ok(r) => format!("status_{}", r.status().as_u16()),
+        Err(e) if e.is_timeout() => "timeout".into(),
+        Err(e) if e.is_connect() => "connect".into(),
+        Err(e) if e.is_request() => "request".into(),
+        Err(_) => "other".into(),
+    }
+}
+
 impl LoadReport {
     pub fn line(self) -> String {
         let per_sec = self.ok as f64 / self.elapsed.as_secs_f64();
@@ -37,12 +58,20 @@ impl LoadReport {
             ms(s.p50),
             ms(s.p99),
             ms(s.max)
-        )
+        ) + &error_kinds()
     }
 }
 
 /// Runs `clients` tasks until the duration is over; each calls `op(client, seq, url)` in a loop.
 /// `op` returns the latency of a successful request, `None` for a failed one.
+fn error_kinds() -> String {
+    let kinds = ERROR_KINDS.lock().unwrap_or_else(|p| p.into_inner());
+    if kinds.is_empty() {
+        return String::new();
+    }
+    format!(" error_kinds={}", kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect::<Vec<_>>().join(","))
+}
+
 async fn drive<F, Fut>(name: &'static str, opts: &LoadOptions, op: F) -> LoadReport
 where
     F: Fn(usize, u64, String) -> Fut + Send + Sync + 'static,
@@ -130,7 +159,10 @@ pub async fn discovery(opts: &LoadOptions, services: usize, per_service: usize) 
             let t = Instant::now();
             match http.get(format!("{url}/v1/discovery?service=bench-svc-{svc}")).send().await {
                 Ok(r) if r.status() == 200 => r.bytes().await.ok().map(|_| t.elapsed()),
-                _ => None,
+                other => {
+                    note_error(error_kind(&other));
+                    None
+                }
             }
         }
     })
@@ -150,7 +182,10 @@ pub async fn registrations(opts: &LoadOptions) -> Result<LoadReport> {
             let t = Instant::now();
             match http.post(format!("{url}/v1/services/register")).json(&body).send().await {
                 Ok(r) if r.status() == 204 => Some(t.elapsed()),
-                _ => None,
+                other => {
+                    note_error(error_kind(&other));
+                    None
+                }
             }
         }
     })
@@ -158,16 +193,27 @@ pub async fn registrations(opts: &LoadOptions) -> Result<LoadReport> {
 }
 
 /// `clients` fake nodes, each heartbeating every `interval` (what an agent does).
+/// Fake nodes per simulated host (each host sends from its own loopback address).
+const NODES_PER_HOST: usize = 100;
+
 pub async fn heartbeats(opts: &LoadOptions, interval: Duration) -> Result<LoadReport> {
-    let http = crate::target::http_client(Duration::from_secs(2));
+    let hosts: Vec<reqwest::Client> = (0..opts.clients.div_ceil(NODES_PER_HOST))
+        .map(|h| crate::target::host_client(Duration::from_secs(2), h))
+        .collect();
     let run = std::process::id();
     Ok(drive("heartbeats", opts, move |c, _seq, url| {
-        let http = http.clone();
+        let http = hosts[c / NODES_PER_HOST].clone();
         async move {
             let started = Instant::now();
-            // Our agent declares a 1 s TTL at a 250 ms interval.
-            let body = json!({"nodeId": format!("hb-{run}-{c}"), "ip": "10.6.0.1", "ttlMs": 1000});
-            let ok = matches!(http.post(format!("{url}/v1/nodes/heartbeat")).json(&body).send().await, Ok(r) if r.status() == 200);
+            // Like our agent: a TTL of four intervals (1 s at 250 ms), so one late heartbeat
+            // is not a death (a TTL of one interval expired nodes between their heartbeats).
+            let ttl_ms = interval.as_millis() as u64 * 4;
+            let body = json!({"nodeId": format!("hb-{run}-{c}"), "ip": "10.6.0.1", "ttlMs": ttl_ms});
+            let sent = http.post(format!("{url}/v1/nodes/heartbeat")).json(&body).send().await;
+            let ok = matches!(&sent, Ok(r) if r.status() == 200);
+            if !ok {
+                note_error(error_kind(&sent));
+            }
             let latency = started.elapsed();
             tokio::time::sleep(interval.saturating_sub(latency)).await;
             ok.then_some(latency)

@@ -90,7 +90,18 @@ pub fn sdk_options(mut options: plum_sdk::Options) -> Result<plum_sdk::Options> 
     Ok(options)
 }
 
+/// Simulated hosts: a fleet is many machines, and a controller caps connections per client
+/// address; host `i` sends from its own loopback address (127.1.x.y: all of 127/8 is local).
+pub fn host_client(timeout: Duration, host: usize) -> reqwest::Client {
+    let local = std::net::Ipv4Addr::new(127, 1, (host / 250) as u8, (host % 250 + 1) as u8);
+    client_builder(timeout).local_address(std::net::IpAddr::V4(local)).build().expect("HTTP client builds")
+}
+
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    client_builder(timeout).build().expect("HTTP client builds with static settings")
+}
+
+fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(value) = token().and_then(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
         headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -106,8 +117,6 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(128)
         .timeout(timeout)
-        .build()
-        .expect("HTTP client builds with static settings")
 }
 
 /// `GET path` decoded from the first replica that answers with that shape.
@@ -145,4 +154,40 @@ pub fn replica_pid(pid_dir: &Path, id: u64) -> Result<i32> {
         bail!("pid {pid} from {} is not a running plum-controller", file.display());
     }
     Ok(pid)
+}
+
+/// The cluster's own marks before and after a load run: its term (a change means an election
+/// happened) and each replica's count of expired nodes.
+#[derive(Debug, Default, Clone)]
+pub struct Marks {
+    pub term: u64,
+    pub nodes_expired: std::collections::BTreeMap<u64, u64>,
+}
+
+pub async fn marks(urls: &[String]) -> Marks {
+    let http = http_client(Duration::from_secs(2));
+    let mut m = Marks::default();
+    for url in urls {
+        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).send().await
+            && let Ok(status) = resp.json::<plum_types::ClusterStatus>().await
+        {
+            m.term = m.term.max(status.term);
+            m.nodes_expired.insert(status.replica_id, status.nodes_expired);
+        }
+    }
+    m
+}
+
+impl Marks {
+    /// `term_start=.. term_end=.. nodes_expired=..`: expiries counted on a replica that answered
+    /// both times (every replica applies every expiry).
+    pub fn line(&self, after: &Marks) -> String {
+        let expired = self
+            .nodes_expired
+            .iter()
+            .filter_map(|(id, before)| after.nodes_expired.get(id).and_then(|a| a.checked_sub(*before)))
+            .max();
+        let expired = expired.map(|e| e.to_string()).unwrap_or_else(|| "unknown".into());
+        format!("term_start={} term_end={} nodes_expired={expired}", self.term, after.term)
+    }
 }

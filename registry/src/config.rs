@@ -147,6 +147,10 @@ pub struct Args {
     /// CA certificates (PEM) other replicas' certificates are checked against.
     #[arg(long, env = "PLUM_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Wait out the leader lease even when the leader's port refuses connections (no fast
+    /// failover; see ARCHITECTURE.md).
+    #[arg(long, env = "PLUM_NO_FAST_FAILOVER")]
+    pub no_fast_failover: bool,
 }
 
 /// The same settings from a TOML file.
@@ -183,6 +187,7 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
+    pub no_fast_failover: Option<bool>,
 }
 
 /// TLS files of a replica that serves TLS.
@@ -229,6 +234,8 @@ impl LivenessConfig {
 
 #[derive(Debug, Clone)]
 pub struct RaftTiming {
+    /// Followers probe a silent leader's port and elect at once when it refuses connections.
+    pub fast_failover: bool,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -329,6 +336,7 @@ impl ControllerConfig {
             heartbeat_batch: ms(args.heartbeat_batch_ms.or(file.heartbeat_batch_ms).unwrap_or(5)),
         };
         let raft = RaftTiming {
+            fast_failover: !(args.no_fast_failover || file.no_fast_failover.unwrap_or(false)),
             heartbeat_ms: args.raft_heartbeat_ms.or(file.raft_heartbeat_ms).unwrap_or(50),
             election_min_ms: args.election_min_ms.or(file.election_min_ms).unwrap_or(150),
             election_max_ms: args.election_max_ms.or(file.election_max_ms).unwrap_or(300),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use plum_registry::config::{Args, ControllerConfig};
+use plum_registry::config::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -12,34 +12,18 @@ const HEADER_TIMEOUT_MS: u64 = 1000;
 const BODY_TIMEOUT_MS: u64 = 1000;
 const PER_CLIENT: usize = 8;
 
-struct Replica {
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+mod common;
+
+use common::Replica;
 
 async fn start() -> Replica {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let args = Args {
-        id: Some(1),
-        listen: Some(addr),
-        data_dir: Some(dir.path().to_path_buf()),
-        peers: Some(format!("1={addr}")),
-        insecure_no_peer_auth: true,
-        insecure_no_client_auth: true,
+    let replica = common::start(Args {
         header_timeout_ms: Some(HEADER_TIMEOUT_MS),
         body_timeout_ms: Some(BODY_TIMEOUT_MS),
         max_connections_per_client: Some(PER_CLIENT),
         ..Args::default()
-    };
-    let config = ControllerConfig::from_args(args).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(plum_registry::server::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let replica = Replica { addr, _dir: dir, _stop: stop };
+    })
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while put(&replica, "ready").await != Some(200) {
         assert!(Instant::now() < deadline, "the replica never accepted a write");
@@ -51,7 +35,7 @@ async fn start() -> Replica {
 /// A well-behaved client's write, on a fresh connection.
 async fn put(r: &Replica, key: &str) -> Option<u16> {
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
-    let url = format!("http://{}/v1/kv/app/{key}", r.addr);
+    let url = format!("{}/v1/kv/app/{key}", r.base());
     Some(http.put(url).json(&serde_json::json!({"value": "v"})).send().await.ok()?.status().as_u16())
 }
 

@@ -22,8 +22,9 @@ enum Outcome {
 #[tokio::test]
 async fn retryable_means_not_applied_and_unknown_is_never_retryable() {
     // A short wait for a leader, so writes during each election end as "no leader" (retryable)
-    // and the contract is exercised both ways.
-    let mut cluster = TestCluster::start(3, &["--no-leader-wait-ms", "150"]);
+    // and the contract is exercised both ways; elections the slow way (no fast failover), so
+    // there is a leaderless window to write into.
+    let mut cluster = TestCluster::start(3, &["--no-leader-wait-ms", "150", "--no-fast-failover"]);
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     for kill in 0..KILLS {
         let leader = cluster.wait_leader(GENEROUS).await;

@@ -12,6 +12,33 @@ pub struct ClusterStatus {
     /// Set while rescheduling is paused after a mass loss of nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reschedule_paused: Option<ReschedulePause>,
+    /// Nodes the answering replica saw expire since it started (a benchmark compares this
+    /// before and after a run).
+    #[serde(default)]
+    pub nodes_expired: u64,
+    /// When the answering replica saw each step of its last leader change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverTimeline>,
+}
+
+/// Unix milliseconds (the answering replica's clock; 0: not seen) of the steps of the last
+/// leader change as one replica saw them, for accounting a failover's time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverTimeline {
+    /// The last append (entries or heartbeat) from a leader.
+    pub last_leader_contact_ms: u64,
+    /// It found the silent leader's port refusing connections.
+    pub leader_down_confirmed_ms: u64,
+    /// It started an election (as the voter chosen to campaign).
+    pub campaign_started_ms: u64,
+    /// It became leader (its votes were granted).
+    pub became_leader_ms: u64,
+    /// As the new leader, it applied the first entry of its term.
+    pub first_commit_ms: u64,
+    /// It learned of a new leader (`learned_leader_id`).
+    pub learned_leader_ms: u64,
+    pub learned_leader_id: u64,
 }
 
 /// Too many nodes were lost within one TTL (the controllers' own network is the likely

@@ -146,12 +146,16 @@ async fn main() -> Result<()> {
             println!("{}", node_failover::summary_line(&results));
         }
         Scenario::Discovery { clients, seconds, services, instances_per_service } => {
-            let opts = load::LoadOptions { urls, clients, duration: Duration::from_secs(seconds) };
-            println!("clients={clients} {}", load::discovery(&opts, services, instances_per_service).await?.line());
+            let before = target::marks(&urls).await;
+            let opts = load::LoadOptions { urls: urls.clone(), clients, duration: Duration::from_secs(seconds) };
+            let report = load::discovery(&opts, services, instances_per_service).await?.line();
+            println!("clients={clients} {report} {}", before.line(&target::marks(&urls).await));
         }
         Scenario::Register { clients, seconds } => {
-            let opts = load::LoadOptions { urls, clients, duration: Duration::from_secs(seconds) };
-            println!("clients={clients} {}", load::registrations(&opts).await?.line());
+            let before = target::marks(&urls).await;
+            let opts = load::LoadOptions { urls: urls.clone(), clients, duration: Duration::from_secs(seconds) };
+            let report = load::registrations(&opts).await?.line();
+            println!("clients={clients} {report} {}", before.line(&target::marks(&urls).await));
         }
         Scenario::Expiry { trials, interval_ms } => {
             let s =
@@ -174,11 +178,11 @@ async fn main() -> Result<()> {
             println!("{}", sdk_bench::stall_line(&results));
         }
         Scenario::Heartbeat { nodes, seconds, interval_ms } => {
-            let opts = load::LoadOptions { urls, clients: nodes, duration: Duration::from_secs(seconds) };
-            println!(
-                "nodes={nodes} interval_ms={interval_ms} {}",
-                load::heartbeats(&opts, Duration::from_millis(interval_ms)).await?.line()
-            );
+            let before = target::marks(&urls).await;
+            let opts = load::LoadOptions { urls: urls.clone(), clients: nodes, duration: Duration::from_secs(seconds) };
+            let report = load::heartbeats(&opts, Duration::from_millis(interval_ms)).await?.line();
+            let after = target::marks(&urls).await;
+            println!("nodes={nodes} interval_ms={interval_ms} {report} {}", before.line(&after));
         }
     }
     Ok(())

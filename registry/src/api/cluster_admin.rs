@@ -46,7 +46,17 @@ pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
     });
     let members = futures::future::join_all(probes).await;
     let reschedule_paused = cluster.with_registry(|r| r.reschedule_pause().cloned());
-    Json(ClusterStatus { replica_id: cluster.id, leader_id: me.leader, term: me.term, members, reschedule_paused })
+    let failover = Some(cluster.leader_watch.timeline.snapshot());
+    let nodes_expired = cluster.with_registry(|r| r.nodes_expired());
+    Json(ClusterStatus {
+        replica_id: cluster.id,
+        leader_id: me.leader,
+        term: me.term,
+        members,
+        reschedule_paused,
+        nodes_expired,
+        failover,
+    })
 }
 
 fn membership_json(state: &Shared) -> serde_json::Value {

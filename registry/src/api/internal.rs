@@ -10,6 +10,7 @@ use axum::routing::post;
 use super::Shared;
 use crate::cluster::codec::{self, Binary};
 use crate::cluster::internal::{ProposeRequest, RenewReply, RenewRequest};
+use crate::cluster::leader_watch::LeaderDownRequest;
 use crate::liveness::batcher::record_if_leased;
 
 pub fn routes(state: Shared) -> Router {
@@ -18,6 +19,7 @@ pub fn routes(state: Shared) -> Router {
         .route("/internal/v1/renew", post(renew))
         .route("/internal/v1/read-index", post(read_index))
         .route("/internal/v1/status", post(status))
+        .route("/internal/v1/leader-down", post(leader_down))
         .with_state(state)
 }
 
@@ -48,6 +50,13 @@ async fn renew(State(state): State<Shared>, body: Bytes) -> Response {
 
 async fn read_index(State(state): State<Shared>) -> Response {
     Binary(state.cluster.leader_read_index().await).into_response()
+}
+
+async fn leader_down(State(state): State<Shared>, body: Bytes) -> Response {
+    match codec::decode::<LeaderDownRequest>(&body) {
+        Ok(req) => Binary(state.cluster.handle_leader_down(req).await).into_response(),
+        Err(e) => bad_body(e),
+    }
 }
 
 async fn status(State(state): State<Shared>) -> Response {

@@ -44,6 +44,8 @@ const MAX_API_BODY: usize = 1024 * 1024;
 
 pub struct AppState {
     pub cluster: Arc<Cluster>,
+    /// Node and instance registrations, proposed in batches (`cluster::coalesce`).
+    pub registrations: crate::cluster::coalesce::Coalescer,
     pub tracker: Arc<Tracker>,
     pub batcher: RenewBatcher,
     /// `strategy=lazy`: the endpoint last handed out per (service, version, protocol).
@@ -54,7 +56,8 @@ pub type Shared = Arc<AppState>;
 
 impl AppState {
     pub fn new(cluster: Arc<Cluster>, tracker: Arc<Tracker>, batcher: RenewBatcher) -> AppState {
-        AppState { cluster, tracker, batcher, lazy_choice: Mutex::new(HashMap::new()) }
+        let registrations = crate::cluster::coalesce::Coalescer::start(cluster.clone());
+        AppState { cluster, registrations, tracker, batcher, lazy_choice: Mutex::new(HashMap::new()) }
     }
 
     /// Commits `op`, unless the client asked to be redirected to the leader instead.
@@ -65,17 +68,34 @@ impl AppState {
         uri: &axum::http::Uri,
         op: Op,
     ) -> Result<Applied, ApiError> {
-        let wants_redirect = query.flag("redirect")
-            || headers
-                .get(h::REDIRECT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| matches!(v, "1" | "true" | "yes"));
-        if wants_redirect && let Some(leader) = self.cluster.leader().filter(|l| l.id != self.cluster.id) {
+        if self.redirect_wanted(headers, query)
+            && let Some(leader) = self.cluster.leader().filter(|l| l.id != self.cluster.id)
+        {
             let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let location = format!("{}{path}", self.cluster.config.url_of(&leader.addr));
             return Err(ApiError::Redirect { leader, location });
         }
         Ok(self.cluster.write(op).await?)
+    }
+
+    /// Commits an idempotent upsert (a node or instance registration), batched with others
+    /// that arrive at the same moment; or redirects, like [`AppState::write`].
+    pub async fn write_upsert(
+        &self,
+        headers: &HeaderMap,
+        query: &Query,
+        uri: &axum::http::Uri,
+        op: Op,
+    ) -> Result<(), ApiError> {
+        if self.redirect_wanted(headers, query) {
+            return self.write(headers, query, uri, op).await.map(|_| ());
+        }
+        Ok(self.registrations.write(op).await?)
+    }
+
+    fn redirect_wanted(&self, headers: &HeaderMap, query: &Query) -> bool {
+        query.flag("redirect")
+            || headers.get(h::REDIRECT).and_then(|v| v.to_str().ok()).is_some_and(|v| matches!(v, "1" | "true" | "yes"))
     }
 
     /// For reads: optionally waits for a linearizable index, then returns the applied index to

@@ -57,7 +57,7 @@ pub async fn heartbeat(
             ttl_ms,
             capacity,
         };
-        state.write(&headers, &query, &uri, op).await?;
+        state.write_upsert(&headers, &query, &uri, op).await?;
     }
     let ttl = state.tracker.ttl_of(LeaseKind::Node, ttl_ms).as_millis() as u64;
     Ok(Json(NodeHeartbeatAck {

@@ -81,7 +81,7 @@ pub async fn register(
 ) -> Result<StatusCode, ApiError> {
     let op = register_op(req, &state.cluster.config.liveness)?;
     registration_scope(&state, &caller, &op)?;
-    state.write(&headers, &query, &uri, op).await?;
+    state.write_upsert(&headers, &query, &uri, op).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -81,8 +81,10 @@ impl Cluster {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let cluster = Arc::new(Cluster { id: config.id, raft, app, applied, http, config, rejoin });
+        let leader_watch = super::leader_watch::LeaderWatch::default();
+        let cluster = Arc::new(Cluster { id: config.id, raft, app, applied, http, config, rejoin, leader_watch });
         rejoin::spawn_watch(cluster.clone());
+        super::leader_watch::start(cluster.clone());
         exit_on_raft_fatal(cluster.clone());
         Ok(cluster)
     }

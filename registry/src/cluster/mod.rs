@@ -3,8 +3,10 @@
 //! openraft's types do not leave this module tree.
 
 pub mod bootstrap;
+pub mod coalesce;
 pub mod codec;
 pub mod internal;
+pub mod leader_watch;
 mod lifecycle;
 mod membership;
 pub mod network;
@@ -48,7 +50,7 @@ pub struct Applied {
     pub index: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// No leader appeared within the wait; retrying later may work.
     #[error("no leader elected within {waited_ms} ms")]
@@ -84,6 +86,8 @@ pub struct Cluster {
     pub config: Arc<ControllerConfig>,
     /// Whether this replica may vote (withheld after a data loss until caught up).
     rejoin: rejoin::RejoinGuard,
+    /// Fast failover when the leader's process is gone, and the failover timeline.
+    pub leader_watch: leader_watch::LeaderWatch,
 }
 
 impl Cluster {

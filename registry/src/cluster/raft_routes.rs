@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use openraft::errors::RaftError;
+use openraft::raft::VoteRequest;
 use openraft::storage::Snapshot;
 use serde::de::DeserializeOwned;
 
@@ -50,6 +51,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
 }
 
 async fn append(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
+    cluster.leader_watch.heard_from_leader();
     let raft: &Raft = &cluster.raft;
     match parse(&body) {
         Ok(req) => Binary(raft.append_entries(req).await).into_response(),
@@ -62,8 +64,15 @@ async fn vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
         return refused;
     }
     let raft: &Raft = &cluster.raft;
-    match parse(&body) {
-        Ok(req) => Binary(raft.vote(req).await).into_response(),
+    match parse::<VoteRequest<TypeConfig>>(&body) {
+        Ok(mut req) => {
+            // This replica itself found the leader's port refusing connections: the lease it
+            // would wait out protects a leader that is gone (`leader_watch.rs`).
+            if cluster.lease_bypass_for_vote() {
+                req.leadership_transfer = true;
+            }
+            Binary(raft.vote(req).await).into_response()
+        }
         Err(r) => *r,
     }
 }

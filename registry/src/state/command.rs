@@ -192,9 +192,10 @@ pub enum Op {
     RevokeToken {
         id: String,
     },
-    /// Several registrations and health changes in one entry (the batch API calls), applied
-    /// in order as if proposed one after another. Holds only `RegisterInstance` and
-    /// `SetHealth` (see `Op::check`).
+    /// Several registrations and health changes in one entry (the batch API calls, and
+    /// registrations coalesced by `cluster::coalesce`), applied in order as if proposed one
+    /// after another. Holds only `UpsertNode`, `RegisterInstance` and `SetHealth` (see
+    /// `Op::check`).
     Batch {
         ops: Vec<Op>,
     },
@@ -231,7 +232,7 @@ impl fmt::Display for Command {
                 write!(f, "create-token {} ({}{})", token.id, token.role, if *bootstrap { ", bootstrap" } else { "" })
             }
             Op::RevokeToken { id } => write!(f, "revoke-token {id}"),
-            Op::Batch { ops } => write!(f, "batch of {} instance ops", ops.len()),
+            Op::Batch { ops } => write!(f, "batch of {} ops", ops.len()),
         }
     }
 }

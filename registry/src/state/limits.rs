@@ -151,7 +151,7 @@ impl Op {
             Op::Batch { ops } => {
                 (ops.len() <= MAX_BATCH).then_some(()).ok_or("batch too large")?;
                 ops.iter().try_for_each(|op| match op {
-                    Op::RegisterInstance { .. } | Op::SetHealth { .. } => op.check(),
+                    Op::RegisterInstance { .. } | Op::SetHealth { .. } | Op::UpsertNode { .. } => op.check(),
                     _ => Err("a batch holds only registrations and health changes".to_string()),
                 })
             }

@@ -35,8 +35,25 @@ pub struct Registry {
     /// Client tokens by id, and whether the bootstrap admin token was ever recorded.
     pub(crate) tokens: BTreeMap<String, TokenRecord>,
     pub(crate) tokens_bootstrapped: bool,
+    pub(crate) counters: Counters,
     pub(crate) applied_index: u64,
 }
+
+/// Counts of what this replica applied since it loaded its state, for benchmarks and
+/// operators (a spurious expiry must not pass unnoticed). Not state: replicas that loaded at
+/// different times count differently, so it takes no part in comparing registries.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counters {
+    pub(crate) nodes_expired: u64,
+}
+
+impl PartialEq for Counters {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Counters {}
 
 /// When each service's discovery answer last changed, for discovery watches. Kept in memory
 /// only: a replica that (re)loads its state counts every service as changed at the index it
@@ -123,6 +140,11 @@ impl Registry {
 
     pub fn token(&self, id: &str) -> Option<&TokenRecord> {
         self.tokens.get(id)
+    }
+
+    /// Nodes this replica saw expire since it loaded its state.
+    pub fn nodes_expired(&self) -> u64 {
+        self.counters.nodes_expired
     }
 
     pub fn tokens_bootstrapped(&self) -> bool {

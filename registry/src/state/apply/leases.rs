@@ -89,7 +89,9 @@ impl Registry {
     }
 
     pub(super) fn expire_nodes(&mut self, nodes: &[(String, u64)], writes: &mut DataWrites) -> CommandResult {
-        CommandResult::Changed { count: self.change_each(&NODES, nodes, expire_one, writes) }
+        let count = self.change_each(&NODES, nodes, expire_one, writes);
+        self.counters.nodes_expired += count as u64;
+        CommandResult::Changed { count }
     }
 
     pub(super) fn expire_instances(&mut self, instances: &[(String, u64)], writes: &mut DataWrites) -> CommandResult {

@@ -1,0 +1,41 @@
+//! A single replica run in-process on a port the OS picks, authentication off, for tests
+//! about one replica's behaviour. Dropping it stops the replica and removes its data.
+
+use std::net::SocketAddr;
+
+use plum_registry::config::{Args, ControllerConfig};
+
+pub struct Replica {
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Replica {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Starts a replica with `args` filled in where they name nothing of their own (id, address,
+/// data directory, peers; no peer or client authentication).
+pub async fn start(args: Args) -> Replica {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let args = Args {
+        id: Some(1),
+        listen: Some(addr),
+        data_dir: Some(dir.path().to_path_buf()),
+        peers: Some(format!("1={addr}")),
+        insecure_no_peer_auth: true,
+        insecure_no_client_auth: true,
+        ..args
+    };
+    let config = ControllerConfig::from_args(args).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(plum_registry::server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    Replica { addr, _dir: dir, _stop: stop }
+}
