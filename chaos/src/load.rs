@@ -21,6 +21,20 @@ pub struct LoadReport {
     pub errors: usize,
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
+    /// CPU time this bench process used during the run (it shares the cores with the
+    /// controllers: its share says how much of the machine the numbers describe).
+    pub bench_cpu: Duration,
+}
+
+/// CPU time (user + system) this process used so far, from /proc (Linux).
+fn own_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let tick = Duration::from_secs(1) / 100;
+    tick * (ticks(11) + ticks(12)) as u32
 }
 
 /// Why requests failed, by kind (`status 503`, `timeout`, `connect`, ...): an error count
@@ -48,8 +62,9 @@ impl LoadReport {
     pub fn line(self) -> String {
         let per_sec = self.ok as f64 / self.elapsed.as_secs_f64();
         let s = summarize(self.latencies);
+        let cpu_pct = 100.0 * self.bench_cpu.as_secs_f64() / self.elapsed.as_secs_f64();
         format!(
-            "{} ok={} errors={} seconds={:.1} per_sec={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            "{} ok={} errors={} seconds={:.1} per_sec={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} bench_cpu_pct={cpu_pct:.0}",
             self.name,
             self.ok,
             self.errors,
@@ -78,6 +93,7 @@ where
     Fut: std::future::Future<Output = Option<Duration>> + Send,
 {
     let op = Arc::new(op);
+    let cpu_before = own_cpu();
     let started = Instant::now();
     let until = started + opts.duration;
     let mut tasks = Vec::new();
@@ -101,7 +117,14 @@ where
             (ok, errors, lat)
         }));
     }
-    let mut report = LoadReport { name, ok: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    let mut report = LoadReport {
+        name,
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        bench_cpu: Duration::ZERO,
+    };
     for t in tasks {
         if let Ok((ok, errors, lat)) = t.await {
             report.ok += ok;
@@ -110,6 +133,7 @@ where
         }
     }
     report.elapsed = started.elapsed();
+    report.bench_cpu = own_cpu().saturating_sub(cpu_before);
     report
 }
 
@@ -171,6 +195,18 @@ pub async fn discovery(opts: &LoadOptions, services: usize, per_service: usize) 
     Ok(report)
 }
 
+/// Sends `req`: its latency when answered `expected`, else `None` (its error kind noted).
+async fn timed(req: reqwest::RequestBuilder, expected: u16) -> Option<Duration> {
+    let t = Instant::now();
+    match req.send().await {
+        Ok(r) if r.status() == expected => Some(t.elapsed()),
+        other => {
+            note_error(error_kind(&other));
+            None
+        }
+    }
+}
+
 pub async fn registrations(opts: &LoadOptions) -> Result<LoadReport> {
     let http = crate::target::http_client(Duration::from_secs(5));
     let run = std::process::id();
@@ -179,14 +215,22 @@ pub async fn registrations(opts: &LoadOptions) -> Result<LoadReport> {
         async move {
             let body = json!({"instanceId": format!("reg-{run}-{c}-{seq}"), "ip": "10.7.0.1",
                 "endpoints": [{"serviceName": format!("reg-svc-{}", c % 10), "port": 9000, "protocol": "http", "version": "v1"}]});
-            let t = Instant::now();
-            match http.post(format!("{url}/v1/services/register")).json(&body).send().await {
-                Ok(r) if r.status() == 204 => Some(t.elapsed()),
-                other => {
-                    note_error(error_kind(&other));
-                    None
-                }
-            }
+            timed(http.post(format!("{url}/v1/services/register")).json(&body), 204).await
+        }
+    })
+    .await)
+}
+
+/// KV writes: each client puts its own keys (a new key, then overwrites), with a request id.
+pub async fn kv_puts(opts: &LoadOptions) -> Result<LoadReport> {
+    let http = crate::target::http_client(Duration::from_secs(5));
+    let run = std::process::id();
+    Ok(drive("kv_puts", opts, move |c, seq, url| {
+        let http = http.clone();
+        async move {
+            let key = format!("k{c}-{}", seq % 100);
+            let body = json!({"value": seq.to_string(), "requestId": format!("{run}-{c}-{seq}")});
+            timed(http.put(format!("{url}/v1/kv/bench-{run}/{key}")).json(&body), 200).await
         }
     })
     .await)
@@ -271,4 +315,49 @@ pub async fn expiry(urls: &[String], trials: usize, interval: Duration) -> Resul
         samples.push(last_ack.elapsed());
     }
     Ok(samples)
+}
+
+/// A registration storm: `nodes` nodes, spread over the replicas and over simulated hosts, all
+/// send their first heartbeat at the same moment. Returns how long until every one was
+/// acknowledged, how many failed, and how many Raft entries the cluster used for them.
+pub async fn storm(urls: &[String], nodes: usize) -> Result<String> {
+    let hosts: Vec<reqwest::Client> =
+        (0..nodes.div_ceil(NODES_PER_HOST)).map(|h| crate::target::host_client(Duration::from_secs(30), h)).collect();
+    let applied = || async {
+        let status = crate::target::cluster_status(&crate::target::http_client(Duration::from_secs(2)), urls).await;
+        status.and_then(|s| {
+            let leader = s["leaderId"].as_u64()?;
+            s["members"].as_array()?.iter().find(|m| m["id"] == leader)?["appliedIndex"].as_u64()
+        })
+    };
+    let before = applied().await;
+    let run = std::process::id();
+    let started = Instant::now();
+    let beats = (0..nodes).map(|n| {
+        let http = hosts[n / NODES_PER_HOST].clone();
+        let url = format!("{}/v1/nodes/heartbeat", urls[n % urls.len()]);
+        tokio::spawn(async move {
+            let body = json!({"nodeId": format!("storm-{run}-{n}"), "ip": "10.7.0.1", "ttlMs": 60_000});
+            let sent = http.post(url).json(&body).send().await;
+            let ok = matches!(&sent, Ok(r) if r.status() == 200);
+            if !ok {
+                note_error(error_kind(&sent));
+            }
+            (ok, started.elapsed())
+        })
+    });
+    let results: Vec<(bool, Duration)> = futures::future::join_all(beats).await.into_iter().flatten().collect();
+    let failed = results.iter().filter(|(ok, _)| !ok).count();
+    let last = results.iter().map(|(_, at)| *at).max().unwrap_or_default();
+    // Let the leader's applied index settle past the storm's entries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let entries = match (before, applied().await) {
+        (Some(b), Some(a)) => (a - b).to_string(),
+        _ => "unknown".into(),
+    };
+    Ok(format!(
+        "storm nodes={nodes} failed={failed} all_acknowledged_ms={:.0} raft_entries={entries}{}",
+        ms(last),
+        error_kinds()
+    ))
 }

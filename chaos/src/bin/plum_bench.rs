@@ -69,6 +69,13 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// KV puts through every replica (followers forward to the leader).
+    KvPut {
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Time from a node's last heartbeat until its endpoint leaves discovery.
     Expiry {
         #[arg(long, default_value_t = 20)]
@@ -89,6 +96,11 @@ enum Scenario {
         trials: usize,
         #[arg(long, default_value = "scripts/cluster.sh start-replica {id}")]
         restart_cmd: String,
+    },
+    /// A registration storm: every node's first heartbeat at the same moment.
+    Storm {
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
     },
     /// Fake nodes heartbeating at an agent's pace (the original tool's 50-node test).
     Heartbeat {
@@ -176,6 +188,17 @@ async fn main() -> Result<()> {
             let pid_dir = cli.plum_home.join("cluster/pids");
             let results = sdk_bench::leader_kill(&urls, trials, &pid_dir, &restart_cmd).await?;
             println!("{}", sdk_bench::stall_line(&results));
+        }
+        Scenario::KvPut { clients, seconds } => {
+            let before = target::marks(&urls).await;
+            let opts = load::LoadOptions { urls: urls.clone(), clients, duration: Duration::from_secs(seconds) };
+            let report = load::kv_puts(&opts).await?.line();
+            println!("clients={clients} {report} {}", before.line(&target::marks(&urls).await));
+        }
+        Scenario::Storm { nodes } => {
+            let before = target::marks(&urls).await;
+            let report = load::storm(&urls, nodes).await?;
+            println!("{report} {}", before.line(&target::marks(&urls).await));
         }
         Scenario::Heartbeat { nodes, seconds, interval_ms } => {
             let before = target::marks(&urls).await;
