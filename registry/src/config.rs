@@ -151,6 +151,10 @@ pub struct Args {
     /// failover; see ARCHITECTURE.md).
     #[arg(long, env = "PLUM_NO_FAST_FAILOVER")]
     pub no_fast_failover: bool,
+    /// Client requests at work at once, at most (watches and streams not counted); more are
+    /// answered 429 with Retry-After (default 2048).
+    #[arg(long, env = "PLUM_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
 }
 
 /// The same settings from a TOML file.
@@ -188,6 +192,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
     pub no_fast_failover: Option<bool>,
+    pub max_in_flight: Option<usize>,
 }
 
 /// TLS files of a replica that serves TLS.
@@ -401,11 +406,16 @@ impl ControllerConfig {
                 .map(ms)
                 .unwrap_or(defaults.header_timeout),
             body_timeout: args.body_timeout_ms.or(file.body_timeout_ms).map(ms).unwrap_or(defaults.body_timeout),
+            max_in_flight: args.max_in_flight.or(file.max_in_flight).unwrap_or(defaults.max_in_flight),
             ..defaults
         };
-        if serve.max_connections_per_client == 0 || serve.header_timeout.is_zero() || serve.body_timeout.is_zero() {
+        if serve.max_connections_per_client == 0
+            || serve.header_timeout.is_zero()
+            || serve.body_timeout.is_zero()
+            || serve.max_in_flight == 0
+        {
             return Err(ConfigError::Invalid(
-                "connections per client, the header timeout and the body timeout must be above 0".into(),
+                "connections per client, requests in flight and the header and body timeouts must be above 0".into(),
             ));
         }
         Ok(ControllerConfig {

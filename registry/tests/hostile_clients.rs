@@ -150,3 +150,42 @@ async fn one_address_gets_a_bounded_number_of_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_limit_get_429_at_once_and_watches_do_not_count() {
+    let r =
+        common::start(Args { max_in_flight: Some(1), body_timeout_ms: Some(BODY_TIMEOUT_MS), ..Args::default() }).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while put(&r, "ready").await != Some(200) {
+        assert!(Instant::now() < deadline, "the replica never accepted a write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A watch waits without taking the one place.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let watch = http.get(format!("{}/v1/kv/app?watch=true&index=999999&timeoutMs=3000", r.base())).send();
+    let watch = tokio::spawn(watch);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(put(&r, "beside-a-watch").await, Some(200), "a watch does not count");
+    // A request whose body drips holds the one place while it is read.
+    let mut slow = TcpStream::connect(r.addr).await.unwrap();
+    let head = "PUT /v1/kv/app/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let resp = http
+        .put(format!("{}/v1/kv/app/other", r.base()))
+        .json(&serde_json::json!({"value": "v"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(started.elapsed() < Duration::from_millis(500), "refused at once, not queued");
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["retryable"], serde_json::json!(true), "{body}");
+    // The slow body times out (408) and gives the place back.
+    let (answer, _) = read_until_closed(&mut slow, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(put(&r, "after").await, Some(200));
+    assert!(watch.await.unwrap().is_ok_and(|w| w.status() == 200));
+}

@@ -225,7 +225,8 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .with_state(state.clone());
     // gzip for clients, not between replicas (internal and Raft bodies are MessagePack).
-    let api = wire::gzip(api);
+    let admission = crate::serve::admission::Admission::new(state.cluster.config.serve.max_in_flight);
+    let api = wire::gzip(api).layer(middleware::from_fn_with_state(admission, crate::serve::admission::admit));
     let guard = middleware::from_fn_with_state(state.cluster.config.peer_auth.clone(), peer_guard::require_peer);
     let internal = internal::routes(state.clone()).layer(guard.clone());
     let raft = crate::cluster::raft_routes::routes(state.cluster.clone()).layer(guard);

@@ -4,6 +4,7 @@
 //! per client address (`client_limit.rs`). `axum::serve` gives hyper no timer, so none of the
 //! timeouts would apply there.
 
+pub mod admission;
 mod client_limit;
 pub mod deadline;
 pub mod header_limit;
@@ -39,6 +40,8 @@ pub struct ServeLimits {
     pub max_connections_per_client: usize,
     /// A request's body must arrive within this after its headers (`deadline.rs`).
     pub body_timeout: Duration,
+    /// Client requests at work at once, at most; more get `429` (`admission.rs`).
+    pub max_in_flight: usize,
 }
 
 impl ServeLimits {
@@ -55,6 +58,7 @@ impl Default for ServeLimits {
             max_headers: 64,
             max_connections_per_client: 1024,
             body_timeout: Duration::from_secs(30),
+            max_in_flight: 2048,
         }
     }
 }
