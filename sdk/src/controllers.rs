@@ -470,7 +470,8 @@ impl Controllers {
                             }
                             continue;
                         }
-                        if status == 503 {
+                        // 429: the replica is at its limit and did nothing; another may have room.
+                        if status == 503 || status == 429 {
                             let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
                             if body.as_ref().is_some_and(|b| b.outcome_unknown) && !req.idempotent {
                                 return Err(ClientError::OutcomeUnknown(format!("{url}: {}", clip(&text))));
@@ -792,6 +793,15 @@ mod tests {
         }
         assert_eq!((refused.hits(), other.hits()), (5, 0));
         assert!(!c.replicas[0].breaker.is_open(Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn a_replica_at_its_limit_passes_the_request_to_another() {
+        let busy = replica(StatusCode::TOO_MANY_REQUESTS, r#"{"error":"at its limit","retryable":true}"#).await;
+        let other = replica(StatusCode::OK, "{}").await;
+        let c = transport(&[&busy, &other], None);
+        c.send_text(put()).await.expect("the other replica takes the write");
+        assert_eq!((busy.hits(), other.hits()), (1, 1));
     }
 
     #[tokio::test]
