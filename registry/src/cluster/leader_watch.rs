@@ -296,6 +296,9 @@ pub fn start(cluster: Arc<Cluster>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if cluster.with_metrics(|m| m.state == openraft::ServerState::Shutdown) {
+                return;
+            }
             cluster.watch_leader_once().await;
         }
     });

@@ -371,7 +371,7 @@ impl LeadershipWatch {
     }
 }
 
-/// POSTs a MessagePack body to the replica at `addr`, `/internal/v1/{route}`.
+/// POSTs a MessagePack body to another replica's internal route at `url`.
 pub async fn call_replica<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
     auth: &peer_auth::PeerAuth,
