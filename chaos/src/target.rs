@@ -50,19 +50,15 @@ fn file_setting(name: &str, env_file: &Path) -> Option<PathBuf> {
     })
 }
 
-/// The token (`PLUM_TOKEN`, else the file `PLUM_TOKEN_FILE` names) and CA file (`PLUM_CA_FILE`).
+/// The token (`PLUM_TOKEN`, else the file `PLUM_TOKEN_FILE` names, read as the SDK reads it)
+/// and CA file (`PLUM_CA_FILE`).
 pub fn find_access(env_file: &Path) -> Result<Access> {
-    let token = match std::env::var("PLUM_TOKEN") {
-        Ok(t) => Some(t.trim().to_string()),
-        Err(_) => match file_setting("PLUM_TOKEN_FILE", env_file) {
-            Some(file) => {
-                let text = std::fs::read_to_string(&file).with_context(|| format!("token file {}", file.display()))?;
-                text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
-            }
-            None => None,
-        },
+    use plum_sdk::config::{CA_FILE_ENV, TOKEN_FILE_ENV, read_token_file, token_from_env};
+    let token = match token_from_env()? {
+        Some(t) => Some(t),
+        None => file_setting(TOKEN_FILE_ENV, env_file).map(|f| read_token_file(&f)).transpose()?,
     };
-    Ok(Access { token, ca_file: file_setting("PLUM_CA_FILE", env_file) })
+    Ok(Access { token, ca_file: file_setting(CA_FILE_ENV, env_file) })
 }
 
 /// Sets what `http_client` and `sdk_options` use; the first call wins.

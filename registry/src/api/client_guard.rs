@@ -30,14 +30,18 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     }
 }
 
-/// The caller a token names, if it is one the cluster issued and has not revoked.
+/// The caller a token names, if it is one the cluster issued and has not revoked. The hash is
+/// computed before taking the registry lock; the record is compared where it lies.
 fn lookup(state: &Shared, id: &str, secret: &str) -> Option<Caller> {
-    let record = state.cluster.with_registry(|r| r.token(id).cloned())?;
-    token::secret_matches(secret, &record.hash).then(|| Caller {
-        role: record.role,
-        token_id: Some(record.id),
-        node_id: Some(record.node_id).filter(|n| !n.is_empty()),
-        auth_enabled: true,
+    let hash = token::hash(secret);
+    state.cluster.with_registry(|r| {
+        let record = r.token(id).filter(|t| token::hash_matches(&hash, &t.hash))?;
+        Some(Caller {
+            role: record.role,
+            token_id: Some(record.id.clone()),
+            node_id: Some(record.node_id.clone()).filter(|n| !n.is_empty()),
+            auth_enabled: true,
+        })
     })
 }
 

@@ -93,6 +93,11 @@ impl AppState {
         Ok(self.registrations.write(op).await?)
     }
 
+    /// Plain renewals go through the replica's renewal batcher (no log entry per heartbeat).
+    pub async fn renew(&self, nodes: Vec<String>, instances: Vec<String>) -> Result<(), ApiError> {
+        self.batcher.renew(nodes, instances).await.map_err(|e| ApiError::Write(WriteError::Unavailable(e.to_string())))
+    }
+
     fn redirect_wanted(&self, headers: &HeaderMap, query: &Query) -> bool {
         query.flag("redirect")
             || headers.get(h::REDIRECT).and_then(|v| v.to_str().ok()).is_some_and(|v| matches!(v, "1" | "true" | "yes"))

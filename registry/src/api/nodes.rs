@@ -43,11 +43,7 @@ pub async fn heartbeat(
         })
     });
     if unchanged {
-        state
-            .batcher
-            .renew(vec![hb.node_id], Vec::new())
-            .await
-            .map_err(|e| ApiError::Write(crate::cluster::WriteError::Unavailable(e.to_string())))?;
+        state.renew(vec![hb.node_id], Vec::new()).await?;
     } else {
         let op = Op::UpsertNode {
             node_id: hb.node_id,

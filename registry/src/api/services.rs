@@ -14,7 +14,7 @@ use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_BATCH, MAX_ENDPOINTS, MAX_ID, MAX_SHORT};
 use super::{Shared, scope};
 use crate::auth::Caller;
-use crate::cluster::{WriteError, codec};
+use crate::cluster::codec;
 use crate::config::LivenessConfig;
 use crate::state::{EndpointRecord, LeaseKind, Op, Registry};
 
@@ -149,15 +149,6 @@ impl CheckedHeartbeat {
     }
 }
 
-/// Plain renewals go through the replica's renewal batcher (no log entry per heartbeat).
-async fn renew(state: &Shared, instances: Vec<String>) -> Result<(), ApiError> {
-    state
-        .batcher
-        .renew(Vec::new(), instances)
-        .await
-        .map_err(|e| ApiError::Write(WriteError::Unavailable(e.to_string())))
-}
-
 pub async fn heartbeat(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -174,7 +165,7 @@ pub async fn heartbeat(
     if state.cluster.with_registry(|r| hb.needs_write(r)) == Some(true) {
         state.write(&headers, &query, &uri, hb.op()).await?;
     } else {
-        renew(&state, vec![hb.instance_id]).await?;
+        state.renew(Vec::new(), vec![hb.instance_id]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -306,7 +297,7 @@ pub async fn heartbeat_batch(
         }
         Ok::<_, ApiError>(())
     };
-    let renewal = async { if renewals.is_empty() { Ok(()) } else { renew(&state, renewals).await } };
+    let renewal = async { if renewals.is_empty() { Ok(()) } else { state.renew(Vec::new(), renewals).await } };
     let (written, renewed) = tokio::join!(write, renewal);
     written?;
     renewed?;

@@ -47,7 +47,7 @@ pub fn load_or_create(path: &Path) -> Result<(String, String), BootstrapError> {
         Err(e) => return Err(io(e)),
     }
     let text = std::fs::read_to_string(path).map_err(io)?;
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = plum_sdk::config::parse_token_file(&text).unwrap_or("");
     let (id, secret) = token::parse(line).ok_or_else(|| BootstrapError::Malformed(path.display().to_string()))?;
     Ok((id.to_string(), token::hash(secret)))
 }

@@ -18,8 +18,9 @@ pub struct HeaderLimits {
 
 pub async fn limit_headers(State(limits): State<HeaderLimits>, req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let bytes: usize = req.uri().to_string().len()
-        + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let bytes: usize =
+        target + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
     let refusal = if headers.len() > limits.max_count {
         Some(format!("{} headers: at most {}", headers.len(), limits.max_count))
     } else if bytes > limits.max_bytes {
