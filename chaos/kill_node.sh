@@ -6,15 +6,6 @@
 # answering), restart the node, count duplicates. --with-leader also kills the controller
 # leader at the same moment.
 # Last line: node_failover_ms p50=<n> p99=<n> max=<n> trials=<n> duplicates=<n>
-set -euo pipefail
-source "$(dirname "$0")/../scripts/lib.sh"
-trials="${1:-20}"
 extra=()
 [ "${2:-}" = "--with-leader" ] && extra+=(--with-leader)
-if [ ! -f "$ENV_FILE" ]; then
-  echo "no running cluster found ($ENV_FILE missing): run scripts/cluster.sh up first" >&2
-  exit 1
-fi
-ensure_built plum-bench
-cd "$ROOT"
-exec "$BIN_DIR/plum-bench" --plum-home "$PLUM_HOME" node-failover --trials "$trials" "${extra[@]}"
+exec "$(dirname "$0")/scenario.sh" node-failover --trials "${1:-20}" "${extra[@]}"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Local Plum controller cluster on 127.0.0.1.
-#   scripts/cluster.sh up [--agents N] [--tls]   build what is missing, start 3 replicas and 3
-#                               agents, wait for a leader (--tls: make a local CA and certificate
-#                               and speak only TLS, until `wipe`)
+#   scripts/cluster.sh up [--agents N] [--tls] [--proxied]   build what is missing, start 3
+#                               replicas and 3 agents, wait for a leader (--tls: make a local CA
+#                               and certificate and speak only TLS; --proxied: run every Raft
+#                               and agent link through plum-faultproxy; both until `wipe`)
 #   scripts/cluster.sh status   what each replica says of the cluster
 #   scripts/cluster.sh down     stop the replicas (data kept under .plum/cluster/data)
 #   scripts/cluster.sh wipe     stop and delete the data
@@ -40,11 +41,13 @@ case "$cmd" in
       case "$1" in
         --agents) AGENTS="${2:?number of agents}"; shift 2 ;;
         --tls) want_tls=1; shift ;;
+        --proxied) mkdir -p "$CLUSTER_DIR" && touch "$CLUSTER_DIR/proxied"; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
       esac
     done
-    ensure_built plum-controller plum-agent plum-echo plum-certs
+    ensure_built plum-controller plum-agent plum-echo plum-certs plum-faultproxy
     [ "${want_tls:-0}" = 1 ] && ensure_tls
+    start_proxy
     for i in $(seq 1 "$REPLICAS"); do start_replica "$i"; done
     leader="$(wait_ready)"
     for i in $(seq 1 "$AGENTS"); do start_agent "$i"; done
@@ -53,9 +56,14 @@ case "$cmd" in
     echo "PLUM_AGENTS=$AGENTS" >>"$ENV_FILE"
     echo "PLUM_TOKEN_FILE=$(admin_token_file)" >>"$ENV_FILE"
     tls_on && echo "PLUM_CA_FILE=$TLS_DIR/ca.pem" >>"$ENV_FILE"
+    if proxied_on; then
+      echo "PLUM_FAULTPROXY_CONTROL=$PROXY_CONTROL" >>"$ENV_FILE"
+      echo "PLUM_PROXIED_CONTROLLERS=$(proxied_controllers_list)" >>"$ENV_FILE"
+    fi
     echo "Plum cluster up: $REPLICAS replicas, leader is replica $leader; $AGENTS agents"
     for i in $(seq 1 "$REPLICAS"); do echo "  replica $i  $(replica_url "$i")  pid $(replica_pid "$i")"; done
     for i in $(seq 1 "$AGENTS"); do echo "  agent   node-$i  pid $(cat "$(agent_pidfile "$i")")"; done
+    proxied_on && echo "Every Raft and agent link runs through plum-faultproxy (control $PROXY_CONTROL; links: plum-faultproxy --control $PROXY_CONTROL list)"
     echo "Admin token in $(admin_token_file) (plumctl --token-file, or export PLUM_TOKEN_FILE=...)"
     echo "Addresses written to $ENV_FILE; logs in $CLUSTER_DIR/logs"
     ;;
@@ -74,11 +82,13 @@ case "$cmd" in
   down)
     for i in $(seq 1 "$AGENTS"); do stop_agent "$i"; done
     for i in $(seq 1 "$REPLICAS"); do stop_replica "$i"; done
+    stop_proxy
     echo "Plum cluster stopped (data kept in $CLUSTER_DIR/data)"
     ;;
   wipe)
     for i in $(seq 1 "$AGENTS"); do stop_agent "$i"; done
     for i in $(seq 1 "$REPLICAS"); do stop_replica "$i"; done
+    stop_proxy
     rm -rf "$CLUSTER_DIR" "$ENV_FILE"
     echo "Plum cluster stopped and its data deleted"
     ;;
@@ -87,5 +97,5 @@ case "$cmd" in
   start-agent) start_agent "${2:?agent number}" ;;
   stop-agent) stop_agent "${2:?agent number}" ;;
   kill-node) kill_node "${2:?agent number}" ;;
-  *) echo "usage: $0 up [--agents N] [--tls]|status|down|wipe|start-replica ID|stop-replica ID|start-agent N|stop-agent N|kill-node N" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--agents N] [--tls] [--proxied]|status|down|wipe|start-replica ID|stop-replica ID|start-agent N|stop-agent N|kill-node N" >&2; exit 2 ;;
 esac

@@ -25,6 +25,87 @@ peers_list() {
   echo "$out"
 }
 
+# The fault proxy (`up --proxied`, until `wipe`): every Raft link (replica I -> J, one link per
+# direction) and every agent -> replica link runs through plum-faultproxy, plus one client link
+# per replica for the SDK and bench (PLUM_PROXIED_CONTROLLERS). Links are named rI-rJ, aN-rJ,
+# c-rJ; the chaos scenarios set their faults through the proxy's control API.
+PROXY_CONTROL="127.0.0.1:$((BASE_PORT + 99))"
+proxied_on() { [ -f "$CLUSTER_DIR/proxied" ]; }
+raft_link_port() { echo $((BASE_PORT + 100 + ($1 - 1) * REPLICAS + $2)); }
+client_link_port() { echo $((BASE_PORT + 150 + $1)); }
+agent_link_port() { echo $((BASE_PORT + 200 + ($1 - 1) * REPLICAS + $2)); }
+
+# The links the proxy starts with, as --link flags.
+proxy_link_flags() {
+  local i j
+  for i in $(seq 1 "$REPLICAS"); do
+    for j in $(seq 1 "$REPLICAS"); do
+      [ "$i" = "$j" ] || echo "--link r$i-r$j=127.0.0.1:$(raft_link_port "$i" "$j"),$(replica_addr "$j")"
+    done
+    echo "--link c-r$i=127.0.0.1:$(client_link_port "$i"),$(replica_addr "$i")"
+  done
+  for i in $(seq 1 "$AGENTS"); do
+    for j in $(seq 1 "$REPLICAS"); do
+      echo "--link a$i-r$j=127.0.0.1:$(agent_link_port "$i" "$j"),$(replica_addr "$j")"
+    done
+  done
+}
+
+proxy_pidfile() { echo "$CLUSTER_DIR/pids/proxy.pid"; }
+proxy_running() {
+  local pid; pid="$(cat "$(proxy_pidfile)" 2>/dev/null || true)"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q plum-faultproxy "/proc/$pid/cmdline" 2>/dev/null
+}
+
+start_proxy() {
+  proxied_on || return 0
+  proxy_running && return 0
+  mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs"
+  # Computed here: inside the backgrounded command it would delay the exec past the check below.
+  local flags
+  flags="$(proxy_link_flags)"
+  # shellcheck disable=SC2086 # one word per flag and value
+  PLUM_LOG="${PLUM_LOG:-info}" nohup "$BIN_DIR/plum-faultproxy" --control "$PROXY_CONTROL" serve \
+    $flags >>"$CLUSTER_DIR/logs/proxy.log" 2>&1 &
+  echo $! >"$(proxy_pidfile)"
+  local deadline=$((SECONDS + 10))
+  until curl -sf --max-time 1 "http://$PROXY_CONTROL/links" >/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ] || ! proxy_running; then
+      echo "the fault proxy did not start; see $CLUSTER_DIR/logs/proxy.log" >&2; return 1
+    fi
+    sleep 0.1
+  done
+}
+
+stop_proxy() {
+  local pid; pid="$(cat "$(proxy_pidfile)" 2>/dev/null || true)"
+  if [ -n "$pid" ] && proxy_running; then kill -TERM "$pid" 2>/dev/null || true; fi
+  rm -f "$(proxy_pidfile)"
+}
+
+# What replica I dials its peers at, through its own links (--peer-via).
+peer_via_list() {
+  local out="" j
+  for j in $(seq 1 "$REPLICAS"); do
+    [ "$j" = "$1" ] || out="$out${out:+,}$j=127.0.0.1:$(raft_link_port "$1" "$j")"
+  done
+  echo "$out"
+}
+
+# The controller URLs agent N uses: its own links when proxied.
+agent_controllers_list() {
+  proxied_on || { controllers_list; return; }
+  local out="" j
+  for j in $(seq 1 "$REPLICAS"); do out="$out${out:+,}$(scheme)://127.0.0.1:$(agent_link_port "$1" "$j")"; done
+  echo "$out"
+}
+
+proxied_controllers_list() {
+  local out="" j
+  for j in $(seq 1 "$REPLICAS"); do out="$out${out:+,}$(scheme)://127.0.0.1:$(client_link_port "$j")"; done
+  echo "$out"
+}
+
 # TLS: on once `up --tls` made the local CA and certificate (until `wipe`).
 TLS_DIR="$CLUSTER_DIR/tls"
 tls_on() { [ -s "$TLS_DIR/ca.pem" ]; }
@@ -128,11 +209,12 @@ start_replica() {
   if replica_running "$id"; then return 0; fi
   mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs" "$CLUSTER_DIR/data/$id"
   ensure_secret
-  local tls=()
+  local tls=() via=()
   tls_on && tls=(--tls-cert "$TLS_DIR/controller.pem" --tls-key "$TLS_DIR/controller.key" --tls-ca "$TLS_DIR/ca.pem")
+  proxied_on && via=(--peer-via "$(peer_via_list "$id")")
   PLUM_LOG="${PLUM_LOG:-info,openraft=warn}" nohup "$BIN_DIR/plum-controller" \
     --id "$id" --listen "$(replica_addr "$id")" --data-dir "$CLUSTER_DIR/data/$id" \
-    --peers "$(peers_list)" --cluster-secret-file "$(secret_file)" "${tls[@]}" >>"$(replica_log "$id")" 2>&1 &
+    --peers "$(peers_list)" "${via[@]}" --cluster-secret-file "$(secret_file)" "${tls[@]}" >>"$(replica_log "$id")" 2>&1 &
   echo $! >"$(replica_pidfile "$id")"
 }
 
@@ -143,6 +225,8 @@ stop_replica() {
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    # Gone for good before returning: until then it holds its port and a restart cannot bind.
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
   fi
   rm -f "$(replica_pidfile "$id")"
 }
@@ -187,7 +271,7 @@ start_agent() {
   local tls=()
   tls_on && tls=(--ca-file "$TLS_DIR/ca.pem")
   PLUM_LOG="${PLUM_LOG:-info}" nohup "$BIN_DIR/plum-agent" --node-id "node-$i" \
-    --controllers "$(controllers_list)" --data-dir "$(agent_dir "$i")" \
+    --controllers "$(agent_controllers_list "$i")" --data-dir "$(agent_dir "$i")" \
     --token-file "$(agent_token_file "$i")" "${tls[@]}" >>"$(agent_log "$i")" 2>&1 &
   echo $! >"$(agent_pidfile "$i")"
 }

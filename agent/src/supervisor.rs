@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plum_sdk::Controllers;
+use plum_sdk::{ClientError, Controllers};
 use plum_types::{AssignmentItem, DeploymentRequest};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -160,6 +160,16 @@ fn with_port(value: &str, port: u16) -> String {
     value.replace("${PORT}", &port.to_string())
 }
 
+/// A `403` about one instance: the controllers moved it to another node meanwhile (a fenced or
+/// cut-off node learns so late), which an agent token may no longer touch. Not a token problem.
+fn moved_away(id: &str, e: &ClientError) -> bool {
+    let moved = matches!(e, ClientError::Forbidden(_));
+    if moved {
+        tracing::debug!(instance = %id, "the instance is no longer this node's: nothing to report");
+    }
+    moved
+}
+
 async fn report(
     client: &Controllers,
     config: &AgentConfig,
@@ -171,7 +181,9 @@ async fn report(
 ) {
     let body = json!({"instanceId": id, "nodeId": config.node_id, "phase": phase, "port": port, "healthy": healthy,
                       "exitCode": exit});
-    if let Err(e) = client.call::<_, Value>(Method::POST, "/v1/instances/status", Some(&body), CALL_TIMEOUT).await
+    let result = client.call::<_, Value>(Method::POST, "/v1/instances/status", Some(&body), CALL_TIMEOUT).await;
+    if let Err(e) = result
+        && !moved_away(id, &e)
         && !auth::refused(client, &config.node_id, "status report", &e)
     {
         tracing::debug!(instance = %id, phase, error = %e, "status report not taken");
@@ -181,6 +193,7 @@ async fn report(
 async fn deregister(client: &Controllers, config: &AgentConfig, id: &str) {
     let path = format!("/v1/services?instanceId={id}");
     if let Err(e) = client.call::<(), Value>(Method::DELETE, &path, None, CALL_TIMEOUT).await
+        && !moved_away(id, &e)
         && !auth::refused(client, &config.node_id, "deregistration", &e)
     {
         tracing::warn!(instance = %id, error = %e, "deregistration failed");
@@ -230,6 +243,33 @@ const FENCE_CHECK: Duration = Duration::from_millis(100);
 /// soon will have) declared this node dead and started the work elsewhere.
 fn cut_off(config: &AgentConfig, contact: &Contact) -> bool {
     contact.silence() > Duration::from_millis(config.ttl_ms)
+}
+
+/// Resolves once the node is cut off (never without fencing): raced against every call to the
+/// controllers, which on a cut-off node waits out its whole deadline.
+async fn cut_off_now(config: &AgentConfig, fence: Option<&Contact>) {
+    let Some(contact) = fence else { return std::future::pending().await };
+    loop {
+        if cut_off(config, contact) {
+            return;
+        }
+        tokio::time::sleep(FENCE_CHECK).await;
+    }
+}
+
+/// Runs `work` unless the node is cut off first; `false` if it was (the caller fences).
+async fn unless_cut_off(config: &AgentConfig, fence: Option<&Contact>, work: impl Future<Output = ()>) -> bool {
+    tokio::select! {
+        () = work => true,
+        () = cut_off_now(config, fence) => false,
+    }
+}
+
+/// Stops the instance of a node cut off from the controllers (`fencing: stop`).
+async fn stop_fenced(child: &mut Proc, config: &AgentConfig, id: &str) -> Ended {
+    child.stop(STOP_GRACE).await;
+    forget(config, id);
+    Ended::Fenced
 }
 
 /// What one run starts: the assignment, its spec, and the contact to watch when fenced.
@@ -354,6 +394,9 @@ async fn run_once(
             child.stop(STOP_GRACE).await;
             return Ended::Stopped;
         }
+        () = cut_off_now(config, fence) => {
+            return stop_fenced(&mut child, config, id).await;
+        }
     };
     if !ready {
         tracing::warn!(instance = %id, port, "not ready in time: restarting it");
@@ -378,20 +421,20 @@ async fn run_once(
         }
     };
     let role = *standby.borrow_and_update();
-    register(role).await;
-    report(client, config, id, "Running", port, true, None).await;
+    let announced = async {
+        register(role).await;
+        report(client, config, id, "Running", port, true, None).await;
+    };
+    if !unless_cut_off(config, fence, announced).await {
+        return stop_fenced(&mut child, config, id).await;
+    }
     tracing::info!(node = %config.node_id, instance = %id, port, "instance ready");
     let mut renew = tokio::time::interval(RENEW_EVERY);
     renew.tick().await;
-    let mut fence_check = tokio::time::interval(FENCE_CHECK);
     loop {
         tokio::select! {
-            _ = fence_check.tick(), if fence.is_some() => {
-                if fence.is_some_and(|c| cut_off(config, c)) {
-                    child.stop(STOP_GRACE).await;
-                    forget(config, id);
-                    return Ended::Fenced;
-                }
+            () = cut_off_now(config, fence) => {
+                return stop_fenced(&mut child, config, id).await;
             }
             code = child.wait() => return Ended::Exited(code),
             _ = &mut *stop => {
@@ -405,14 +448,18 @@ async fn run_once(
                 // Registering again is idempotent and also renews: it survives a controller
                 // that lost the registration (the leader changed mid-write).
                 let role = *standby.borrow();
-                register(role).await;
                 process::rotate_logs(&config.data_dir.join("logs"), id);
+                if !unless_cut_off(config, fence, register(role)).await {
+                    return stop_fenced(&mut child, config, id).await;
+                }
             }
             changed = standby.changed() => {
                 if changed.is_ok() {
                     let role = *standby.borrow_and_update();
                     tracing::info!(instance = %id, standby = role, "role changed");
-                    register(role).await;
+                    if !unless_cut_off(config, fence, register(role)).await {
+                        return stop_fenced(&mut child, config, id).await;
+                    }
                 }
             }
         }

@@ -26,17 +26,6 @@ pub struct LoadReport {
     pub bench_cpu: Duration,
 }
 
-/// CPU time (user + system) this process used so far, from /proc (Linux).
-fn own_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    let tick = Duration::from_secs(1) / 100;
-    tick * (ticks(11) + ticks(12)) as u32
-}
-
 /// Why requests failed, by kind (`status 503`, `timeout`, `connect`, ...): an error count
 /// alone explains nothing.
 static ERROR_KINDS: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
@@ -93,7 +82,7 @@ where
     Fut: std::future::Future<Output = Option<Duration>> + Send,
 {
     let op = Arc::new(op);
-    let cpu_before = own_cpu();
+    let cpu_before = crate::procfs::cpu_time("self");
     let started = Instant::now();
     let until = started + opts.duration;
     let mut tasks = Vec::new();
@@ -133,7 +122,7 @@ where
         }
     }
     report.elapsed = started.elapsed();
-    report.bench_cpu = own_cpu().saturating_sub(cpu_before);
+    report.bench_cpu = crate::procfs::cpu_time("self").saturating_sub(cpu_before);
     report
 }
 

@@ -1,7 +1,10 @@
 //! Node kill scenario: SIGKILL a node (its agent and every instance it runs), measure the time
 //! until discovery again returns the deployment's full replica count with no endpoint of the
 //! dead node and every endpoint answering; restart the node; count duplicates once settled.
-//! With `with_leader`, the controller leader is SIGKILLed at the same moment.
+//! With `with_leader`, the controller leader is SIGKILLed at the same moment. With `cut`, the
+//! node is not killed but cut off: every link of its agent to the controllers black-holed
+//! (`scripts/cluster.sh up --proxied`), then healed; with `expect_fencing` its instances must
+//! stop on their own (`fencing: stop`), and once healed no duplicate may remain.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,12 +27,18 @@ pub struct NodeFailoverOptions {
     pub with_leader: bool,
     pub pid_dir: PathBuf,
     pub start_replica_cmd: String,
+    /// Cut the node off through this fault proxy instead of killing it.
+    pub cut: Option<crate::scenarios::Proxy>,
+    /// The cut-off node's instances must stop by themselves.
+    pub expect_fencing: bool,
 }
 
 pub struct NodeTrial {
     pub node: String,
     pub failover: Option<Duration>,
     pub duplicates: usize,
+    /// With `expect_fencing`: when the cut-off node's last instance stopped answering.
+    pub fenced: Option<Option<Duration>>,
 }
 
 const BOUND: Duration = Duration::from_secs(30);
@@ -153,19 +162,38 @@ pub async fn run(opts: &NodeFailoverOptions) -> Result<Vec<NodeTrial>> {
         } else {
             None
         };
+        let agent_dir = opts.pid_dir.parent().map(|c| c.join("agents").join(&node));
+        let on_node = agent_dir.as_deref().map(running_instances).unwrap_or_default();
         let killed_at = Instant::now();
         if let Some(id) = leader {
             let pid = replica_pid(&opts.pid_dir, id)?;
             // SAFETY: kill(2) on the pid of a controller started by scripts/cluster.sh.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        sh(&opts.kill_node_cmd, &agent)?;
+        let agent_links = format!("a{agent}-");
+        match &opts.cut {
+            None => sh(&opts.kill_node_cmd, &agent)?,
+            Some(proxy) => {
+                let blackhole = crate::proxy::Faults { blackhole: true, ..Default::default() };
+                proxy.set(|name| name.starts_with(&agent_links), &blackhole).await?;
+            }
+        }
         let kill_returned = killed_at.elapsed();
-        let (failover, seen) = watch_takeover(&http, opts, &node, killed_at).await;
+        // Watched side by side: the instances may stop before or after the work moved.
+        let fencing = async { if opts.expect_fencing { Some(all_stopped(&on_node, killed_at).await) } else { None } };
+        let ((failover, seen), fenced) = tokio::join!(watch_takeover(&http, opts, &node, killed_at), fencing);
         if let Some(id) = leader {
             sh(&opts.start_replica_cmd, &id.to_string())?;
         }
-        sh(&opts.start_node_cmd, &agent)?;
+        match &opts.cut {
+            None => sh(&opts.start_node_cmd, &agent)?,
+            Some(proxy) => proxy.heal_all().await?,
+        }
+        // A healed node first learns its work moved, then stops its old instances: give it a
+        // few of its heartbeats before counting what remains.
+        if opts.cut.is_some() {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
         let after = settled(&http, opts).await.with_context(|| format!("after trial {trial}"))?;
         // Duplicates: serving endpoints beyond the replica count, and an instance id served twice.
         let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
@@ -176,28 +204,59 @@ pub async fn run(opts: &NodeFailoverOptions) -> Result<Vec<NodeTrial>> {
         let duplicates = repeated + after.len().saturating_sub(opts.replicas);
         let at = |d: Option<Duration>| d.map(|d| format!("{:.0}", ms(d))).unwrap_or_else(|| "timeout".into());
         let seen: Vec<String> = seen.iter().map(|d| at(*d)).collect();
+        let fenced_text = fenced.map(at).unwrap_or_else(|| "-".into());
         println!(
-            "trial={trial} node={node} leader_killed={} failover_ms={} duplicates={duplicates} kill_cmd_ms={:.0} seen_by_replica_ms={}",
+            "trial={trial} node={node} leader_killed={} failover_ms={} duplicates={duplicates} fenced_ms={fenced_text} kill_cmd_ms={:.0} seen_by_replica_ms={}",
             leader.map(|l| l.to_string()).unwrap_or_else(|| "no".into()),
             at(failover),
             ms(kill_returned),
             seen.join(",")
         );
-        results.push(NodeTrial { node, failover, duplicates });
+        results.push(NodeTrial { node, failover, duplicates, fenced });
     }
     Ok(results)
 }
 
-/// The line `chaos/kill_node.sh` ends with.
-pub fn summary_line(results: &[NodeTrial]) -> String {
+/// The instance processes an agent runs, from the PID files it keeps in its directory.
+fn running_instances(agent_dir: &std::path::Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(agent_dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse::<i32>().ok())
+        .filter(|pid| crate::procfs::alive(&pid.to_string()))
+        .collect()
+}
+
+/// When (after the fault) every one of `pids` had exited, polling up to the bound.
+async fn all_stopped(pids: &[i32], since: Instant) -> Option<Duration> {
+    while since.elapsed() < BOUND {
+        if !pids.iter().any(|p| crate::procfs::alive(&p.to_string())) {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The line `chaos/kill_node.sh` (`cut_agent.sh`) ends with.
+pub fn summary_line(results: &[NodeTrial], cut: bool) -> String {
     // A trial that never recovered counts as its bound.
     let s = summarize(results.iter().map(|r| r.failover.unwrap_or(BOUND)).collect());
     let duplicates: usize = results.iter().map(|r| r.duplicates).sum();
-    format!(
-        "node_failover_ms p50={:.0} p99={:.0} max={:.0} trials={} duplicates={duplicates}",
+    let name = if cut { "agent_cut_ms" } else { "node_failover_ms" };
+    let mut line = format!(
+        "{name} p50={:.0} p99={:.0} max={:.0} trials={} duplicates={duplicates}",
         ms(s.p50),
         ms(s.p99),
         ms(s.max),
         results.len()
-    )
+    );
+    let fenced: Vec<Option<Duration>> = results.iter().filter_map(|r| r.fenced).collect();
+    if !fenced.is_empty() {
+        let unfenced = fenced.iter().filter(|f| f.is_none()).count();
+        let f = summarize(fenced.iter().map(|f| f.unwrap_or(BOUND)).collect());
+        line += &format!(" fenced_ms p50={:.0} max={:.0} unfenced={unfenced}", ms(f.p50), ms(f.max));
+    }
+    line
 }

@@ -7,23 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use plum_sdk::client::ClientOptions;
-use plum_sdk::{Client, Controllers, Options};
+use plum_sdk::{Client, Options};
 use plum_types::{EndpointSpec, RegisterRequest};
 use tokio::sync::Mutex;
 
-use crate::failover::{wait_caught_up, wait_settled};
+use crate::settle::{wait_caught_up, wait_settled};
 use crate::stats::{ms, summarize};
 use crate::target::replica_pid;
 
 const SERVICE: &str = "sdk-bench";
 
 fn client(urls: &[String], transport: Options) -> Client {
-    let transport = crate::target::sdk_options(transport).expect("token and CA settings");
-    Client::over(
-        Arc::new(Controllers::with_options(urls.to_vec(), transport.clone())),
-        ClientOptions { transport, ..ClientOptions::default() },
-    )
+    crate::target::sdk_client(urls, transport).expect("token and CA settings")
 }
 
 /// One instance of the bench service with one endpoint on loopback.

@@ -18,16 +18,21 @@ pub fn ms(d: Duration) -> f64 {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub count: usize,
+    pub mean: Duration,
     pub p50: Duration,
+    pub p90: Duration,
     pub p99: Duration,
     pub max: Duration,
 }
 
 pub fn summarize(mut samples: Vec<Duration>) -> Summary {
     samples.sort();
+    let total: Duration = samples.iter().sum();
     Summary {
         count: samples.len(),
+        mean: if samples.is_empty() { Duration::ZERO } else { total / samples.len() as u32 },
         p50: percentile(&samples, 50.0),
+        p90: percentile(&samples, 90.0),
         p99: percentile(&samples, 99.0),
         max: samples.last().copied().unwrap_or_default(),
     }

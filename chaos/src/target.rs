@@ -37,17 +37,33 @@ pub fn controllers(explicit: Option<&str>, env_file: &Path) -> Result<Vec<String
 pub struct Access {
     pub token: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// Where `scripts/cluster.sh` keeps the replicas' PID files, when it runs this cluster.
+    pub pid_dir: Option<PathBuf>,
+    /// `.plum/cluster.env`, for other settings `scripts/cluster.sh up` records ([`setting`]).
+    pub env_file: Option<PathBuf>,
 }
 
 static ACCESS: std::sync::OnceLock<Access> = std::sync::OnceLock::new();
 
-/// A file setting: the environment variable `name`, else the `name=` line of `.plum/cluster.env`
-/// (`scripts/cluster.sh up` records the admin token's file and the CA's there).
-fn file_setting(name: &str, env_file: &Path) -> Option<PathBuf> {
-    std::env::var_os(name).map(PathBuf::from).or_else(|| {
+/// The environment variable `name`, else the `name=` line of `.plum/cluster.env` (`scripts/cluster.sh
+/// up` records the admin token's file, the CA's and the fault proxy's address there).
+fn setting_in(name: &str, env_file: &Path) -> Option<String> {
+    std::env::var(name).ok().or_else(|| {
         let text = std::fs::read_to_string(env_file).ok()?;
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')).map(PathBuf::from)
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')).map(str::to_string)
     })
+}
+
+fn file_setting(name: &str, env_file: &Path) -> Option<PathBuf> {
+    setting_in(name, env_file).map(PathBuf::from)
+}
+
+/// A setting of the cluster `use_access` was given (environment first, then its cluster.env).
+pub fn setting(name: &str) -> Option<String> {
+    match &access().env_file {
+        Some(f) => setting_in(name, f),
+        None => std::env::var(name).ok(),
+    }
 }
 
 /// The token (`PLUM_TOKEN`, else the file `PLUM_TOKEN_FILE` names, read as the SDK reads it)
@@ -58,7 +74,8 @@ pub fn find_access(env_file: &Path) -> Result<Access> {
         Some(t) => Some(t),
         None => file_setting(TOKEN_FILE_ENV, env_file).map(|f| read_token_file(&f)).transpose()?,
     };
-    Ok(Access { token, ca_file: file_setting(CA_FILE_ENV, env_file) })
+    let pid_dir = env_file.parent().map(|home| home.join("cluster/pids")).filter(|d| d.is_dir());
+    Ok(Access { token, ca_file: file_setting(CA_FILE_ENV, env_file), pid_dir, env_file: Some(env_file.to_path_buf()) })
 }
 
 /// Sets what `http_client` and `sdk_options` use; the first call wins.
@@ -68,6 +85,11 @@ pub fn use_access(access: Access) {
 
 fn access() -> &'static Access {
     ACCESS.get_or_init(Access::default)
+}
+
+/// The replicas' PID directory set by `use_access`, if any.
+pub fn pid_dir() -> Option<&'static Path> {
+    access().pid_dir.as_deref()
 }
 
 /// The token set by `use_access`, if any.
@@ -84,6 +106,20 @@ pub fn sdk_options(mut options: plum_sdk::Options) -> Result<plum_sdk::Options> 
         options = options.with_ca_file(ca)?;
     }
     Ok(options)
+}
+
+/// An SDK client of `urls` with the token and CA set by `use_access`.
+pub fn sdk_client(urls: &[String], transport: plum_sdk::Options) -> Result<plum_sdk::Client> {
+    let transport = sdk_options(transport)?;
+    Ok(plum_sdk::Client::over(
+        std::sync::Arc::new(plum_sdk::Controllers::with_options(urls.to_vec(), transport.clone())),
+        plum_sdk::client::ClientOptions { transport, ..Default::default() },
+    ))
+}
+
+/// The SDK's KV client of `urls`, with default transport options.
+pub fn sdk_kv(urls: &[String]) -> Result<plum_sdk::kv::Kv> {
+    Ok(sdk_client(urls, plum_sdk::Options::default())?.kv())
 }
 
 /// Simulated hosts: a fleet is many machines, and a controller caps connections per client
@@ -150,40 +186,4 @@ pub fn replica_pid(pid_dir: &Path, id: u64) -> Result<i32> {
         bail!("pid {pid} from {} is not a running plum-controller", file.display());
     }
     Ok(pid)
-}
-
-/// The cluster's own marks before and after a load run: its term (a change means an election
-/// happened) and each replica's count of expired nodes.
-#[derive(Debug, Default, Clone)]
-pub struct Marks {
-    pub term: u64,
-    pub nodes_expired: std::collections::BTreeMap<u64, u64>,
-}
-
-pub async fn marks(urls: &[String]) -> Marks {
-    let http = http_client(Duration::from_secs(2));
-    let mut m = Marks::default();
-    for url in urls {
-        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).send().await
-            && let Ok(status) = resp.json::<plum_types::ClusterStatus>().await
-        {
-            m.term = m.term.max(status.term);
-            m.nodes_expired.insert(status.replica_id, status.nodes_expired);
-        }
-    }
-    m
-}
-
-impl Marks {
-    /// `term_start=.. term_end=.. nodes_expired=..`: expiries counted on a replica that answered
-    /// both times (every replica applies every expiry).
-    pub fn line(&self, after: &Marks) -> String {
-        let expired = self
-            .nodes_expired
-            .iter()
-            .filter_map(|(id, before)| after.nodes_expired.get(id).and_then(|a| a.checked_sub(*before)))
-            .max();
-        let expired = expired.map(|e| e.to_string()).unwrap_or_else(|| "unknown".into());
-        format!("term_start={} term_end={} nodes_expired={expired}", self.term, after.term)
-    }
 }

@@ -13,6 +13,11 @@ pub struct Steps {
     /// The first survivor to find the old leader's port refusing connections.
     pub confirmed: Option<i64>,
     pub campaign: Option<i64>,
+    /// The first survivor to grant the candidate a pre-vote (none when the campaign skipped
+    /// pre-vote because its voters had confirmed the leader dead themselves).
+    pub pre_vote: Option<i64>,
+    /// The first survivor to grant the candidate its vote.
+    pub vote_granted: Option<i64>,
     pub leader: Option<i64>,
     pub first_commit: Option<i64>,
     /// The last survivor to learn of the new leader.
@@ -42,6 +47,8 @@ impl Steps {
             last_contact: each(|t| t.last_leader_contact_ms).filter(|ms| *ms <= 0).max(),
             confirmed: each(|t| t.leader_down_confirmed_ms).min(),
             campaign: of_leader(|t| t.campaign_started_ms),
+            pre_vote: each(|t| t.pre_vote_granted_ms).filter(|ms| *ms >= 0).min(),
+            vote_granted: each(|t| t.vote_granted_ms).filter(|ms| *ms >= 0).min(),
             leader: of_leader(|t| t.became_leader_ms),
             first_commit: of_leader(|t| t.first_commit_ms),
             all_learned: timelines
@@ -59,10 +66,12 @@ impl fmt::Display for Steps {
         let v = |x: Option<i64>| x.map(|ms| ms.to_string()).unwrap_or_else(|| "-".into());
         write!(
             f,
-            "last_heartbeat={} leader_down_confirmed={} campaign={} new_leader={} first_commit={} all_learned={} client_ack={}",
+            "last_heartbeat={} leader_down_confirmed={} campaign={} pre_vote={} vote_granted={} new_leader={} first_commit={} all_learned={} client_ack={}",
             v(self.last_contact),
             v(self.confirmed),
             v(self.campaign),
+            v(self.pre_vote),
+            v(self.vote_granted),
             v(self.leader),
             v(self.first_commit),
             v(self.all_learned),
@@ -84,6 +93,7 @@ mod tests {
             reschedule_paused: None,
             nodes_expired: 0,
             failover: Some(t),
+            leader_contact_gaps: None,
         }
     }
 
@@ -98,6 +108,7 @@ mod tests {
             first_commit_ms: kill + 101,
             learned_leader_ms: kill + 95,
             learned_leader_id: 2,
+            ..FailoverTimeline::default()
         };
         let follower = FailoverTimeline {
             last_leader_contact_ms: kill - 5,
@@ -106,6 +117,9 @@ mod tests {
             campaign_started_ms: kill - 60_000,
             learned_leader_ms: kill + 99,
             learned_leader_id: 2,
+            vote_granted_ms: kill + 90,
+            // From an earlier trial: ignored.
+            pre_vote_granted_ms: kill - 40_000,
             ..FailoverTimeline::default()
         };
         let steps = Steps::from_statuses(&[status(2, leader), status(3, follower)], kill, 2);
@@ -113,5 +127,6 @@ mod tests {
         assert_eq!(steps.confirmed, Some(78));
         assert_eq!((steps.campaign, steps.leader, steps.first_commit), (Some(82), Some(95), Some(101)));
         assert_eq!(steps.all_learned, Some(99));
+        assert_eq!((steps.pre_vote, steps.vote_granted), (None, Some(90)));
     }
 }

@@ -63,6 +63,11 @@ pub struct Args {
     /// Initial replicas, ID=HOST:PORT separated by commas (used to form a fresh cluster).
     #[arg(long, env = "PLUM_PEERS")]
     pub peers: Option<String>,
+    /// Reach some peers through another address, ID=HOST:PORT separated by commas: a proxy, a
+    /// tunnel, the lab's fault proxy (`scripts/cluster.sh up --proxied`). Raft, forwarded and
+    /// internal requests take it; the cluster still knows the peer by its own address.
+    #[arg(long, env = "PLUM_PEER_VIA")]
+    pub peer_via: Option<String>,
     /// Node heartbeat TTL for nodes whose heartbeats declare none (Plum's original clients
     /// heartbeat every 1-5 s): a node not heard from for this long is declared dead.
     #[arg(long, env = "PLUM_NODE_TTL_MS")]
@@ -166,6 +171,7 @@ pub struct FileConfig {
     pub advertise: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub peers: Option<String>,
+    pub peer_via: Option<String>,
     pub node_ttl_ms: Option<u64>,
     pub instance_ttl_ms: Option<u64>,
     pub min_ttl_ms: Option<u64>,
@@ -254,6 +260,8 @@ pub struct ControllerConfig {
     pub advertise: String,
     pub data_dir: PathBuf,
     pub peers: BTreeMap<u64, String>,
+    /// A peer's own address → the address to dial it at (`--peer-via`).
+    pub peer_via: BTreeMap<String, String>,
     pub liveness: LivenessConfig,
     pub raft: RaftTiming,
     pub no_leader_wait: Duration,
@@ -274,6 +282,11 @@ impl ControllerConfig {
     /// The URL of a replica's API address (`host:port`).
     pub fn url_of(&self, addr: &str) -> String {
         format!("{}://{addr}", self.scheme())
+    }
+
+    /// Where to connect to reach the peer whose own address is `addr` (`--peer-via`).
+    pub fn dial<'a>(&'a self, addr: &'a str) -> &'a str {
+        self.peer_via.get(addr).map_or(addr, String::as_str)
     }
 }
 
@@ -328,6 +341,18 @@ impl ControllerConfig {
         if !peers.contains_key(&id) {
             return Err(ConfigError::SelfNotInPeers(id));
         }
+        let peer_via = match args.peer_via.or(file.peer_via) {
+            Some(v) => parse_peers(&v)?
+                .into_iter()
+                .map(|(peer, via)| {
+                    let own = peers.get(&peer).ok_or_else(|| {
+                        ConfigError::Invalid(format!("--peer-via names replica {peer}, which --peers does not list"))
+                    })?;
+                    Ok((own.clone(), via))
+                })
+                .collect::<Result<_, ConfigError>>()?,
+            None => BTreeMap::new(),
+        };
         let ms = Duration::from_millis;
         let liveness = LivenessConfig {
             node_ttl: ms(args.node_ttl_ms.or(file.node_ttl_ms).unwrap_or(15_000)),
@@ -424,6 +449,7 @@ impl ControllerConfig {
             advertise,
             data_dir,
             peers,
+            peer_via,
             liveness,
             raft,
             no_leader_wait,
@@ -461,6 +487,24 @@ mod tests {
         assert_eq!(cfg.liveness.node_ttl, Duration::from_millis(700));
         assert_eq!(cfg.liveness.instance_ttl, Duration::from_millis(15_000));
         assert_eq!(cfg.advertise, "127.0.0.1:9002");
+    }
+
+    #[test]
+    fn peers_are_dialled_through_their_via_address_and_others_directly() {
+        let args = |via: &str| Args {
+            id: Some(1),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            data_dir: Some("/tmp/x".into()),
+            peers: Some("1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003".into()),
+            peer_via: Some(via.into()),
+            insecure_no_peer_auth: true,
+            ..Args::default()
+        };
+        let cfg = ControllerConfig::from_args(args("2=127.0.0.1:7212")).unwrap();
+        assert_eq!(cfg.dial("127.0.0.1:9002"), "127.0.0.1:7212");
+        assert_eq!(cfg.dial("127.0.0.1:9003"), "127.0.0.1:9003");
+        assert!(matches!(ControllerConfig::from_args(args("4=127.0.0.1:7214")), Err(ConfigError::Invalid(_))));
+        assert!(matches!(ControllerConfig::from_args(args("2=nohost")), Err(ConfigError::BadPeer(_))));
     }
 
     #[test]

@@ -67,18 +67,20 @@ pub async fn run(
         None => None,
     };
     // TLS files are read before anything starts, so a bad one stops the replica here.
-    let (acceptor, peer_http) = match &config.tls {
-        Some(files) => {
-            let acceptor = crate::serve::tls::acceptor(&files.cert, &files.key)?;
-            (Some(acceptor), peer_http_client(Some(plum_sdk::tls::client_config(&files.ca)?)))
-        }
-        None => (None, peer_http_client(None)),
+    let (acceptor, peer_tls) = match &config.tls {
+        Some(files) => (
+            Some(crate::serve::tls::acceptor(&files.cert, &files.key)?),
+            Some(plum_sdk::tls::client_config(&files.ca)?),
+        ),
+        None => (None, None),
     };
+    // Raft's RPCs get a client (and connection pool) of their own: see `cluster/raft_thread.rs`.
+    let (peer_http, raft_http) = (peer_http_client(peer_tls.clone()), peer_http_client(peer_tls));
     let tracker = Arc::new(Tracker::new(config.liveness.default_ttls()));
     let (app, applied) = RegistryApp::new(Some(tracker.clone()));
     let app = Arc::new(RwLock::new(app));
     let (log, sm) = plum_raft_store::open::<TypeConfig, RegistryApp>(&store_dir, app.clone(), StoreOptions::default())?;
-    let cluster = Cluster::start(config.clone(), &config.data_dir, app, applied, log, sm, peer_http).await?;
+    let cluster = Cluster::start(config.clone(), app, applied, log, sm, peer_http, raft_http).await?;
 
     let _duties = duties::start(cluster.clone(), tracker.clone());
     let batcher = RenewBatcher::start(cluster.clone(), tracker.clone());
@@ -107,7 +109,8 @@ pub async fn run(
         }
     });
     let app = api::router(state);
-    let serve = crate::serve::serve(listener, app, config.serve.clone(), acceptor, async move {
+    let priority = Some(cluster.raft_priority());
+    let serve = crate::serve::serve(listener, app, config.serve.clone(), acceptor, priority, async move {
         shutdown.await;
         shutdown_cluster.step_down().await;
         let _ = stopping_tx.send(());

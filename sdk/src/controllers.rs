@@ -419,12 +419,22 @@ impl Controllers {
         // write until a leader is elected (instead of naming a leader that just failed us).
         let mut failed = vec![false; self.replicas.len()];
         let mut hold = false;
+        // An idempotent write resent after a lost attempt may already be applied: if no later
+        // attempt settles it, the caller must hear "unknown", not "nothing applied".
+        let mut maybe_applied = false;
+        let give_up = |last_error: String, maybe_applied: bool| {
+            if maybe_applied {
+                ClientError::OutcomeUnknown(format!("{last_error} (an earlier attempt's outcome is unknown)"))
+            } else {
+                ClientError::Unreachable(last_error)
+            }
+        };
         loop {
             let mut plan = self.plan(!req.is_read());
             while let Some(at) = plan.pop() {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Err(ClientError::Unreachable(format!("deadline passed; last: {last_error}")));
+                    return Err(give_up(format!("deadline passed; last: {last_error}"), maybe_applied));
                 }
                 let timeout = attempt_timeout.min(deadline - now);
                 let attempt = self.attempt(at, &req, timeout, hold, auth.as_ref()).await;
@@ -448,13 +458,22 @@ impl Controllers {
                         self.replicas[at].breaker.failure(&self.options.breaker, Instant::now());
                         failed[at] = true;
                         last_error = format!("{url}: {e}");
-                        if !req.idempotent && !req.is_read() {
-                            return Err(ClientError::OutcomeUnknown(last_error));
+                        if !req.is_read() {
+                            if !req.idempotent {
+                                return Err(ClientError::OutcomeUnknown(last_error));
+                            }
+                            maybe_applied = true;
                         }
                     }
                     Attempt::Answered(status, index, text, named_leader) => {
                         self.replicas[at].breaker.success();
-                        if status == 307 && redirects < MAX_REDIRECTS {
+                        if status == 307 && redirects >= MAX_REDIRECTS {
+                            // Redirected in circles: leadership is moving (a leader stepping
+                            // down). Not applied; the next round, after its pause, starts over.
+                            last_error = format!("{url}: redirected in circles while leadership moved");
+                            continue;
+                        }
+                        if status == 307 {
                             // Not applied; the leader is named in the headers we just learned.
                             redirects += 1;
                             last_error = format!("{url}: redirected to the leader");
@@ -473,8 +492,11 @@ impl Controllers {
                         // 429: the replica is at its limit and did nothing; another may have room.
                         if status == 503 || status == 429 {
                             let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
-                            if body.as_ref().is_some_and(|b| b.outcome_unknown) && !req.idempotent {
-                                return Err(ClientError::OutcomeUnknown(format!("{url}: {}", clip(&text))));
+                            if body.as_ref().is_some_and(|b| b.outcome_unknown) {
+                                if !req.idempotent {
+                                    return Err(ClientError::OutcomeUnknown(format!("{url}: {}", clip(&text))));
+                                }
+                                maybe_applied = true;
                             }
                             // No leader yet, or certainly not applied: another replica may do.
                             last_error = format!("{url}: {}", clip(&text));
@@ -499,8 +521,9 @@ impl Controllers {
             // Every replica failed this round: wait (jittered) before the next.
             let pause = self.options.backoff.delay(round);
             round += 1;
+            redirects = 0;
             if Instant::now() + pause >= deadline {
-                return Err(ClientError::Unreachable(last_error));
+                return Err(give_up(last_error, maybe_applied));
             }
             tracing::debug!(round, pause_ms = pause.as_millis() as u64, error = %last_error, "retrying");
             tokio::time::sleep(pause).await;
@@ -696,6 +719,7 @@ mod tests {
 
     use axum::Router;
     use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
 
     use super::*;
 
@@ -793,6 +817,55 @@ mod tests {
         }
         assert_eq!((refused.hits(), other.hits()), (5, 0));
         assert!(!c.replicas[0].breaker.is_open(Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn a_resent_write_whose_first_outcome_was_lost_never_ends_as_unreachable() {
+        // The leader was lost with the write in flight, every time: it may have been applied.
+        let lost = replica(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"leader lost","outcomeUnknown":true}"#).await;
+        let c = transport(&[&lost], Some(TOKEN));
+        match c.send_text(put()).await {
+            Err(ClientError::OutcomeUnknown(m)) => assert!(m.contains("earlier attempt"), "{m}"),
+            other => panic!("expected OutcomeUnknown, got {other:?}"),
+        }
+        assert!(lost.hits() > 1, "an idempotent write is resent");
+        // Certainly not applied (no leader yet), every time: nothing was applied.
+        let no_leader = replica(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"no leader","retryable":true}"#).await;
+        let c = transport(&[&no_leader], Some(TOKEN));
+        assert!(matches!(c.send_text(put()).await, Err(ClientError::Unreachable(_))));
+        // Reads know nothing of outcomes.
+        assert!(matches!(c.send_text(Request::get("/v1/nodes")).await, Err(ClientError::Unreachable(_))));
+    }
+
+    #[tokio::test]
+    async fn redirects_in_circles_while_leadership_moves_are_retried_not_returned() {
+        // Two replicas name each other as leader for the first 10 requests they see in all
+        // (a leader handing over), then the second takes the write.
+        let hits = Arc::new(AtomicU32::new(0));
+        let listeners = [
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ];
+        let urls: Vec<String> = listeners.iter().map(|l| format!("http://{}", l.local_addr().unwrap())).collect();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (hits, other) = (hits.clone(), urls[1 - i].clone());
+            let app = Router::new().fallback(move || {
+                let (hits, other) = (hits.clone(), other.clone());
+                async move {
+                    if hits.fetch_add(1, Ordering::SeqCst) < 10 || i == 0 {
+                        let headers = [(h::LEADER_ADDR, other)];
+                        (StatusCode::TEMPORARY_REDIRECT, headers, r#"{"error":"not the leader","retryable":true}"#)
+                            .into_response()
+                    } else {
+                        (StatusCode::OK, "{}").into_response()
+                    }
+                }
+            });
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        }
+        let c = Controllers::with_options(urls, Options { deadline: Duration::from_secs(5), ..Options::default() });
+        c.send_text(put()).await.expect("applied once leadership settled");
+        assert!(hits.load(Ordering::SeqCst) > 10);
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@ use plum_types::ErrorBody;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// No replica answered in time (or none could take the request: no leader). Nothing was
-    /// applied, as far as the client can tell; for a write whose outcome may be unknown see
-    /// [`ClientError::OutcomeUnknown`].
+    /// applied: a write whose outcome may be unknown, even one resent after a lost attempt,
+    /// ends as [`ClientError::OutcomeUnknown`] instead.
     #[error("no controller replica answered: {0}")]
     Unreachable(String),
     /// A replica answered with an error status (4xx, or a 5xx that is not retryable).

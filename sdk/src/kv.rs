@@ -43,8 +43,20 @@ impl Kv {
         Kv { c }
     }
 
+    /// Reads from the replica asked, which may lag the leader by a moment (fast, and served by
+    /// any replica while the others are down).
     pub async fn get(&self, ns: &str, key: &str) -> Result<Option<KvItem>, ClientError> {
-        match self.c.send::<KvItem>(Request::get(key_path(ns, key))).await {
+        self.get_from(key_path(ns, key)).await
+    }
+
+    /// A linearizable read: it sees every write acknowledged before it started (the replica
+    /// confirms with the leader first, so it needs a leader).
+    pub async fn get_consistent(&self, ns: &str, key: &str) -> Result<Option<KvItem>, ClientError> {
+        self.get_from(format!("{}?{}", key_path(ns, key), query(&[("consistent", "true")]))).await
+    }
+
+    async fn get_from(&self, path: String) -> Result<Option<KvItem>, ClientError> {
+        match self.c.send::<KvItem>(Request::get(path)).await {
             Ok(a) => Ok(Some(a.body)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),

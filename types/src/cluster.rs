@@ -19,6 +19,22 @@ pub struct ClusterStatus {
     /// When the answering replica saw each step of its last leader change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverTimeline>,
+    /// How long the answering replica went between appends from its leader, since it started:
+    /// the margin left before an election while the API is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_contact_gaps: Option<ContactGaps>,
+}
+
+/// A histogram of the silences between consecutive appends (entries or heartbeats) one
+/// follower received from the same leader in the same term.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactGaps {
+    /// Upper bounds of the buckets, in ms; `counts` has one more entry, for longer gaps.
+    pub bucket_le_ms: Vec<u64>,
+    pub counts: Vec<u64>,
+    /// The longest gap seen since the replica started.
+    pub max_ms: u64,
 }
 
 /// Unix milliseconds (the answering replica's clock; 0: not seen) of the steps of the last
@@ -39,6 +55,12 @@ pub struct FailoverTimeline {
     /// It learned of a new leader (`learned_leader_id`).
     pub learned_leader_ms: u64,
     pub learned_leader_id: u64,
+    /// It granted a pre-vote (would vote) to a candidate.
+    #[serde(default)]
+    pub pre_vote_granted_ms: u64,
+    /// It granted its vote to a candidate.
+    #[serde(default)]
+    pub vote_granted_ms: u64,
 }
 
 /// Too many nodes were lost within one TTL (the controllers' own network is the likely

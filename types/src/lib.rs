@@ -14,7 +14,7 @@ pub mod service;
 pub mod version;
 
 pub use auth::{CreatedToken, Role, TokenInfo, TokenRequest, UnknownRole, WhoAmI};
-pub use cluster::{ClusterStatus, FailoverTimeline, MemberStatus, MembershipChange, ReschedulePause};
+pub use cluster::{ClusterStatus, ContactGaps, FailoverTimeline, MemberStatus, MembershipChange, ReschedulePause};
 pub use deployment::{
     Artifact, AssignmentItem, DeploymentInfo, DeploymentRequest, InstanceInfo, InstanceStatusReport, Placement,
     Readiness, ServiceSpec,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use plum_chaos::{failover, load, node_failover, sdk_bench, target};
+use plum_chaos::{failover, load, marks, node_failover, scenarios, sdk_bench, target};
 
 #[derive(Parser)]
 #[command(name = "plum-bench", about = "Load and chaos scenarios for a local Plum cluster")]
@@ -22,12 +22,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// Kill the leader repeatedly while writing; prints the leader_recovery_ms line last.
+    /// Kill the leader (or a follower) repeatedly while writing; prints the
+    /// leader_recovery_ms (follower_recovery_ms) line last.
     Failover {
         #[arg(long, default_value_t = 20)]
         trials: usize,
         #[arg(long, default_value_t = 6)]
         writers: usize,
+        #[arg(long, value_enum, default_value = "leader")]
+        victim: failover::Victim,
         /// Command that restarts replica {id}.
         #[arg(long, default_value = "scripts/cluster.sh start-replica {id}")]
         restart_cmd: String,
@@ -44,6 +47,13 @@ enum Scenario {
         /// Also SIGKILL the controller leader at the same moment.
         #[arg(long)]
         with_leader: bool,
+        /// Cut the node off (black-hole its agent's links; `cluster.sh up --proxied`) instead
+        /// of killing it, then heal.
+        #[arg(long)]
+        cut: bool,
+        /// With --cut: the node's instances must stop by themselves (`fencing: stop`).
+        #[arg(long)]
+        expect_fencing: bool,
         #[arg(long, default_value = "scripts/cluster.sh kill-node {id}")]
         kill_node_cmd: String,
         #[arg(long, default_value = "scripts/cluster.sh start-agent {id}")]
@@ -111,6 +121,85 @@ enum Scenario {
         #[arg(long, default_value_t = 250)]
         interval_ms: u64,
     },
+    /// A simulated fleet: nodes heartbeating with their instances, plus discovery readers and
+    /// KV writers; a table per operation, the cluster's marks, the original tool's verdicts.
+    Fleet {
+        #[arg(long, default_value_t = 50)]
+        nodes: usize,
+        #[arg(long, default_value_t = 2)]
+        instances: usize,
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        readers: usize,
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
+        /// Pause between one reader's (writer's) requests.
+        #[arg(long, default_value_t = 10)]
+        pause_ms: u64,
+        /// Only against the first controller (default: spread over all).
+        #[arg(long)]
+        one: bool,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The leader cut off from both followers (`cluster.sh up --proxied`), then healed.
+    PartitionLeader {
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+        #[arg(long, default_value_t = 6)]
+        writers: usize,
+    },
+    /// Every replica SIGKILLed at once and restarted.
+    RestartAll {
+        #[arg(long, default_value_t = 3)]
+        trials: usize,
+        #[arg(long, default_value_t = 6)]
+        writers: usize,
+    },
+    /// Each replica restarted in turn (SIGTERM) under SDK load: no request may fail.
+    RollingRestart {
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+        #[arg(long, default_value_t = 4)]
+        readers: usize,
+    },
+    /// A follower's data wiped and the replica restarted, then the leader killed.
+    WipedRejoin {
+        #[arg(long, default_value_t = 3)]
+        trials: usize,
+        #[arg(long, default_value_t = 6)]
+        writers: usize,
+    },
+    /// Latency and loss-like stalls between agents / SDK clients and the controllers
+    /// (`cluster.sh up --proxied`): no node may expire, no SDK request may fail.
+    WeakNetwork {
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 200)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 100)]
+        jitter_ms: u64,
+        #[arg(long, default_value_t = 0.05)]
+        stall_prob: f64,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+    },
+    /// Random reads (linearizable) and writes on a few keys from concurrent clients, then a
+    /// linearizability check of what they saw; prints one line, exits non-zero on a violation.
+    Linearize {
+        #[arg(long, default_value_t = 5)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        keys: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
@@ -123,26 +212,33 @@ async fn main() -> Result<()> {
     let urls = target::controllers(cli.controllers.as_deref(), &cli.plum_home.join("cluster.env"))?;
     target::use_access(target::find_access(&cli.plum_home.join("cluster.env"))?);
     match cli.scenario {
-        Scenario::Failover { trials, writers, restart_cmd } => {
+        Scenario::Failover { trials, writers, victim, restart_cmd } => {
             let opts = failover::FailoverOptions {
                 urls,
                 trials,
                 writers,
+                victim,
                 pid_dir: cli.plum_home.join("cluster/pids"),
                 restart_cmd,
             };
             let results = failover::run(&opts).await?;
             println!("{}", failover::summary_line(&results));
+            if results.iter().any(|r| r.lost > 0 || r.recovery.is_none()) {
+                anyhow::bail!("a trial lost acknowledged writes or did not recover");
+            }
         }
         Scenario::NodeFailover {
             trials,
             service,
             replicas,
             with_leader,
+            cut,
+            expect_fencing,
             kill_node_cmd,
             start_node_cmd,
             start_replica_cmd,
         } => {
+            let cut_through = if cut { Some(scenario_env(&cli.plum_home, &urls).proxy()?) } else { None };
             let opts = node_failover::NodeFailoverOptions {
                 urls,
                 trials,
@@ -153,21 +249,26 @@ async fn main() -> Result<()> {
                 with_leader,
                 pid_dir: cli.plum_home.join("cluster/pids"),
                 start_replica_cmd,
+                cut: cut_through,
+                expect_fencing,
             };
             let results = node_failover::run(&opts).await?;
-            println!("{}", node_failover::summary_line(&results));
+            println!("{}", node_failover::summary_line(&results, cut));
+            if results.iter().any(|r| r.duplicates > 0 || r.failover.is_none() || r.fenced == Some(None)) {
+                anyhow::bail!("a trial left duplicates, did not recover, or its instances were not fenced");
+            }
         }
         Scenario::Discovery { clients, seconds, services, instances_per_service } => {
-            let before = target::marks(&urls).await;
+            let before = marks::marks(&urls).await;
             let opts = load::LoadOptions { urls: urls.clone(), clients, duration: Duration::from_secs(seconds) };
             let report = load::discovery(&opts, services, instances_per_service).await?.line();
-            println!("clients={clients} {report} {}", before.line(&target::marks(&urls).await));
+            println!("clients={clients} {report} {}", before.line(&marks::marks(&urls).await));
         }
         Scenario::Register { clients, seconds } => {
-            let before = target::marks(&urls).await;
+            let before = marks::marks(&urls).await;
             let opts = load::LoadOptions { urls: urls.clone(), clients, duration: Duration::from_secs(seconds) };
             let report = load::registrations(&opts).await?.line();
-            println!("clients={clients} {report} {}", before.line(&target::marks(&urls).await));
+            println!("clients={clients} {report} {}", before.line(&marks::marks(&urls).await));
         }
         Scenario::Expiry { trials, interval_ms } => {
             let s =
@@ -190,23 +291,92 @@ async fn main() -> Result<()> {
             println!("{}", sdk_bench::stall_line(&results));
         }
         Scenario::KvPut { clients, seconds } => {
-            let before = target::marks(&urls).await;
+            let before = marks::marks(&urls).await;
             let opts = load::LoadOptions { urls: urls.clone(), clients, duration: Duration::from_secs(seconds) };
             let report = load::kv_puts(&opts).await?.line();
-            println!("clients={clients} {report} {}", before.line(&target::marks(&urls).await));
+            println!("clients={clients} {report} {}", before.line(&marks::marks(&urls).await));
         }
         Scenario::Storm { nodes } => {
-            let before = target::marks(&urls).await;
+            let before = marks::marks(&urls).await;
             let report = load::storm(&urls, nodes).await?;
-            println!("{report} {}", before.line(&target::marks(&urls).await));
+            println!("{report} {}", before.line(&marks::marks(&urls).await));
         }
         Scenario::Heartbeat { nodes, seconds, interval_ms } => {
-            let before = target::marks(&urls).await;
+            let before = marks::marks(&urls).await;
             let opts = load::LoadOptions { urls: urls.clone(), clients: nodes, duration: Duration::from_secs(seconds) };
             let report = load::heartbeats(&opts, Duration::from_millis(interval_ms)).await?.line();
-            let after = target::marks(&urls).await;
+            let after = marks::marks(&urls).await;
             println!("nodes={nodes} interval_ms={interval_ms} {report} {}", before.line(&after));
         }
+        Scenario::Fleet { nodes, instances, interval_ms, seconds, readers, writers, pause_ms, one, json } => {
+            let urls = if one { urls[..1].to_vec() } else { urls };
+            let opts = plum_chaos::fleet::FleetOptions {
+                urls: urls.clone(),
+                nodes,
+                instances_per_node: instances,
+                interval: Duration::from_millis(interval_ms),
+                duration: Duration::from_secs(seconds),
+                readers,
+                writers,
+                client_pause: Duration::from_millis(pause_ms),
+            };
+            let before = marks::marks(&urls).await;
+            let report = plum_chaos::fleet::run(&opts).await;
+            let after = marks::marks(&urls).await;
+            if json {
+                let value = serde_json::json!({ "report": report, "marks": before.delta(&after) });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("{}\n{}", report.table(), before.line(&after));
+            }
+        }
+        Scenario::PartitionLeader { trials, writers } => {
+            finish(scenarios::partition::run(&scenario_env(&cli.plum_home, &urls), trials, writers).await?)?;
+        }
+        Scenario::RestartAll { trials, writers } => {
+            finish(scenarios::restart_all::run(&scenario_env(&cli.plum_home, &urls), trials, writers).await?)?;
+        }
+        Scenario::RollingRestart { rounds, writers, readers } => {
+            finish(scenarios::rolling::run(&scenario_env(&cli.plum_home, &urls), rounds, writers, readers).await?)?;
+        }
+        Scenario::WipedRejoin { trials, writers } => {
+            finish(scenarios::wiped::run(&scenario_env(&cli.plum_home, &urls), trials, writers).await?)?;
+        }
+        Scenario::WeakNetwork { seconds, latency_ms, jitter_ms, stall_prob, clients } => {
+            let opts = scenarios::weak::WeakOptions { seconds, latency_ms, jitter_ms, stall_prob, clients };
+            finish(scenarios::weak::run(&scenario_env(&cli.plum_home, &urls), &opts).await?)?;
+        }
+        Scenario::Linearize { clients, keys, seconds } => {
+            use plum_chaos::linearize;
+            let duration = Duration::from_secs(seconds);
+            let opts = linearize::RunOptions { urls, clients, keys, duration, budget: linearize::Budget::default() };
+            let report = linearize::run(&opts).await?;
+            println!("{}", report.line());
+            report.ensure_no_violation()?;
+        }
+    }
+    Ok(())
+}
+
+/// What the chaos scenarios need of the cluster `scripts/cluster.sh` runs under `plum_home`.
+fn scenario_env(plum_home: &std::path::Path, urls: &[String]) -> scenarios::Env {
+    scenarios::Env {
+        urls: urls.to_vec(),
+        http: target::http_client(Duration::from_secs(2)),
+        pid_dir: plum_home.join("cluster/pids"),
+        cluster_sh: std::path::PathBuf::from("scripts/cluster.sh"),
+        data_dir: plum_home.join("cluster/data"),
+    }
+}
+
+/// Prints a scenario's result line; fails (exit code 1) when it did not pass.
+fn finish(outcome: scenarios::Outcome) -> Result<()> {
+    println!("{}", outcome.line());
+    for v in &outcome.violations {
+        eprintln!("violation: {v}");
+    }
+    if !outcome.passed() {
+        anyhow::bail!("scenario {} failed", outcome.name);
     }
     Ok(())
 }

@@ -56,6 +56,7 @@ pub async fn status(State(state): State<Shared>) -> Json<ClusterStatus> {
         reschedule_paused,
         nodes_expired,
         failover,
+        leader_contact_gaps: Some(cluster.leader_watch.gaps.snapshot()),
     })
 }
 

@@ -257,7 +257,7 @@ async fn on_leader(
     if leader.id == state.cluster.id || headers.contains_key(h::FORWARDED) {
         return None;
     }
-    let url = format!("{}{req_path}", state.cluster.config.url_of(&leader.addr));
+    let url = format!("{}{req_path}", state.cluster.config.url_of(state.cluster.config.dial(&leader.addr)));
     let sent = state
         .cluster
         .http

@@ -61,6 +61,8 @@ pub struct Timeline {
     pub first_commit_ms: AtomicU64,
     pub learned_leader_ms: AtomicU64,
     pub learned_leader_id: AtomicU64,
+    pub pre_vote_granted_ms: AtomicU64,
+    pub vote_granted_ms: AtomicU64,
 }
 
 impl Timeline {
@@ -74,6 +76,8 @@ impl Timeline {
             first_commit_ms: get(&self.first_commit_ms),
             learned_leader_ms: get(&self.learned_leader_ms),
             learned_leader_id: get(&self.learned_leader_id),
+            pre_vote_granted_ms: get(&self.pre_vote_granted_ms),
+            vote_granted_ms: get(&self.vote_granted_ms),
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct LeaderWatch {
     /// election timeout, not one per tick.
     campaigned: Mutex<Option<(u64, Instant)>>,
     pub timeline: Timeline,
+    /// The silences between appends from the leader.
+    pub gaps: super::contact_gaps::ContactGaps,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -105,8 +111,9 @@ async fn refuses_connections(addr: &str) -> bool {
 }
 
 impl LeaderWatch {
-    /// An append arrived from the leader.
-    pub fn heard_from_leader(&self) {
+    /// An append arrived from `leader` in `term`.
+    pub fn heard_from_leader(&self, leader: u64, term: u64) {
+        self.gaps.record(leader, term);
         *lock(&self.last_contact) = Some(Instant::now());
         self.timeline.last_leader_contact_ms.store(unix_now_ms(), Ordering::Relaxed);
     }
@@ -135,6 +142,8 @@ impl LeaderWatch {
             }
             *last = Some(Instant::now());
         }
+        // The leader's own address, not its `--peer-via` path: a proxy in between accepts
+        // connections for a process that is gone, so only the address itself can tell.
         if !refuses_connections(&leader.addr).await {
             return false;
         }

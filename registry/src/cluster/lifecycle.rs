@@ -1,7 +1,6 @@
 //! Starting and stopping this replica's Raft: configuration, the rejoin guard, watching for
 //! fatal errors, handing leadership over before a shutdown.
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use tokio::sync::watch;
 
 use super::Cluster;
 use super::network::NetworkFactory;
+use super::raft_thread::RaftThread;
 use super::rejoin::{self, RejoinGuard};
 use super::types::{LogStore, Raft, StateMachine};
 use crate::config::ControllerConfig;
@@ -27,6 +27,8 @@ pub enum StartError {
     Marker { path: String, source: std::io::Error },
     #[error("raft: {0}")]
     Raft(String),
+    #[error("starting raft's thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// `elect`: whether this replica may campaign from the start (not while its vote is withheld).
@@ -61,28 +63,31 @@ impl Cluster {
     /// Starts Raft on the opened store. Serving its RPCs is the caller's job, after this.
     pub async fn start(
         config: Arc<ControllerConfig>,
-        data_dir: &Path,
         app: Arc<RwLock<RegistryApp>>,
         applied: watch::Receiver<u64>,
         mut log: LogStore,
         sm: StateMachine,
         http: reqwest::Client,
+        raft_http: reqwest::Client,
     ) -> Result<Arc<Cluster>, StartError> {
         let empty = store_has_no_log(&mut log).await?;
+        let data_dir = &config.data_dir;
         let rejoin = RejoinGuard::at_start(data_dir, empty)
             .map_err(|source| StartError::Marker { path: data_dir.display().to_string(), source })?;
         let raft_config = raft_config(&config, rejoin.votes_allowed())?;
-        let raft = Raft::new(
-            config.id,
-            Arc::new(raft_config),
-            NetworkFactory::new(http.clone(), config.peer_auth.clone(), config.scheme()),
-            log,
-            sm,
-        )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        // Built on Raft's own thread, so the tasks openraft spawns run there; its RPCs use a
+        // client of their own, whose connections therefore live there too.
+        let raft_thread = RaftThread::start(config.id)?;
+        let network = NetworkFactory::new(raft_http, config.clone());
+        let id = config.id;
+        let raft = raft_thread
+            .run(async move { Raft::new(id, Arc::new(raft_config), network, log, sm).await })
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+            .map_err(|e| StartError::Raft(e.to_string()))?;
         let leader_watch = super::leader_watch::LeaderWatch::default();
-        let cluster = Arc::new(Cluster { id: config.id, raft, app, applied, http, config, rejoin, leader_watch });
+        let cluster =
+            Arc::new(Cluster { id: config.id, raft, app, applied, http, config, rejoin, leader_watch, raft_thread });
         rejoin::spawn_watch(cluster.clone());
         super::leader_watch::start(cluster.clone());
         exit_on_raft_fatal(cluster.clone());
@@ -123,10 +128,16 @@ impl Cluster {
         tracing::warn!(id = self.id, "leadership transfer did not finish within 1 s");
     }
 
+    /// Peers' Raft connections, to be served on Raft's own runtime (`serve/priority.rs`).
+    pub fn raft_priority(&self) -> crate::serve::Priority {
+        crate::serve::Priority { prefix: b"POST /raft/", runtime: self.raft_thread.handle().clone() }
+    }
+
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(id = self.id, error = %e, "raft did not shut down cleanly");
         }
+        self.raft_thread.stop().await;
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod coalesce;
 pub mod codec;
+pub mod contact_gaps;
 pub mod internal;
 pub mod leader_watch;
 mod lifecycle;
@@ -12,6 +13,7 @@ mod membership;
 pub mod network;
 pub mod peer_auth;
 pub mod raft_routes;
+mod raft_thread;
 pub mod rejoin;
 pub mod types;
 
@@ -88,6 +90,8 @@ pub struct Cluster {
     rejoin: rejoin::RejoinGuard,
     /// Fast failover when the leader's process is gone, and the failover timeline.
     pub leader_watch: leader_watch::LeaderWatch,
+    /// Where Raft's core and replication run, apart from the API's runtime.
+    raft_thread: raft_thread::RaftThread,
 }
 
 impl Cluster {
@@ -349,7 +353,7 @@ impl Cluster {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        let url = format!("{}/internal/v1/{route}", self.config.url_of(addr));
+        let url = format!("{}/internal/v1/{route}", self.config.url_of(self.config.dial(addr)));
         call_replica(&self.http, &self.config.peer_auth, self.id, &url, body, timeout).await
     }
 }

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use super::codec::{self, PeerError};
 use super::peer_auth::PeerAuth;
 use super::types::TypeConfig;
+use crate::config::ControllerConfig;
 
 /// Builds the HTTP client used between replicas (Raft and forwarding alike).
 /// With `tls`, peers are reached over `https://` and their certificates checked with it.
@@ -40,13 +41,12 @@ pub fn peer_http_client(tls: Option<rustls::ClientConfig>) -> reqwest::Client {
 
 pub struct NetworkFactory {
     client: reqwest::Client,
-    auth: Arc<PeerAuth>,
-    scheme: &'static str,
+    config: Arc<ControllerConfig>,
 }
 
 impl NetworkFactory {
-    pub fn new(client: reqwest::Client, auth: Arc<PeerAuth>, scheme: &'static str) -> Self {
-        NetworkFactory { client, auth, scheme }
+    pub fn new(client: reqwest::Client, config: Arc<ControllerConfig>) -> Self {
+        NetworkFactory { client, config }
     }
 }
 
@@ -56,9 +56,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            base: format!("{}://{}/raft", self.scheme, node.addr),
+            base: format!("{}/raft", self.config.url_of(self.config.dial(&node.addr))),
             client: self.client.clone(),
-            auth: self.auth.clone(),
+            auth: self.config.peer_auth.clone(),
         }
     }
 }

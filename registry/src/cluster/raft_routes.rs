@@ -2,6 +2,7 @@
 //! vote (see `rejoin.rs`) answers vote, pre-vote and leader-transfer requests with 503.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -10,14 +11,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use openraft::errors::RaftError;
-use openraft::raft::VoteRequest;
+use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
 use openraft::storage::Snapshot;
+use openraft::vote::RaftLeaderId;
 use serde::de::DeserializeOwned;
 
-use super::Cluster;
 use super::codec::{self, Binary};
 use super::network::SnapshotTransfer;
 use super::types::{Raft, TypeConfig};
+use super::{Cluster, unix_now_ms};
 
 /// Snapshots carry the whole registry; allow them to be large.
 pub const MAX_RAFT_BODY: usize = 512 * 1024 * 1024;
@@ -51,10 +53,13 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
 }
 
 async fn append(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
-    cluster.leader_watch.heard_from_leader();
     let raft: &Raft = &cluster.raft;
-    match parse(&body) {
-        Ok(req) => Binary(raft.append_entries(req).await).into_response(),
+    match parse::<AppendEntriesRequest<TypeConfig>>(&body) {
+        Ok(req) => {
+            let leader = req.vote.leader_id();
+            cluster.leader_watch.heard_from_leader(*leader.node_id(), leader.term());
+            Binary(raft.append_entries(req).await).into_response()
+        }
         Err(r) => *r,
     }
 }
@@ -71,7 +76,9 @@ async fn vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
             if cluster.lease_bypass_for_vote() {
                 req.leadership_transfer = true;
             }
-            Binary(raft.vote(req).await).into_response()
+            let reply = raft.vote(req).await;
+            note_granted(&reply, &cluster.leader_watch.timeline.vote_granted_ms);
+            Binary(reply).into_response()
         }
         Err(r) => *r,
     }
@@ -83,8 +90,19 @@ async fn pre_vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response 
     }
     let raft: &Raft = &cluster.raft;
     match parse(&body) {
-        Ok(req) => Binary(raft.pre_vote(req).await).into_response(),
+        Ok(req) => {
+            let reply = raft.pre_vote(req).await;
+            note_granted(&reply, &cluster.leader_watch.timeline.pre_vote_granted_ms);
+            Binary(reply).into_response()
+        }
         Err(r) => *r,
+    }
+}
+
+/// Records when this replica granted a (pre-)vote, for the failover timeline.
+fn note_granted<E>(reply: &Result<VoteResponse<TypeConfig>, E>, at: &AtomicU64) {
+    if reply.as_ref().is_ok_and(|r| r.vote_granted) {
+        at.store(unix_now_ms(), Ordering::Relaxed);
     }
 }
 

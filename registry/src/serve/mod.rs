@@ -8,6 +8,7 @@ pub mod admission;
 mod client_limit;
 pub mod deadline;
 pub mod header_limit;
+pub mod priority;
 pub mod tls;
 
 use std::future::Future;
@@ -24,7 +25,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use priority::FirstBytes;
+
 pub use client_limit::ClientLimit;
+pub use priority::Priority;
 
 /// Limits of the server loop.
 #[derive(Debug, Clone)]
@@ -65,12 +69,13 @@ impl Default for ServeLimits {
 
 /// Serves `router` on `listener` (over TLS when given an acceptor) until `shutdown` resolves;
 /// then stops accepting, lets each connection finish its request in flight, and returns once
-/// all have closed.
+/// all have closed. Plain connections that `priority` recognises are served on its runtime.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServeLimits,
     tls: Option<TlsAcceptor>,
+    priority: Option<Priority>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let per_client = ClientLimit::new(limits.max_connections_per_client);
@@ -112,8 +117,30 @@ pub async fn serve(
             router.clone().oneshot(req)
         });
         let Some(tls) = &tls else {
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(finish(conn, admitted, remote));
+            let Some(priority) = priority.clone() else {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(finish(conn, admitted, remote));
+                continue;
+            };
+            let (http, watcher, header_timeout) = (http.clone(), graceful.watcher(), limits.header_timeout);
+            tokio::spawn(async move {
+                match priority.classify(&stream, header_timeout).await {
+                    FirstBytes::Closed => {}
+                    FirstBytes::Ordinary => {
+                        finish(watcher.watch(http.serve_connection(TokioIo::new(stream), service)), admitted, remote)
+                            .await
+                    }
+                    // Re-registered with the other runtime's reactor, inside that runtime.
+                    FirstBytes::Priority => match stream.into_std() {
+                        Ok(stream) => drop(priority.runtime.spawn(async move {
+                            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+                            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                            finish(conn, admitted, remote).await
+                        })),
+                        Err(e) => tracing::debug!(peer = %remote, error = %e, "could not move a connection"),
+                    },
+                }
+            });
             continue;
         };
         // The handshake runs in the connection's task, bounded like headers are.
