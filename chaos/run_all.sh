@@ -75,11 +75,11 @@ else
   run restart_all chaos/restart_all.sh 3
   run partition_leader chaos/partition_leader.sh 5
   run cut_agent chaos/cut_agent.sh 3
-  run weak_network chaos/weak_network.sh 30
   run rolling_restart chaos/rolling_restart.sh 1
   run wiped_rejoin chaos/wiped_rejoin.sh 3
   run linearize_leader_kills linearize_during 40 chaos/kill_leader.sh 5
   run linearize_partitions linearize_during 40 chaos/partition_leader.sh 2
+  run weak_network chaos/weak_network.sh 30
 fi
 
 {

@@ -270,6 +270,7 @@ start_agent() {
   ensure_agent_token "$i"
   local tls=()
   tls_on && tls=(--ca-file "$TLS_DIR/ca.pem")
+  # PLUM_AGENT_TTL_MS (read by the agent itself) sets the TTL the node declares (default 1 s).
   PLUM_LOG="${PLUM_LOG:-info}" nohup "$BIN_DIR/plum-agent" --node-id "node-$i" \
     --controllers "$(agent_controllers_list "$i")" --data-dir "$(agent_dir "$i")" \
     --token-file "$(agent_token_file "$i")" "${tls[@]}" >>"$(agent_log "$i")" 2>&1 &

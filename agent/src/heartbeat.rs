@@ -23,11 +23,14 @@ impl Contact {
         Contact { last_ack: std::sync::Mutex::new(std::time::Instant::now()) }
     }
 
-    fn acked(&self) {
-        *self.last_ack.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    /// A heartbeat sent at `sent` was acknowledged. The controllers renewed the node when it
+    /// arrived, after `sent`: counting from the send keeps fencing ahead of their deadline.
+    fn acked(&self, sent: std::time::Instant) {
+        let mut last = self.last_ack.lock().unwrap_or_else(|p| p.into_inner());
+        *last = (*last).max(sent);
     }
 
-    /// How long since the last acknowledged heartbeat.
+    /// How long since the last acknowledged heartbeat was sent.
     pub fn silence(&self) -> Duration {
         self.last_ack.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
     }
@@ -44,18 +47,22 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Ar
     if config.capacity > 0 {
         body["capacity"] = json!(config.capacity);
     }
-    let timeout = config.heartbeat.max(Duration::from_millis(200));
+    // Long enough for an answer on a slow link: a heartbeat the controllers recorded but whose
+    // answer came too late for us would count as lost contact (and fence, with `fencing: stop`).
+    let timeout = config.heartbeat.max(Duration::from_millis(config.ttl_ms / 2)).max(Duration::from_millis(200));
     let mut token_file = TokenFile::new(&config);
     let mut refusals = 0;
     loop {
+        let sent = std::time::Instant::now();
         match client.call::<_, Value>(Method::POST, "/v1/nodes/heartbeat", Some(&body), timeout).await {
             Ok(_) => {
                 if refusals > 0 {
                     tracing::info!(node = %config.node_id, "the controllers accept this agent's token again");
                     refusals = 0;
                 }
-                contact.acked();
-                tokio::time::sleep(jittered(config.heartbeat)).await
+                contact.acked(sent);
+                // The interval counts from the send: a slow answer does not stretch it.
+                tokio::time::sleep(jittered(config.heartbeat).saturating_sub(sent.elapsed())).await
             }
             Err(e) if auth::refused(&client, &config.node_id, "heartbeat", &e) => {
                 // A new token in the file is tried at once; the same one again only after a pause.
@@ -84,6 +91,18 @@ fn jittered(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contact_counts_from_the_send_of_the_latest_acknowledged_heartbeat() {
+        let earlier = std::time::Instant::now() - Duration::from_millis(400);
+        let contact = Contact { last_ack: std::sync::Mutex::new(earlier - Duration::from_secs(1)) };
+        let later = earlier + Duration::from_millis(300);
+        contact.acked(later);
+        // An older heartbeat answered late does not move contact back.
+        contact.acked(earlier);
+        let silence = contact.silence();
+        assert!(silence >= Duration::from_millis(100) && silence < Duration::from_millis(300), "{silence:?}");
+    }
 
     #[test]
     fn jitter_only_shortens_and_by_at_most_a_tenth() {

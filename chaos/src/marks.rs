@@ -63,7 +63,23 @@ pub async fn marks(urls: &[String]) -> Marks {
     m
 }
 
+/// Reads the marks once, halfway through a run of `duration`: open descriptors (mostly client
+/// connections) are counted while the load is on, not after it closed them.
+pub fn midway(urls: &[String], duration: Duration) -> tokio::task::JoinHandle<Marks> {
+    let urls = urls.to_vec();
+    tokio::spawn(async move {
+        tokio::time::sleep(duration / 2).await;
+        marks(&urls).await
+    })
+}
+
 impl Marks {
+    /// `fds_midway=<replica>:<n>,...` from marks read during the run.
+    pub fn fds_line(&self) -> String {
+        let fds: Vec<String> = self.processes.iter().map(|(id, p)| format!("{id}:{}", p.fds)).collect();
+        format!("fds_midway={}", fds.join(","))
+    }
+
     fn record(&mut self, status: &ClusterStatus) {
         self.term = self.term.max(status.term);
         self.nodes_expired.insert(status.replica_id, status.nodes_expired);

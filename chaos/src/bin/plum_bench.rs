@@ -304,9 +304,11 @@ async fn main() -> Result<()> {
         Scenario::Heartbeat { nodes, seconds, interval_ms } => {
             let before = marks::marks(&urls).await;
             let opts = load::LoadOptions { urls: urls.clone(), clients: nodes, duration: Duration::from_secs(seconds) };
+            let midway = marks::midway(&urls, opts.duration);
             let report = load::heartbeats(&opts, Duration::from_millis(interval_ms)).await?.line();
             let after = marks::marks(&urls).await;
-            println!("nodes={nodes} interval_ms={interval_ms} {report} {}", before.line(&after));
+            let fds = midway.await.map(|m| m.fds_line()).unwrap_or_default();
+            println!("nodes={nodes} interval_ms={interval_ms} {report} {} {fds}", before.line(&after));
         }
         Scenario::Fleet { nodes, instances, interval_ms, seconds, readers, writers, pause_ms, one, json } => {
             let urls = if one { urls[..1].to_vec() } else { urls };
@@ -321,13 +323,17 @@ async fn main() -> Result<()> {
                 client_pause: Duration::from_millis(pause_ms),
             };
             let before = marks::marks(&urls).await;
+            let midway = marks::midway(&urls, opts.duration);
             let report = plum_chaos::fleet::run(&opts).await;
             let after = marks::marks(&urls).await;
+            let midway = midway.await.ok();
             if json {
-                let value = serde_json::json!({ "report": report, "marks": before.delta(&after) });
+                let fds = midway.map(|m| m.processes.iter().map(|(id, p)| (*id, p.fds)).collect::<Vec<_>>());
+                let value = serde_json::json!({ "report": report, "marks": before.delta(&after), "fds_midway": fds });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                println!("{}\n{}", report.table(), before.line(&after));
+                let fds = midway.map(|m| m.fds_line()).unwrap_or_default();
+                println!("{}\n{} {fds}", report.table(), before.line(&after));
             }
         }
         Scenario::PartitionLeader { trials, writers } => {

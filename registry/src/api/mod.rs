@@ -18,6 +18,7 @@ mod peer_guard;
 mod scope;
 mod services;
 mod tokens;
+mod ui;
 mod validate;
 mod wire;
 
@@ -186,6 +187,7 @@ pub fn router(state: Shared) -> Router {
     let header_limits = state.cluster.config.serve.header_limits();
     let api = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(ui::routes())
         .route("/v1/nodes/heartbeat", post(nodes::heartbeat))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::get_one).delete(nodes::remove))

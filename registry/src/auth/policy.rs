@@ -7,7 +7,8 @@ use plum_types::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
-    /// No token needed (`/healthz`: liveness and network probes).
+    /// No token needed (`/healthz`: liveness and network probes; `/ui`: the console's files,
+    /// which hold no data: the API calls the page makes carry the operator's token).
     Public,
     Read,
     /// Heartbeats, registrations, status reports: an `agent` token only for its own node
@@ -24,6 +25,9 @@ use Permission::*;
 /// (method, route as registered in the router, permission). `GET` covers `HEAD`.
 pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/healthz", Public),
+    ("GET", "/ui", Public),
+    ("GET", "/ui/", Public),
+    ("GET", "/ui/{file}", Public),
     ("POST", "/v1/nodes/heartbeat", Node),
     ("GET", "/v1/nodes", Read),
     ("GET", "/v1/nodes/{id}", Read),

@@ -1,5 +1,7 @@
-//! A single replica run in-process on a port the OS picks, authentication off, for tests
-//! about one replica's behaviour. Dropping it stops the replica and removes its data.
+//! A single replica run in-process on a port the OS picks (authentication off unless asked),
+//! for tests about one replica's behaviour. Dropping it stops the replica and removes its
+//! data. Each test binary uses its own subset of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 
@@ -20,6 +22,15 @@ impl Replica {
 /// Starts a replica with `args` filled in where they name nothing of their own (id, address,
 /// data directory, peers; no peer or client authentication).
 pub async fn start(args: Args) -> Replica {
+    start_with(Args { insecure_no_client_auth: true, ..args }).await
+}
+
+/// The same with client authentication on (the default a deployment gets).
+pub async fn start_authenticated(args: Args) -> Replica {
+    start_with(args).await
+}
+
+async fn start_with(args: Args) -> Replica {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -29,7 +40,6 @@ pub async fn start(args: Args) -> Replica {
         data_dir: Some(dir.path().to_path_buf()),
         peers: Some(format!("1={addr}")),
         insecure_no_peer_auth: true,
-        insecure_no_client_auth: true,
         ..args
     };
     let config = ControllerConfig::from_args(args).unwrap();
