@@ -109,7 +109,7 @@ pub async fn run(
         }
     });
     let app = api::router(state);
-    let priority = Some(cluster.raft_priority());
+    let priority = if config.raft.connection_priority { cluster.raft_priority() } else { None };
     let serve = crate::serve::serve(listener, app, config.serve.clone(), acceptor, priority, async move {
         shutdown.await;
         shutdown_cluster.step_down().await;

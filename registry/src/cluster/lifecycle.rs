@@ -75,16 +75,19 @@ impl Cluster {
         let rejoin = RejoinGuard::at_start(data_dir, empty)
             .map_err(|source| StartError::Marker { path: data_dir.display().to_string(), source })?;
         let raft_config = raft_config(&config, rejoin.votes_allowed())?;
-        // Built on Raft's own thread, so the tasks openraft spawns run there; its RPCs use a
-        // client of their own, whose connections therefore live there too.
-        let raft_thread = RaftThread::start(config.id)?;
+        // With `--raft-thread`, built on Raft's own thread, so the tasks openraft spawns run
+        // there; its RPCs use a client of their own, whose connections therefore live there too.
         let network = NetworkFactory::new(raft_http, config.clone());
         let id = config.id;
-        let raft = raft_thread
-            .run(async move { Raft::new(id, Arc::new(raft_config), network, log, sm).await })
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let build = async move { Raft::new(id, Arc::new(raft_config), network, log, sm).await };
+        let (raft, raft_thread) = if config.raft.own_thread {
+            let raft_thread = RaftThread::start(config.id)?;
+            let raft = raft_thread.run(build).await.map_err(|e| StartError::Raft(e.to_string()))?;
+            (raft, Some(raft_thread))
+        } else {
+            (build.await, None)
+        };
+        let raft = raft.map_err(|e| StartError::Raft(e.to_string()))?;
         let leader_watch = super::leader_watch::LeaderWatch::default();
         let cluster =
             Arc::new(Cluster { id: config.id, raft, app, applied, http, config, rejoin, leader_watch, raft_thread });
@@ -128,16 +131,20 @@ impl Cluster {
         tracing::warn!(id = self.id, "leadership transfer did not finish within 1 s");
     }
 
-    /// Peers' Raft connections, to be served on Raft's own runtime (`serve/priority.rs`).
-    pub fn raft_priority(&self) -> crate::serve::Priority {
-        crate::serve::Priority { prefix: b"POST /raft/", runtime: self.raft_thread.handle().clone() }
+    /// Peers' Raft connections, to be served on Raft's own runtime (`serve/priority.rs`), when
+    /// Raft has one.
+    pub fn raft_priority(&self) -> Option<crate::serve::Priority> {
+        let runtime = self.raft_thread.as_ref()?.handle().clone();
+        Some(crate::serve::Priority { prefix: b"POST /raft/", runtime })
     }
 
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(id = self.id, error = %e, "raft did not shut down cleanly");
         }
-        self.raft_thread.stop().await;
+        if let Some(t) = &self.raft_thread {
+            t.stop().await;
+        }
     }
 }
 

@@ -90,8 +90,8 @@ pub struct Cluster {
     rejoin: rejoin::RejoinGuard,
     /// Fast failover when the leader's process is gone, and the failover timeline.
     pub leader_watch: leader_watch::LeaderWatch,
-    /// Where Raft's core and replication run, apart from the API's runtime.
-    raft_thread: raft_thread::RaftThread,
+    /// Where Raft's core and replication run, apart from the API's runtime (`--raft-thread`).
+    raft_thread: Option<raft_thread::RaftThread>,
 }
 
 impl Cluster {
