@@ -114,7 +114,7 @@ async fn one_trial(opts: &FailoverOptions, http: &reqwest::Client, run_id: u32, 
     let new_leader = cluster_status(http, &opts.urls).await.and_then(|s| s["leaderId"].as_u64());
     let mut steps = match (opts.victim, new_leader) {
         (Victim::Leader, Some(l)) => {
-            crate::timeline::Steps::from_statuses(&survivor_statuses(http, &opts.urls).await, kill_ms, l)
+            crate::timeline::Steps::from_statuses(&crate::target::cluster_statuses(http, &opts.urls).await, kill_ms, l)
         }
         _ => crate::timeline::Steps::default(),
     };
@@ -141,17 +141,4 @@ async fn one_trial(opts: &FailoverOptions, http: &reqwest::Client, run_id: u32, 
 
 fn unix_now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// `/v1/cluster` of every replica that answers (each tells its own failover timeline).
-async fn survivor_statuses(http: &reqwest::Client, urls: &[String]) -> Vec<plum_types::ClusterStatus> {
-    let mut out = Vec::new();
-    for url in urls {
-        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).timeout(Duration::from_millis(800)).send().await
-            && let Ok(status) = resp.json::<plum_types::ClusterStatus>().await
-        {
-            out.push(status);
-        }
-    }
-    out
 }

@@ -49,14 +49,10 @@ fn process(pid_dir: &Path, id: u64) -> Option<Process> {
 pub async fn marks(urls: &[String]) -> Marks {
     let http = target::http_client(Duration::from_secs(2));
     let mut m = Marks::default();
-    for url in urls {
-        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).send().await
-            && let Ok(status) = resp.json::<ClusterStatus>().await
-        {
-            m.record(&status);
-            if let Some(p) = target::pid_dir().and_then(|dir| process(dir, status.replica_id)) {
-                m.processes.insert(status.replica_id, p);
-            }
+    for status in target::cluster_statuses(&http, urls).await {
+        m.record(&status);
+        if let Some(p) = target::pid_dir().and_then(|dir| process(dir, status.replica_id)) {
+            m.processes.insert(status.replica_id, p);
         }
     }
     m.at = Instant::now();

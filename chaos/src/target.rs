@@ -168,6 +168,20 @@ pub async fn get_first<T: serde::de::DeserializeOwned>(
     None
 }
 
+/// `GET /v1/cluster` of every replica that answers (within `http`'s timeout), each telling its
+/// own view.
+pub async fn cluster_statuses(http: &reqwest::Client, urls: &[String]) -> Vec<plum_types::ClusterStatus> {
+    let mut out = Vec::new();
+    for url in urls {
+        if let Ok(resp) = http.get(format!("{url}/v1/cluster")).send().await
+            && let Ok(status) = resp.json::<plum_types::ClusterStatus>().await
+        {
+            out.push(status);
+        }
+    }
+    out
+}
+
 /// `GET /v1/cluster` from the first replica that answers.
 pub async fn cluster_status(http: &reqwest::Client, urls: &[String]) -> Option<Value> {
     get_first(http, urls, "/v1/cluster", Duration::from_millis(800)).await

@@ -121,14 +121,7 @@ impl FaultFlags {
         };
         let mut faults = Faults { blackhole: self.blackhole, cut: self.cut, refuse: self.refuse, ..Faults::none() };
         match self.direction {
-            None => {
-                faults.latency_ms = shaping.latency_ms;
-                faults.jitter_ms = shaping.jitter_ms;
-                faults.bandwidth_kbps = shaping.bandwidth_kbps;
-                faults.stall_prob = shaping.stall_prob;
-                faults.stall_ms = shaping.stall_ms;
-                faults.reset_prob = shaping.reset_prob;
-            }
+            None => faults.set_both(shaping),
             Some(Direction::Upstream) => faults.upstream = Some(shaping),
             Some(Direction::Downstream) => faults.downstream = Some(shaping),
         }

@@ -179,6 +179,13 @@ impl Faults {
         }
     }
 
+    /// Sets the top-level shaping fields (both directions) to `shaping`.
+    pub fn set_both(&mut self, shaping: Shaping) {
+        let Shaping { latency_ms, jitter_ms, bandwidth_kbps, stall_prob, stall_ms, reset_prob } = shaping;
+        (self.latency_ms, self.jitter_ms, self.bandwidth_kbps) = (latency_ms, jitter_ms, bandwidth_kbps);
+        (self.stall_prob, self.stall_ms, self.reset_prob) = (stall_prob, stall_ms, reset_prob);
+    }
+
     /// What one direction's shaping fields come to, overrides applied.
     pub fn shaping(&self, dir: Direction) -> Shaping {
         let both = self.both();
