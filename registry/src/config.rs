@@ -156,15 +156,14 @@ pub struct Args {
     /// failover; see ARCHITECTURE.md).
     #[arg(long, env = "PLUM_NO_FAST_FAILOVER")]
     pub no_fast_failover: bool,
-    /// Experimental: run Raft on a thread of its own (cluster/raft_thread.rs). Off by default:
-    /// with it, a newly elected leader was seen without its quorum lease in the takeover test
-    /// (not yet understood).
-    #[arg(long, env = "PLUM_RAFT_THREAD")]
-    pub raft_thread: bool,
-    /// Experimental, with --raft-thread: serve peers' Raft connections on that thread too
-    /// (serve/priority.rs).
-    #[arg(long, env = "PLUM_RAFT_CONNECTION_PRIORITY")]
-    pub raft_connection_priority: bool,
+    /// Run Raft on the API's runtime instead of a thread of its own (cluster/raft_thread.rs):
+    /// under a saturated API, appends and heartbeats then queue behind client requests.
+    #[arg(long, env = "PLUM_NO_RAFT_THREAD")]
+    pub no_raft_thread: bool,
+    /// Serve peers' Raft connections on the API's runtime rather than moving them to Raft's
+    /// thread (serve/priority.rs).
+    #[arg(long, env = "PLUM_NO_RAFT_CONNECTION_PRIORITY")]
+    pub no_raft_connection_priority: bool,
     /// Client requests at work at once, at most (watches and streams not counted); more are
     /// answered 429 with Retry-After (default 2048).
     #[arg(long, env = "PLUM_MAX_IN_FLIGHT")]
@@ -258,9 +257,9 @@ impl LivenessConfig {
 pub struct RaftTiming {
     /// Followers probe a silent leader's port and elect at once when it refuses connections.
     pub fast_failover: bool,
-    /// Raft runs on a thread of its own (experimental, off).
+    /// Raft runs on a thread of its own.
     pub own_thread: bool,
-    /// Peers' Raft connections are served on Raft's own thread (experimental, off).
+    /// Peers' Raft connections are served on Raft's own thread.
     pub connection_priority: bool,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
@@ -382,8 +381,8 @@ impl ControllerConfig {
         };
         let raft = RaftTiming {
             fast_failover: !(args.no_fast_failover || file.no_fast_failover.unwrap_or(false)),
-            own_thread: args.raft_thread || file.raft_thread.unwrap_or(false),
-            connection_priority: args.raft_connection_priority || file.raft_connection_priority.unwrap_or(false),
+            own_thread: !args.no_raft_thread && file.raft_thread.unwrap_or(true),
+            connection_priority: !args.no_raft_connection_priority && file.raft_connection_priority.unwrap_or(true),
             heartbeat_ms: args.raft_heartbeat_ms.or(file.raft_heartbeat_ms).unwrap_or(50),
             election_min_ms: args.election_min_ms.or(file.election_min_ms).unwrap_or(150),
             election_max_ms: args.election_max_ms.or(file.election_max_ms).unwrap_or(300),

@@ -84,7 +84,7 @@ async fn http_server() -> u16 {
 }
 
 fn options(ca_file: Option<&Path>) -> Options {
-    let options = Options { deadline: Duration::from_millis(800), ..Options::default() };
+    let options = Options { deadline: Duration::from_secs(5), ..Options::default() };
     match ca_file {
         Some(f) => options.with_ca_file(f).unwrap(),
         None => options,

@@ -526,9 +526,27 @@ impl TestCluster {
     }
 }
 
+impl TestCluster {
+    /// With `PLUM_TEST_KEEP_LOGS=<dir>`, a failed test's whole logs are copied there (the
+    /// console only gets their tails; the test directory is removed).
+    fn keep_logs(&self) {
+        let Some(dir) = std::env::var_os("PLUM_TEST_KEEP_LOGS").map(PathBuf::from) else { return };
+        let logs = self.agents.values().map(|a| &a.log).chain(self.replicas.values().map(|r| &r.log));
+        for log in logs {
+            let name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            if std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(log, dir.join(&name))).is_err() {
+                eprintln!("could not keep {}", log.display());
+            }
+        }
+    }
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         let failed = std::thread::panicking();
+        if failed {
+            self.keep_logs();
+        }
         for (node, a) in self.agents.iter_mut() {
             a.kill();
             if failed {

@@ -66,6 +66,27 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Records that a step of a leader change happened now. The first step after the last
+    /// change ended (a leader was learned) starts a new change and clears the earlier one's
+    /// steps, so the timeline never mixes two changes.
+    pub fn note(&self, step: &AtomicU64) {
+        let now = unix_now_ms();
+        let learned = self.learned_leader_ms.load(Ordering::Relaxed);
+        let opening = [
+            &self.leader_down_confirmed_ms,
+            &self.campaign_started_ms,
+            &self.pre_vote_granted_ms,
+            &self.vote_granted_ms,
+        ];
+        if opening.iter().all(|s| s.load(Ordering::Relaxed) <= learned) {
+            let later = [&self.became_leader_ms, &self.first_commit_ms];
+            for s in opening.into_iter().chain(later).filter(|s| !std::ptr::eq(*s, step)) {
+                s.store(0, Ordering::Relaxed);
+            }
+        }
+        step.store(now, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> plum_types::FailoverTimeline {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         plum_types::FailoverTimeline {
@@ -148,7 +169,7 @@ impl LeaderWatch {
             return false;
         }
         *lock(&self.confirmed_dead) = Some((leader.id, Instant::now()));
-        self.timeline.leader_down_confirmed_ms.store(unix_now_ms(), Ordering::Relaxed);
+        self.timeline.note(&self.timeline.leader_down_confirmed_ms);
         true
     }
 }
@@ -249,7 +270,8 @@ impl Cluster {
             }
             *campaigned = Some((leader.id, Instant::now()));
         }
-        self.leader_watch.timeline.campaign_started_ms.store(unix_now_ms(), Ordering::Relaxed);
+        let t = &self.leader_watch.timeline;
+        t.note(&t.campaign_started_ms);
         tracing::info!(
             id = self.id,
             dead_leader = leader.id,
@@ -266,10 +288,10 @@ impl Cluster {
     /// learned of a new leader.
     async fn record_leadership(self: Arc<Self>) {
         let mut watch = self.leadership_watch();
-        let mut known = self.leader().map(|l| l.id);
+        let mut known = watch.current().leader;
         loop {
             watch.changed().await;
-            let now_leader = self.leader().map(|l| l.id);
+            let now_leader = watch.current().leader;
             if now_leader == known {
                 continue;
             }
@@ -311,4 +333,37 @@ pub fn start(cluster: Arc<Cluster>) {
             cluster.watch_leader_once().await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(a: &AtomicU64) -> u64 {
+        a.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_new_change_clears_the_steps_of_the_last_one_and_keeps_its_own() {
+        let t = Timeline::default();
+        // A first change, complete: the vote granted, the leader learned a little later.
+        t.note(&t.vote_granted_ms);
+        t.became_leader_ms.store(get(&t.vote_granted_ms), Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(3));
+        t.learned_leader_ms.store(unix_now_ms(), Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(3));
+
+        // The next change opens with a pre-vote: the first change's steps go.
+        t.note(&t.pre_vote_granted_ms);
+        assert!(get(&t.pre_vote_granted_ms) > get(&t.learned_leader_ms));
+        assert_eq!(get(&t.vote_granted_ms), 0, "an earlier change's vote is not shown as this one's");
+        assert_eq!(get(&t.became_leader_ms), 0);
+
+        // Later steps of the same change keep the earlier ones.
+        let pre_vote = get(&t.pre_vote_granted_ms);
+        t.note(&t.vote_granted_ms);
+        t.note(&t.campaign_started_ms);
+        assert_eq!(get(&t.pre_vote_granted_ms), pre_vote);
+        assert!(get(&t.vote_granted_ms) >= pre_vote && get(&t.campaign_started_ms) >= pre_vote);
+    }
 }

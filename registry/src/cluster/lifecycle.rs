@@ -75,7 +75,7 @@ impl Cluster {
         let rejoin = RejoinGuard::at_start(data_dir, empty)
             .map_err(|source| StartError::Marker { path: data_dir.display().to_string(), source })?;
         let raft_config = raft_config(&config, rejoin.votes_allowed())?;
-        // With `--raft-thread`, built on Raft's own thread, so the tasks openraft spawns run
+        // Built on Raft's own thread (unless `--no-raft-thread`), so the tasks openraft spawns run
         // there; its RPCs use a client of their own, whose connections therefore live there too.
         let network = NetworkFactory::new(raft_http, config.clone());
         let id = config.id;

@@ -90,7 +90,8 @@ pub struct Cluster {
     rejoin: rejoin::RejoinGuard,
     /// Fast failover when the leader's process is gone, and the failover timeline.
     pub leader_watch: leader_watch::LeaderWatch,
-    /// Where Raft's core and replication run, apart from the API's runtime (`--raft-thread`).
+    /// Where Raft's core and replication run, apart from the API's runtime (none with
+    /// `--no-raft-thread`).
     raft_thread: Option<raft_thread::RaftThread>,
 }
 
@@ -366,8 +367,28 @@ pub struct LeadershipWatch {
     >,
 }
 
+/// Who leads, from one reading of Raft's server metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Option<u64>,
+    /// The term this replica leads in, if it leads.
+    pub leading_term: Option<u64>,
+}
+
 impl LeadershipWatch {
-    /// Resolves at the next change; pends forever once Raft has stopped.
+    /// The latest leadership, marked seen: `changed` then waits for a newer one. Whoever waits
+    /// on this watch must read the role here, not from `Cluster`: Raft publishes the full
+    /// metrics after these, so right after a change they may still show the old role, and a
+    /// loop that read them would sleep through its promotion (with Raft on its own thread this
+    /// left a new leader without a liveness book for good).
+    pub fn current(&mut self) -> Leadership {
+        let m = self.rx.borrow_and_update();
+        let leading_term = (m.state == ServerState::Leader).then_some(m.vote.leader_id.term);
+        Leadership { leader: m.current_leader, leading_term }
+    }
+
+    /// Resolves at the next change after the last one seen; pends forever once Raft has
+    /// stopped.
     pub async fn changed(&mut self) {
         if self.rx.changed().await.is_err() {
             std::future::pending::<()>().await;

@@ -2,7 +2,7 @@
 //! vote (see `rejoin.rs`) answers vote, pre-vote and leader-transfer requests with 503.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,10 +16,11 @@ use openraft::storage::Snapshot;
 use openraft::vote::RaftLeaderId;
 use serde::de::DeserializeOwned;
 
+use super::Cluster;
 use super::codec::{self, Binary};
+use super::leader_watch::Timeline;
 use super::network::SnapshotTransfer;
 use super::types::{Raft, TypeConfig};
-use super::{Cluster, unix_now_ms};
 
 /// Snapshots carry the whole registry; allow them to be large.
 pub const MAX_RAFT_BODY: usize = 512 * 1024 * 1024;
@@ -77,7 +78,8 @@ async fn vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response {
                 req.leadership_transfer = true;
             }
             let reply = raft.vote(req).await;
-            note_granted(&reply, &cluster.leader_watch.timeline.vote_granted_ms);
+            let t = &cluster.leader_watch.timeline;
+            note_granted(&reply, t, &t.vote_granted_ms);
             Binary(reply).into_response()
         }
         Err(r) => *r,
@@ -92,7 +94,8 @@ async fn pre_vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response 
     match parse(&body) {
         Ok(req) => {
             let reply = raft.pre_vote(req).await;
-            note_granted(&reply, &cluster.leader_watch.timeline.pre_vote_granted_ms);
+            let t = &cluster.leader_watch.timeline;
+            note_granted(&reply, t, &t.pre_vote_granted_ms);
             Binary(reply).into_response()
         }
         Err(r) => *r,
@@ -100,9 +103,9 @@ async fn pre_vote(State(cluster): State<Arc<Cluster>>, body: Bytes) -> Response 
 }
 
 /// Records when this replica granted a (pre-)vote, for the failover timeline.
-fn note_granted<E>(reply: &Result<VoteResponse<TypeConfig>, E>, at: &AtomicU64) {
+fn note_granted<E>(reply: &Result<VoteResponse<TypeConfig>, E>, timeline: &Timeline, step: &AtomicU64) {
     if reply.as_ref().is_ok_and(|r| r.vote_granted) {
-        at.store(unix_now_ms(), Ordering::Relaxed);
+        timeline.note(step);
     }
 }
 

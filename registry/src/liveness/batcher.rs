@@ -126,6 +126,9 @@ async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> R
         }
         if Instant::now() >= deadline {
             return Err(match cluster.leader() {
+                Some(l) if l.id == cluster.id && cluster.lease_term().is_some() => {
+                    RenewError::Leader("this leader's liveness book for its term is not open yet".into())
+                }
                 Some(l) if l.id == cluster.id => RenewError::Leader("this leader holds no quorum lease".into()),
                 _ => RenewError::NoLeader,
             });

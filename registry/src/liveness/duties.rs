@@ -46,10 +46,10 @@ pub fn start(cluster: Arc<Cluster>, tracker: Arc<Tracker>) -> LeaderDuties {
     LeaderDuties { loops }
 }
 
-/// Makes the tracker's book match this replica's leadership: a new book when it starts leading
-/// (or leads in a new term), none when it does not lead. Returns the term it leads in.
-fn follow_leadership(cluster: &Cluster, tracker: &Tracker) -> Option<u64> {
-    let term = cluster.leading_term();
+/// Makes the tracker's book match this replica's leadership (`term`: the term it leads in, if
+/// it leads): a new book when it starts leading (or leads in a new term), none when it does
+/// not lead. Returns `term`.
+fn follow_leadership(cluster: &Cluster, tracker: &Tracker, term: Option<u64>) -> Option<u64> {
     if tracker.term() == term {
         return term;
     }
@@ -76,8 +76,9 @@ async fn expire_silent(cluster: Arc<Cluster>, tracker: Arc<Tracker>) {
     loop {
         // Registered before looking, so a wake-up in between is not lost.
         let woken = tracker.woken();
+        let leading = leadership.current().leading_term;
         let changed = leadership.changed();
-        let Some(term) = follow_leadership(&cluster, &tracker) else {
+        let Some(term) = follow_leadership(&cluster, &tracker, leading) else {
             losses.clear();
             changed.await;
             continue;
