@@ -9,6 +9,17 @@ cd "$ROOT"
 # one build (RocksDB's C++ is compiled once).
 cargo build --workspace --all-targets
 cargo test --workspace "$@"
+# The web console in headless Chromium (tests/browser/run.sh, well under a minute): a throwaway
+# cluster of the debug build with a home and ports of its own, every page loaded and checked, an
+# agent and the leader killed. PLUM_SKIP_BROWSER=1 skips it. Its screenshots go to a temporary
+# directory, so a test run leaves the tree clean; `tests/browser/run.sh` alone refreshes
+# docs/screenshots/.
+if [ "${PLUM_SKIP_BROWSER:-0}" != 1 ]; then
+  shots=$(mktemp -d)
+  PLUM_PROFILE=debug PLUM_BROWSER_BASE_PORT="${PLUM_BROWSER_BASE_PORT:-7401}" PLUM_SCREENSHOT_DIR="$shots" \
+    tests/browser/run.sh
+  rm -rf "$shots"
+fi
 # A bounded chaos smoke (a few minutes) on a throwaway proxied cluster of the debug build, with
 # a home and ports of its own: leader kills, a node kill, a leader partition, and a KV history
 # checked for linearizability across leader kills. PLUM_SKIP_CHAOS=1 skips it.

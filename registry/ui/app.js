@@ -266,6 +266,12 @@ function boot() {
     const replica = headers.get('x-plum-replica');
     if (replica) $('served-by').textContent = `console on replica ${replica}`;
   });
+  // The skip link moves focus, not the route: `#main` in the address would be taken for an
+  // unknown page and send the reader to the cluster page.
+  document.querySelector('.skip-link').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    $('main').focus();
+  });
   window.addEventListener('hashchange', () => showPage(true));
   if (!location.hash) history.replaceState(null, '', '#/cluster');
   checkToken();

@@ -84,6 +84,10 @@ function members(s, leader) {
     'Lag (entries behind the leader)', 'Reachable', 'Vote'], rows, { numeric: [4, 5, 6] });
 }
 
+/** Steps of one leader change follow each other within election timeouts (well under a
+ *  second); a silence longer than this separates two changes. */
+const EARLIER_CHANGE_GAP_MS = 5000;
+
 function history(entries) {
   if (entries.length === 0) return h('p', { class: 'empty', text: 'None yet.' });
   const rows = entries.map((e, i) => {
@@ -117,14 +121,29 @@ function failover(f) {
     f.lastLeaderContactMs ? `${clock(f.lastLeaderContactMs)} (${agoMs(f.lastLeaderContactMs)})` : 'never (it leads, or has not heard from one)',
     '.');
   if (steps.length === 0) return [contact, h('p', { class: 'empty', text: 'No leader change seen since it started.' })];
-  const first = steps[0][1];
-  const rows = steps.map(([what, t], i) => [what, clock(t), i === 0 ? '0 ms' : `+${ms(t - first)}`,
-    i === 0 ? '—' : `+${ms(t - steps[i - 1][1])}`, agoMs(t)]);
+  // The replica keeps the last time of each step, whichever change it was part of (a vote it
+  // granted at the cluster's first election stays when it campaigns itself later): a step long
+  // before the next one belongs to an earlier change, and is shown apart.
+  let cut = 0;
+  for (let i = steps.length - 1; i > 0; i--) {
+    if (steps[i][1] - steps[i - 1][1] > EARLIER_CHANGE_GAP_MS) {
+      cut = i;
+      break;
+    }
+  }
+  const earlier = steps.slice(0, cut);
+  const last = steps.slice(cut);
+  const first = last[0][1];
+  const rows = last.map(([what, t], i) => [what, clock(t), i === 0 ? '0 ms' : `+${ms(t - first)}`,
+    i === 0 ? '—' : `+${ms(t - last[i - 1][1])}`, agoMs(t)]);
   return [
     contact,
     table('Steps of the last leader change', ['Step', 'Time (replica clock)', 'Since the first step', 'Since the step before', 'Age'],
       rows, { numeric: [2, 3] }),
-    h('p', { class: 'muted', text: `From the first step to the last: ${ms(steps.at(-1)[1] - first)}.` }),
+    h('p', { class: 'muted', text: `From the first step to the last: ${ms(last.at(-1)[1] - first)}.` }),
+    earlier.length
+      ? h('p', { class: 'muted', text: `From an earlier leader change: ${earlier.map(([what, t]) => `${what.toLowerCase()} at ${clock(t)}`).join('; ')}.` })
+      : null,
   ];
 }
 
