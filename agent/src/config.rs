@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,6 +49,10 @@ pub struct Args {
     /// system's CAs).
     #[arg(long, env = "PLUM_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at `GET /metrics` on this address (IP:port), plain HTTP
+    /// without authentication: loopback or a private address. Off when not given.
+    #[arg(long, env = "PLUM_AGENT_METRICS_ADDR", value_name = "IP:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A token: never shown by `Debug`.
@@ -78,6 +83,8 @@ pub struct AgentConfig {
     pub token_file_ignored: bool,
     /// The CA certificates trusted for `https://` controllers.
     pub ca_file: Option<PathBuf>,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +149,7 @@ impl AgentConfig {
             token_file,
             token_file_ignored,
             ca_file,
+            metrics_addr: a.metrics_addr,
         })
     }
 
@@ -218,6 +226,18 @@ mod tests {
         let c = AgentConfig::from_args(args(&[]), Some("plum_abc".into())).unwrap();
         let options = c.transport_options().unwrap();
         assert_eq!((options.token.as_deref(), options.tls.is_none()), (Some("plum_abc"), true));
+    }
+
+    #[test]
+    fn metrics_are_served_only_when_an_address_is_given() {
+        assert_eq!(AgentConfig::from_args(args(&[]), None).unwrap().metrics_addr, None);
+        let c = AgentConfig::from_args(args(&["--metrics-addr", "127.0.0.1:9464"]), None).unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let base = ["plum-agent", "--node-id", "n1", "--controllers", "h:1", "--data-dir", "/tmp/x"];
+        for bad in ["localhost", "127.0.0.1", "127.0.0.1:99999"] {
+            let parsed = Args::try_parse_from(base.iter().chain(&["--metrics-addr", bad]));
+            assert!(parsed.is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

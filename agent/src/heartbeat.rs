@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, TokenFile};
 use crate::config::AgentConfig;
+use crate::metrics::AgentMetrics;
 
 /// When the controllers last acknowledged a heartbeat: what fencing goes by.
 pub struct Contact {
@@ -36,7 +37,12 @@ impl Contact {
     }
 }
 
-pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Arc<Contact>) {
+pub async fn run(
+    config: Arc<AgentConfig>,
+    client: Arc<Controllers>,
+    contact: Arc<Contact>,
+    metrics: Arc<AgentMetrics>,
+) {
     let mut body = json!({
         "nodeId": config.node_id,
         "ip": config.ip,
@@ -56,6 +62,7 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Ar
         let sent = std::time::Instant::now();
         match client.call::<_, Value>(Method::POST, "/v1/nodes/heartbeat", Some(&body), timeout).await {
             Ok(_) => {
+                metrics.heartbeat("ok");
                 if refusals > 0 {
                     tracing::info!(node = %config.node_id, "the controllers accept this agent's token again");
                     refusals = 0;
@@ -65,6 +72,7 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Ar
                 tokio::time::sleep(jittered(config.heartbeat).saturating_sub(sent.elapsed())).await
             }
             Err(e) if auth::refused(&client, &config.node_id, "heartbeat", &e) => {
+                metrics.heartbeat("refused");
                 // A new token in the file is tried at once; the same one again only after a pause.
                 if !token_file.reload(&client) {
                     tokio::time::sleep(auth::pause(refusals)).await;
@@ -72,6 +80,7 @@ pub async fn run(config: Arc<AgentConfig>, client: Arc<Controllers>, contact: Ar
                 refusals = refusals.saturating_add(1);
             }
             Err(e) => {
+                metrics.heartbeat("failed");
                 tracing::warn!(node = %config.node_id, error = %e, "heartbeat not acknowledged");
                 let jitter = rand::random::<u64>() % 50;
                 tokio::time::sleep(Duration::from_millis(20 + jitter)).await;

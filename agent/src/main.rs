@@ -6,6 +6,7 @@ mod assignments;
 mod auth;
 mod config;
 mod heartbeat;
+mod metrics;
 mod process;
 mod supervisor;
 
@@ -36,12 +37,18 @@ async fn main() -> anyhow::Result<()> {
     if config.token_file_ignored {
         tracing::warn!("both PLUM_TOKEN and a token file are set: using PLUM_TOKEN, ignoring the file");
     }
+    let metrics = Arc::new(metrics::AgentMetrics::new());
+    if let Some(addr) = config.metrics_addr {
+        let listener = metrics::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "serving metrics at /metrics");
+        tokio::spawn(metrics::serve(listener, metrics.clone()));
+    }
     tokio::spawn(auth::check(client.clone(), config.node_id.clone()));
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
     let contact = Arc::new(heartbeat::Contact::new());
-    tokio::spawn(heartbeat::run(config.clone(), client.clone(), contact.clone()));
+    tokio::spawn(heartbeat::run(config.clone(), client.clone(), contact.clone(), metrics.clone()));
     tokio::spawn(assignments::run(config.clone(), client.clone(), desired_tx));
-    let supervising = tokio::spawn(supervisor::run(config.clone(), client.clone(), contact, desired_rx));
+    let supervising = tokio::spawn(supervisor::run(config.clone(), client.clone(), contact, desired_rx, metrics));
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         _ = sigterm() => tracing::info!("SIGTERM: stopping"),

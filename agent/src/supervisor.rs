@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::assignments::Desired;
 use crate::config::AgentConfig;
 use crate::heartbeat::Contact;
+use crate::metrics::AgentMetrics;
 use crate::process::{self, Proc};
 use crate::{artifact, auth};
 
@@ -96,6 +97,7 @@ pub async fn run(
     client: Arc<Controllers>,
     contact: Arc<Contact>,
     mut desired: watch::Receiver<Option<Desired>>,
+    metrics: Arc<AgentMetrics>,
 ) {
     // Instances a previous run started: adopted if still assigned, stopped if not, once the
     // first assignments arrive.
@@ -136,13 +138,14 @@ pub async fn run(
             let task = tokio::spawn(supervise(
                 config.clone(),
                 client.clone(),
-                contact.clone(),
+                (contact.clone(), metrics.clone()),
                 (item, adopt),
                 stopped,
                 standby_rx,
             ));
             running.insert(id, Running { stop, standby, task });
         }
+        metrics.instances.set(running.len() as i64);
     }
     for (_, r) in running {
         let _ = r.stop.send(());
@@ -284,7 +287,7 @@ struct Instance<'a> {
 async fn supervise(
     config: Arc<AgentConfig>,
     client: Arc<Controllers>,
-    contact: Arc<Contact>,
+    (contact, metrics): (Arc<Contact>, Arc<AgentMetrics>),
     (item, mut adopt): (AssignmentItem, Option<Leftover>),
     mut stop: oneshot::Receiver<()>,
     mut standby: watch::Receiver<bool>,
@@ -304,9 +307,10 @@ async fn supervise(
         }
         let instance =
             Instance { item: &item, spec: &spec, fence: fenced.then_some(contact.as_ref()), adopt: adopt.take() };
-        match run_once(&config, &client, instance, &mut stop, &mut standby).await {
+        match run_once(&config, &client, instance, &mut stop, &mut standby, &metrics).await {
             Ended::Stopped => return,
             Ended::Fenced => {
+                metrics.fenced.inc();
                 tracing::warn!(instance = %id, "contact with the controllers lost for longer than the TTL: stopped (fencing)");
                 report(&client, &config, &id, "Fenced", 0, false, None).await;
                 continue;
@@ -326,7 +330,9 @@ async fn supervise(
                 let backoff = backoff(failures);
                 tracing::warn!(instance = %id, ?code, ?backoff, "instance exited; restarting");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff) => {
+                        metrics.restarts.inc();
+                    }
                     _ = &mut stop => return,
                 }
             }
@@ -340,6 +346,7 @@ async fn run_once(
     instance: Instance<'_>,
     stop: &mut oneshot::Receiver<()>,
     standby: &mut watch::Receiver<bool>,
+    metrics: &AgentMetrics,
 ) -> Ended {
     let Instance { item, spec, fence, adopt } = instance;
     let id = &item.instance_id;
@@ -376,7 +383,10 @@ async fn run_once(
             report(client, config, id, "Starting", port, false, None).await;
             let program = artifact::program(dir.as_deref(), &spec.command);
             match process::spawn(&program, &args, &env, dir.as_deref(), &config.data_dir.join("logs"), id) {
-                Ok(c) => Proc::Child(c),
+                Ok(c) => {
+                    metrics.starts.inc();
+                    Proc::Child(c)
+                }
                 Err(e) => {
                     tracing::error!(instance = %id, command = %spec.command, error = %e, "cannot start");
                     return Ended::Exited(None);
@@ -387,6 +397,7 @@ async fn run_once(
     if let Some(pid) = child.id() {
         record(config, id, Leftover { pid, port, started: process::start_time(pid).unwrap_or(0) });
     }
+    let started = Instant::now();
     let ready = tokio::select! {
         ready = wait_ready(spec, port) => ready,
         code = child.wait() => return Ended::Exited(code),
@@ -399,6 +410,7 @@ async fn run_once(
         }
     };
     if !ready {
+        metrics.readiness_failures.inc();
         tracing::warn!(instance = %id, port, "not ready in time: restarting it");
         child.stop(STOP_GRACE).await;
         return Ended::Exited(None);
@@ -420,6 +432,8 @@ async fn run_once(
             tracing::warn!(instance = %id, error = %e, "registration failed; retried at the next renewal");
         }
     };
+    // Counted ready from here until this run of the process ends, whichever way.
+    let _ready = metrics.ready_until_dropped(started.elapsed());
     let role = *standby.borrow_and_update();
     let announced = async {
         register(role).await;

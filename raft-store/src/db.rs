@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
 use crate::error::StoreError;
+use crate::observe::Observer;
 
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_LOG: &str = "raft_log";
@@ -28,11 +29,14 @@ pub enum FatalPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub fatal: FatalPolicy,
+    /// Told how long appends, applies and snapshots took (the controller's metrics).
+    pub observer: Observer,
 }
 
 pub(crate) struct Db {
     pub(crate) db: DB,
     fatal: FatalPolicy,
+    pub(crate) observer: Observer,
 }
 
 impl Db {
@@ -51,7 +55,7 @@ impl Db {
             }
         }
         tracing::info!(path = %path.display(), "raft store opened");
-        Ok(Arc::new(Db { db, fatal: options.fatal }))
+        Ok(Arc::new(Db { db, fatal: options.fatal, observer: options.observer }))
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {

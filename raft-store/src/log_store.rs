@@ -5,6 +5,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
@@ -179,15 +180,24 @@ impl<C: StoreTypes> RaftLogStorage<C> for LogStore<C> {
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = Instant::now();
         let mut batch = WriteBatch::default();
         let cf = self.db.cf(CF_LOG);
+        let mut count = 0;
         for entry in entries {
             let value = encode("log entry", &entry).map_err(|e| self.db.fail(e))?;
             batch.put_cf(cf, index_key(entry.index()), value);
+            count += 1;
         }
         // Readable now; acknowledged to openraft only after the group commit's synced write.
         self.db.write_buffered(batch).map_err(|e| self.db.fail(e))?;
-        self.group_commit.after_sync(Box::new(move |result| callback.io_completed(result)));
+        let observer = self.db.observer.clone();
+        self.group_commit.after_sync(Box::new(move |result| {
+            if let Some(o) = observer.get() {
+                o.appended(count, started.elapsed());
+            }
+            callback.io_completed(result)
+        }));
         Ok(())
     }
 

@@ -151,6 +151,9 @@ impl<C: StoreTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
             .and_then(|r| r)
             .map_err(|e| self.db.fail(e))?;
         tracing::info!(last_log_id = ?built.last_log_id, bytes = built.data.len(), "snapshot built");
+        if let Some(o) = self.db.observer.get() {
+            o.snapshot_built();
+        }
         Ok(openraft::storage::Snapshot { meta: built.meta(), snapshot: built.data })
     }
 }

@@ -3,6 +3,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use futures::{Stream, StreamExt};
 use openraft::entry::RaftEntry;
@@ -82,6 +83,7 @@ where
     /// Applies one ready chunk of entries: memory first, then one atomic RocksDB batch holding
     /// their data changes and the new last-applied, then the client responses.
     fn apply_chunk(&mut self, chunk: Vec<EntryResponder<C>>) -> Result<(), StoreError> {
+        let (started, count) = (Instant::now(), chunk.len());
         let mut writes = DataWrites::default();
         let mut responders = Vec::with_capacity(chunk.len());
         let mut membership_changed = false;
@@ -118,6 +120,9 @@ where
         }
         // Not synced: the log is durable, and a replica that loses this write re-applies it.
         self.db.write_buffered(batch)?;
+        if let Some(o) = self.db.observer.get() {
+            o.applied(count, started.elapsed());
+        }
         for (responder, response) in responders {
             if let Some(responder) = responder {
                 responder.send(response);
@@ -157,6 +162,9 @@ where
         let mut app = self.app.write().unwrap_or_else(|p| p.into_inner());
         app.restore(self.applied_index(), &mut rows.into_iter()).map_err(|e| StoreError::Restore(e.to_string()))?;
         tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
+        if let Some(o) = self.db.observer.get() {
+            o.snapshot_installed();
+        }
         Ok(())
     }
 }

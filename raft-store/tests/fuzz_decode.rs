@@ -146,7 +146,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn open_store(path: &Path) -> Result<(LogStore<TestConfig>, StateMachine<TestConfig, KvApp>), String> {
     let app = Arc::new(RwLock::new(KvApp::default()));
-    plum_raft_store::open(path, app, StoreOptions { fatal: FatalPolicy::ReturnError }).map_err(|e| e.to_string())
+    plum_raft_store::open(path, app, StoreOptions { fatal: FatalPolicy::ReturnError, ..StoreOptions::default() })
+        .map_err(|e| e.to_string())
 }
 
 /// A store with something in every key it writes: vote, committed, a purged prefix, log

@@ -15,7 +15,7 @@ impl StoreBuilder<TestConfig, LogStore<TestConfig>, StateMachine<TestConfig, KvA
         &self,
     ) -> Result<(TempDir, LogStore<TestConfig>, StateMachine<TestConfig, KvApp>), StorageError<TestConfig>> {
         let dir = TempDir::new().expect("temp dir");
-        let options = StoreOptions { fatal: FatalPolicy::ReturnError };
+        let options = StoreOptions { fatal: FatalPolicy::ReturnError, ..StoreOptions::default() };
         let (log, sm) =
             plum_raft_store::open(dir.path(), Arc::new(RwLock::new(KvApp::default())), options).expect("open store");
         Ok((dir, log, sm))

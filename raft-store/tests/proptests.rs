@@ -15,8 +15,12 @@ type Entry = <TestConfig as openraft::RaftTypeConfig>::Entry;
 
 fn open(dir: &TempDir) -> (LogStore<TestConfig>, StateMachine<TestConfig, KvApp>, Arc<RwLock<KvApp>>) {
     let app = Arc::new(RwLock::new(KvApp::default()));
-    let (log, sm) = plum_raft_store::open(dir.path(), app.clone(), StoreOptions { fatal: FatalPolicy::ReturnError })
-        .expect("open store");
+    let (log, sm) = plum_raft_store::open(
+        dir.path(),
+        app.clone(),
+        StoreOptions { fatal: FatalPolicy::ReturnError, ..StoreOptions::default() },
+    )
+    .expect("open store");
     (log, sm, app)
 }
 

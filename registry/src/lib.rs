@@ -6,6 +6,7 @@
 //!   forwarding writes, linearizable reads.
 //! - [`liveness`]: heartbeat batching, the leader's last-seen tracker, expiry.
 //! - [`api`]: the HTTP API every replica serves.
+//! - [`metrics`]: Prometheus metrics, `GET /metrics`.
 //! - [`server`]: wiring, serving, graceful shutdown.
 
 pub mod api;
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod liveness;
+pub mod metrics;
 pub mod rollout;
 pub mod scheduler;
 pub mod serve;

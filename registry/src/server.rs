@@ -17,6 +17,7 @@ use crate::cluster::types::TypeConfig;
 use crate::cluster::{Cluster, StartError, bootstrap};
 use crate::config::ControllerConfig;
 use crate::liveness::{RenewBatcher, Tracker, duties};
+use crate::metrics::Metrics;
 use crate::state::RegistryApp;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +78,20 @@ pub async fn run(
     // Raft's RPCs get a client (and connection pool) of their own: see `cluster/raft_thread.rs`.
     let (peer_http, raft_http) = (peer_http_client(peer_tls.clone()), peer_http_client(peer_tls));
     let tracker = Arc::new(Tracker::new(config.liveness.default_ttls()));
-    let (app, applied) = RegistryApp::new(Some(tracker.clone()));
+    let mut metrics = Metrics::new();
+    let (mut app, applied) = RegistryApp::new(Some(tracker.clone()));
+    app.observe_commands(metrics.log.clone());
     let app = Arc::new(RwLock::new(app));
-    let (log, sm) = plum_raft_store::open::<TypeConfig, RegistryApp>(&store_dir, app.clone(), StoreOptions::default())?;
+    let options = StoreOptions { observer: metrics.raft.store_observer(), ..StoreOptions::default() };
+    let (log, sm) = plum_raft_store::open::<TypeConfig, RegistryApp>(&store_dir, app.clone(), options)?;
     let cluster = Cluster::start(config.clone(), app, applied, log, sm, peer_http, raft_http).await?;
+    metrics.read_cluster(cluster.clone());
+    let metrics = Arc::new(metrics);
+    let _leader_changes = metrics.raft.follow_leadership(&cluster);
 
     let _duties = duties::start(cluster.clone(), tracker.clone());
-    let batcher = RenewBatcher::start(cluster.clone(), tracker.clone());
-    let state = Arc::new(AppState::new(cluster.clone(), tracker, batcher));
+    let batcher = RenewBatcher::start(cluster.clone(), tracker.clone(), metrics.heartbeats.clone());
+    let state = Arc::new(AppState::new(cluster.clone(), tracker, batcher, metrics));
 
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise, scheme = config.scheme(), "controller replica serving");
     tokio::spawn(bootstrap::run(cluster.clone(), config.peers.clone()));

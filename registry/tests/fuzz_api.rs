@@ -869,6 +869,7 @@ const DISCOVERY_ROUTES: &[Route] = &[
         query: &[("service", Q::Service), ("index", Q::Num)],
     },
     Route { path: "/healthz", methods: &["GET"], bodies: &[Body::None], query: &[] },
+    Route { path: "/metrics", methods: &["GET"], bodies: &[Body::None], query: &[] },
 ];
 
 const KV_ROUTES: &[Route] = &[

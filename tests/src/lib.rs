@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+pub mod prom;
+
 /// The cluster secret test replicas authenticate each other with (in `SECRET_FILE` of the
 /// cluster's directory).
 pub const TEST_SECRET: &str = "test-cluster-secret-0123456789\n";
@@ -338,6 +340,17 @@ impl TestCluster {
 
     /// Starts a `plum-agent` for node `node_id`, talking to every replica.
     pub fn start_agent(&mut self, node_id: &str) {
+        self.spawn_agent(node_id, &[]);
+    }
+
+    /// The same, serving its metrics on a port of its own: returns their URL.
+    pub fn start_agent_with_metrics(&mut self, node_id: &str) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.spawn_agent(node_id, &["--metrics-addr", &addr]);
+        format!("http://{addr}/metrics")
+    }
+
+    fn spawn_agent(&mut self, node_id: &str, extra: &[&str]) {
         let data_dir = self._dir.path().join(format!("agent-{node_id}"));
         let log = self._dir.path().join(format!("agent-{node_id}.log"));
         let controllers: Vec<String> = self.ids().into_iter().map(|id| self.url(id)).collect();
@@ -351,6 +364,7 @@ impl TestCluster {
             .args(token_file.exists().then_some(&token_file))
             .args(self.tls.then_some("--ca-file"))
             .args(self.tls.then(|| self.ca_file()))
+            .args(extra)
             .env("PLUM_LOG", "info")
             .stdout(Stdio::null())
             .stderr(out)
@@ -518,6 +532,22 @@ impl TestCluster {
         let (status, _) =
             self.call(id, reqwest::Method::PUT, &format!("/v1/kv/{ns}/{key}"), Some(json!({ "value": value }))).await?;
         Ok(status)
+    }
+
+    /// Replica `id`'s `/metrics`, read.
+    pub async fn metrics(&self, id: u64) -> Result<prom::Scrape, String> {
+        self.scrape(&format!("{}/metrics", self.url(id))).await
+    }
+
+    /// Any `/metrics` URL (an agent's), read with this cluster's client.
+    pub async fn scrape(&self, url: &str) -> Result<prom::Scrape, String> {
+        let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("GET {url} -> {status}: {text}"));
+        }
+        prom::Scrape::parse(&text)
     }
 
     pub async fn get_kv(&self, id: u64, ns: &str, key: &str) -> Option<String> {

@@ -46,6 +46,7 @@ fn table() -> Vec<(Method, &'static str, Option<Value>, Who)> {
     let status = json!({"instanceId": "i-n1", "nodeId": "n1", "phase": "Running"});
     vec![
         (Method::GET, "/healthz", None, Who::Anyone),
+        (Method::GET, "/metrics", None, Who::Readers),
         (Method::POST, "/v1/nodes/heartbeat", Some(json!({"nodeId": "n1", "ip": "10.0.0.1"})), Who::NodeWriters),
         (Method::GET, "/v1/nodes", None, Who::Readers),
         (Method::GET, "/v1/nodes/n1", None, Who::Readers),

@@ -32,8 +32,11 @@ async fn main() -> anyhow::Result<()> {
     let mode = args.next().unwrap_or_default();
     let dir = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!("usage: crash_child run|inspect DIR"))?);
     let app = Arc::new(RwLock::new(KvApp::default()));
-    let (log, sm) =
-        plum_raft_store::open::<TestConfig, KvApp>(&dir, app.clone(), StoreOptions { fatal: FatalPolicy::Exit })?;
+    let (log, sm) = plum_raft_store::open::<TestConfig, KvApp>(
+        &dir,
+        app.clone(),
+        StoreOptions { fatal: FatalPolicy::Exit, ..StoreOptions::default() },
+    )?;
     // Both functions consume the store, so it is closed (threads joined) before main returns.
     match mode.as_str() {
         "run" => run(log, sm).await,

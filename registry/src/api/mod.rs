@@ -49,6 +49,8 @@ pub struct AppState {
     pub registrations: crate::cluster::coalesce::Coalescer,
     pub tracker: Arc<Tracker>,
     pub batcher: RenewBatcher,
+    /// This replica's Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// `strategy=lazy`: the endpoint last handed out per (service, version, protocol).
     lazy_choice: Mutex<HashMap<String, Endpoint>>,
 }
@@ -56,9 +58,14 @@ pub struct AppState {
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    pub fn new(cluster: Arc<Cluster>, tracker: Arc<Tracker>, batcher: RenewBatcher) -> AppState {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        tracker: Arc<Tracker>,
+        batcher: RenewBatcher,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> AppState {
         let registrations = crate::cluster::coalesce::Coalescer::start(cluster.clone());
-        AppState { cluster, registrations, tracker, batcher, lazy_choice: Mutex::new(HashMap::new()) }
+        AppState { cluster, registrations, tracker, batcher, metrics, lazy_choice: Mutex::new(HashMap::new()) }
     }
 
     /// Commits `op`, unless the client asked to be redirected to the leader instead.
@@ -187,6 +194,7 @@ pub fn router(state: Shared) -> Router {
     let header_limits = state.cluster.config.serve.header_limits();
     let api = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(ui::routes())
         .route("/v1/nodes/heartbeat", post(nodes::heartbeat))
         .route("/v1/nodes", get(nodes::list))
@@ -237,6 +245,7 @@ pub fn router(state: Shared) -> Router {
     let guard = middleware::from_fn_with_state(state.cluster.config.peer_auth.clone(), peer_guard::require_peer);
     let internal = internal::routes(state.clone()).layer(guard.clone());
     let raft = crate::cluster::raft_routes::routes(state.cluster.clone()).layer(guard);
+    let http_metrics = state.metrics.http.clone();
     Router::new()
         .merge(api)
         .merge(internal)
@@ -244,6 +253,9 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(state, common_headers))
         .layer(middleware::from_fn_with_state(body_timeout, crate::serve::deadline::body_deadline))
         .layer(middleware::from_fn_with_state(header_limits, crate::serve::header_limit::limit_headers))
+        // Outermost: every answer counts, refusals of the layers above included. Layers apply
+        // per route, after routing, so the route template (`MatchedPath`) is known here.
+        .layer(middleware::from_fn_with_state(http_metrics, crate::metrics::http::track))
 }
 
 /// Requests that only the leader can decide (membership changes, placements): a follower

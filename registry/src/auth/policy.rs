@@ -25,6 +25,9 @@ use Permission::*;
 /// (method, route as registered in the router, permission). `GET` covers `HEAD`.
 pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/healthz", Public),
+    // Like `/v1/cluster`: read-only cluster information, so any token (a `read` one for the
+    // scraper), or none where an anonymous role is configured.
+    ("GET", "/metrics", Read),
     ("GET", "/ui", Public),
     ("GET", "/ui/", Public),
     ("GET", "/ui/{file}", Public),

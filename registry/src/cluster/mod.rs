@@ -15,6 +15,7 @@ pub mod peer_auth;
 pub mod raft_routes;
 mod raft_thread;
 pub mod rejoin;
+pub mod sample;
 pub mod types;
 
 use openraft::type_config::async_runtime::watch::WatchReceiver;
@@ -370,6 +371,8 @@ pub struct LeadershipWatch {
 /// Who leads, from one reading of Raft's server metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leadership {
+    /// The term of this replica's vote: the current term.
+    pub term: u64,
     pub leader: Option<u64>,
     /// The term this replica leads in, if it leads.
     pub leading_term: Option<u64>,
@@ -384,7 +387,7 @@ impl LeadershipWatch {
     pub fn current(&mut self) -> Leadership {
         let m = self.rx.borrow_and_update();
         let leading_term = (m.state == ServerState::Leader).then_some(m.vote.leader_id.term);
-        Leadership { leader: m.current_leader, leading_term }
+        Leadership { term: m.vote.leader_id.term, leader: m.current_leader, leading_term }
     }
 
     /// Resolves at the next change after the last one seen; pends forever once Raft has

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::tracker::Tracker;
 use crate::cluster::internal::{RenewReply, RenewRequest};
 use crate::cluster::{Cluster, unix_now_ms};
+use crate::metrics::liveness::HeartbeatMetrics;
 
 /// Ids per batch at most; a burst beyond this goes out in several batches.
 const MAX_BATCH_IDS: usize = 8192;
@@ -34,17 +35,19 @@ struct Waiting {
 #[derive(Clone)]
 pub struct RenewBatcher {
     queue: mpsc::Sender<Waiting>,
+    metrics: HeartbeatMetrics,
 }
 
 impl RenewBatcher {
-    pub fn start(cluster: Arc<Cluster>, tracker: Arc<Tracker>) -> RenewBatcher {
+    pub fn start(cluster: Arc<Cluster>, tracker: Arc<Tracker>, metrics: HeartbeatMetrics) -> RenewBatcher {
         let (queue, incoming) = mpsc::channel(65536);
-        tokio::spawn(collect(cluster, tracker, incoming));
-        RenewBatcher { queue }
+        tokio::spawn(collect(cluster, tracker, incoming, metrics.clone()));
+        RenewBatcher { queue, metrics }
     }
 
     /// Resolves once the leader has recorded these heartbeats.
     pub async fn renew(&self, nodes: Vec<String>, instances: Vec<String>) -> Result<(), RenewError> {
+        self.metrics.received(nodes.len(), instances.len());
         let (done, result) = oneshot::channel();
         self.queue
             .send(Waiting { nodes, instances, done })
@@ -54,7 +57,12 @@ impl RenewBatcher {
     }
 }
 
-async fn collect(cluster: Arc<Cluster>, tracker: Arc<Tracker>, mut incoming: mpsc::Receiver<Waiting>) {
+async fn collect(
+    cluster: Arc<Cluster>,
+    tracker: Arc<Tracker>,
+    mut incoming: mpsc::Receiver<Waiting>,
+    metrics: HeartbeatMetrics,
+) {
     let window = cluster.config.liveness.heartbeat_batch;
     while let Some(first) = incoming.recv().await {
         let mut batch = vec![first];
@@ -72,19 +80,21 @@ async fn collect(cluster: Arc<Cluster>, tracker: Arc<Tracker>, mut incoming: mps
                 _ = tokio::time::sleep_until(until) => break,
             }
         }
+        metrics.batch(ids);
         // Deliver in the background: the next batch collects meanwhile.
-        tokio::spawn(deliver(cluster.clone(), tracker.clone(), batch));
+        tokio::spawn(deliver(cluster.clone(), tracker.clone(), batch, metrics.clone()));
     }
 }
 
-async fn deliver(cluster: Arc<Cluster>, tracker: Arc<Tracker>, batch: Vec<Waiting>) {
+async fn deliver(cluster: Arc<Cluster>, tracker: Arc<Tracker>, batch: Vec<Waiting>, metrics: HeartbeatMetrics) {
     let mut request = RenewRequest::default();
     for w in &batch {
         request.nodes.extend(w.nodes.iter().cloned());
         request.instances.extend(w.instances.iter().cloned());
     }
-    let result = send(&cluster, &tracker, &request).await;
+    let result = send(&cluster, &tracker, &request, &metrics).await;
     if let Err(e) = &result {
+        metrics.failed();
         tracing::debug!(id = cluster.id, error = %e, heartbeats = batch.len(), "heartbeat batch not recorded");
     }
     for w in batch {
@@ -101,7 +111,12 @@ pub fn record_if_leased(cluster: &Cluster, tracker: &Tracker, nodes: &[String], 
         .is_some_and(|term| tracker.record(term, std::time::Instant::now(), unix_now_ms(), nodes, instances))
 }
 
-async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> Result<(), RenewError> {
+async fn send(
+    cluster: &Cluster,
+    tracker: &Tracker,
+    request: &RenewRequest,
+    metrics: &HeartbeatMetrics,
+) -> Result<(), RenewError> {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         match cluster.leader() {
@@ -114,6 +129,7 @@ async fn send(cluster: &Cluster, tracker: &Tracker, request: &RenewRequest) -> R
                 }
             }
             Some(l) => {
+                metrics.forwarded(request.nodes.len() + request.instances.len());
                 return match cluster.call_peer::<_, RenewReply>(&l.addr, "renew", request, FORWARD_TIMEOUT).await {
                     Ok(RenewReply::Recorded) => Ok(()),
                     Ok(RenewReply::NotLeader { .. }) => {

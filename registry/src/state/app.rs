@@ -14,12 +14,26 @@ pub struct RegistryApp {
     applied: watch::Sender<u64>,
     /// Told of lease changes (the liveness tracker); called under the registry's write lock.
     leases: Option<Arc<dyn LeaseObserver>>,
+    /// Told of every command before it applies (the metrics that follow the log).
+    commands: Option<Arc<dyn ApplyObserver>>,
+}
+
+/// Sees every command just before it applies, with the registry as it was: metrics that follow
+/// the log (expiries, reschedules, failover durations) read what a command is about to change.
+/// Called under the registry's write lock: must be quick and must not touch the registry again.
+pub trait ApplyObserver: Send + Sync {
+    fn applying(&self, command: &Command, before: &Registry);
 }
 
 impl RegistryApp {
     pub fn new(leases: Option<Arc<dyn LeaseObserver>>) -> (RegistryApp, watch::Receiver<u64>) {
         let (applied, rx) = watch::channel(0);
-        (RegistryApp { registry: Registry::default(), applied, leases }, rx)
+        (RegistryApp { registry: Registry::default(), applied, leases, commands: None }, rx)
+    }
+
+    /// Shows every command to `observer` before it applies.
+    pub fn observe_commands(&mut self, observer: Arc<dyn ApplyObserver>) {
+        self.commands = Some(observer);
     }
 }
 
@@ -28,6 +42,9 @@ impl StateMachineApp for RegistryApp {
     type Response = CommandResult;
 
     fn apply(&mut self, index: u64, command: &Command, writes: &mut DataWrites) -> CommandResult {
+        if let Some(commands) = &self.commands {
+            commands.applying(command, &self.registry);
+        }
         let Some(observer) = &self.leases else {
             let result = self.registry.apply(index, command, writes);
             self.applied.send_replace(index);

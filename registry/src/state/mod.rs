@@ -14,7 +14,7 @@ mod records;
 mod rows;
 mod view;
 
-pub use app::RegistryApp;
+pub use app::{ApplyObserver, RegistryApp};
 pub use apply::{ASSIGNED, MAX_REMEMBERED_REQUESTS, PENDING, REQUEST_WINDOW_MS, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS};
 pub use command::{Command, CommandResult, InstanceReport, KvWrite, Op, Placed, Takeover};
 pub use leases::{Lease, LeaseKind, LeaseObserver};

@@ -291,6 +291,10 @@ impl Registry {
         self.assignments.values()
     }
 
+    pub fn assignment_record(&self, instance_id: &str) -> Option<&AssignmentRecord> {
+        self.assignments.get(instance_id)
+    }
+
     fn deployment_info(&self, d: &DeploymentRecord) -> DeploymentInfo {
         let instances = self
             .assignments
