@@ -10,7 +10,7 @@ mod tokens;
 
 use plum_raft_store::DataWrites;
 
-use super::command::{Command, CommandResult, Op};
+use super::command::{Command, CommandResult, Op, Placed, Takeover};
 use super::keys;
 use super::records::{InstanceRecord, NodeRecord};
 use super::rows;
@@ -20,6 +20,12 @@ pub use deployments::{ASSIGNED, PENDING, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS};
 pub use kv::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
 
 impl Registry {
+    /// Whether `instance_id` is assigned to a node that is alive.
+    fn on_live_node(&self, instance_id: &str) -> bool {
+        let node = self.assignments.get(instance_id).and_then(|a| self.nodes.get(&a.node_id));
+        node.is_some_and(|n| n.alive)
+    }
+
     /// Applies `cmd`, committed at log `index`, to the view and stages its durable rows.
     pub fn apply(&mut self, index: u64, cmd: &Command, writes: &mut DataWrites) -> CommandResult {
         self.applied_index = index;
@@ -38,8 +44,13 @@ impl Registry {
             Op::Renew { nodes, instances } => self.renew(nodes, instances, writes),
             Op::ExpireNodes { nodes, moves, takeovers } => {
                 let result = self.expire_nodes(nodes, writes);
-                self.take_over(takeovers, writes);
-                self.reassign(moves, index, now, writes);
+                // A node that a newer heartbeat in the log kept alive keeps its instances: the
+                // leader's moves and takeovers count only for instances off live nodes.
+                let takeovers: Vec<Takeover> =
+                    takeovers.iter().filter(|t| !self.on_live_node(&t.replaces)).cloned().collect();
+                let moves: Vec<Placed> = moves.iter().filter(|m| !self.on_live_node(&m.instance_id)).cloned().collect();
+                self.take_over(&takeovers, writes);
+                self.reassign(&moves, index, now, writes);
                 result
             }
             Op::ExpireInstances { instances } => self.expire_instances(instances, writes),
@@ -138,5 +149,75 @@ impl Registry {
         }
         writes.delete(keys::instance(id));
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use plum_types::DeploymentRequest;
+
+    use super::*;
+
+    fn apply(r: &mut Registry, op: Op) -> CommandResult {
+        let index = r.applied_index() + 1;
+        r.apply(index, &Command { now_ms: 1_000, op }, &mut DataWrites::default())
+    }
+
+    fn node_of(r: &Registry, instance_id: &str) -> String {
+        r.assignments.get(instance_id).map(|a| a.node_id.clone()).unwrap_or_default()
+    }
+
+    /// Nodes a and b, instance d-0 on a, its warm standby d-s on b.
+    fn two_nodes_one_instance() -> Registry {
+        let mut r = Registry::default();
+        for n in ["a", "b"] {
+            let ip = "10.0.0.1".to_string();
+            let op = Op::UpsertNode {
+                node_id: n.into(),
+                ip,
+                labels: BTreeMap::new(),
+                can_run: true,
+                ttl_ms: 0,
+                capacity: 0,
+            };
+            apply(&mut r, op);
+        }
+        let spec = DeploymentRequest { name: "d".into(), version: "1".into(), replicas: 1, ..Default::default() };
+        let placements = vec![Placed { instance_id: "d-0".into(), node_id: "a".into() }];
+        let standby = vec![Placed { instance_id: "d-s".into(), node_id: "b".into() }];
+        apply(&mut r, Op::CreateDeployment { deployment_id: "d".into(), spec: Box::new(spec), placements, standby });
+        assert_eq!(node_of(&r, "d-0"), "a");
+        r
+    }
+
+    fn expiry_of_a(seen: u64) -> Op {
+        Op::ExpireNodes {
+            nodes: vec![("a".into(), seen)],
+            moves: vec![Placed { instance_id: "d-0".into(), node_id: "b".into() }],
+            takeovers: vec![Takeover { standby: "d-s".into(), replaces: "d-0".into() }],
+        }
+    }
+
+    #[test]
+    fn an_expiry_that_loses_to_a_newer_heartbeat_moves_nothing() {
+        let mut r = two_nodes_one_instance();
+        apply(&mut r, Op::Renew { nodes: vec![("a".into(), 5_000)], instances: Vec::new() });
+        // The leader's verdict was formed before that heartbeat reached the log.
+        assert_eq!(apply(&mut r, expiry_of_a(4_000)), CommandResult::Changed { count: 0 });
+        assert!(r.nodes["a"].alive);
+        assert_eq!(node_of(&r, "d-0"), "a", "a live node keeps its instance");
+        assert!(r.assignments["d-s"].standby && !r.assignments["d-0"].standby, "no takeover");
+    }
+
+    #[test]
+    fn an_expiry_that_holds_moves_the_instances_off_the_dead_node() {
+        let mut r = two_nodes_one_instance();
+        apply(&mut r, Op::Renew { nodes: vec![("a".into(), 5_000)], instances: Vec::new() });
+        assert_eq!(apply(&mut r, expiry_of_a(5_000)), CommandResult::Changed { count: 1 });
+        assert!(!r.nodes["a"].alive);
+        assert_eq!(node_of(&r, "d-0"), "b");
+        assert!(!r.assignments["d-s"].standby && r.assignments["d-0"].standby, "the standby took over");
     }
 }
