@@ -44,7 +44,8 @@ pub struct TrialResult {
     pub steps: crate::timeline::Steps,
 }
 
-const RECOVERY_BOUND: Duration = Duration::from_secs(30);
+/// How long a trial waits for its first acknowledged write; a trial that saw none counts as this.
+pub const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
 pub async fn run(opts: &FailoverOptions) -> Result<Vec<TrialResult>> {
     let http = crate::target::http_client(Duration::from_secs(2));
@@ -52,20 +53,25 @@ pub async fn run(opts: &FailoverOptions) -> Result<Vec<TrialResult>> {
     let mut results = Vec::new();
     for trial in 0..opts.trials {
         let r = one_trial(opts, &http, run_id, trial).await.with_context(|| format!("trial {trial}"))?;
-        println!(
-            "trial={trial} killed={} ({:?}) new_leader={} recovery_ms={} acked={} lost={} write_errors={} timeline_ms: {}",
-            r.killed,
-            r.victim,
-            r.new_leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
-            r.recovery.map(|d| format!("{:.0}", ms(d))).unwrap_or_else(|| "timeout".into()),
-            r.acked,
-            r.lost,
-            r.write_errors,
-            r.steps
-        );
+        println!("{}", trial_line(trial, &r));
         results.push(r);
     }
     Ok(results)
+}
+
+/// The line printed after each trial.
+pub fn trial_line(trial: usize, r: &TrialResult) -> String {
+    format!(
+        "trial={trial} killed={} ({:?}) new_leader={} recovery_ms={} acked={} lost={} write_errors={} timeline_ms: {}",
+        r.killed,
+        r.victim,
+        r.new_leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
+        r.recovery.map(|d| format!("{:.0}", ms(d))).unwrap_or_else(|| "timeout".into()),
+        r.acked,
+        r.lost,
+        r.write_errors,
+        r.steps
+    )
 }
 
 /// Prints the summary line `chaos/kill_leader.sh` ends with.
@@ -139,6 +145,7 @@ async fn one_trial(opts: &FailoverOptions, http: &reqwest::Client, run_id: u32, 
     })
 }
 
-fn unix_now_ms() -> u64 {
+/// Now, in unix ms (the clock the replicas' and etcd members' records use).
+pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -15,9 +15,11 @@
 //! - [`proxy`]: the fault-injecting TCP proxy behind `plum-faultproxy` (latency, bandwidth,
 //!   stalls, resets, black holes, one-way cuts), changed at run time per link.
 //! - [`linearize`]: concurrent KV clients' history, checked for linearizability per key.
+//! - [`etcd`]: the same KV load and leader kill against etcd on this machine, for comparison.
 //!
 //! Every loop here is bounded in count and time and stops by itself.
 
+pub mod etcd;
 pub mod failover;
 pub mod fleet;
 pub mod linearize;

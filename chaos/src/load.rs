@@ -66,8 +66,6 @@ impl LoadReport {
     }
 }
 
-/// Runs `clients` tasks until the duration is over; each calls `op(client, seq, url)` in a loop.
-/// `op` returns the latency of a successful request, `None` for a failed one.
 fn error_kinds() -> String {
     let kinds = ERROR_KINDS.lock().unwrap_or_else(|p| p.into_inner());
     if kinds.is_empty() {
@@ -76,6 +74,8 @@ fn error_kinds() -> String {
     format!(" error_kinds={}", kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect::<Vec<_>>().join(","))
 }
 
+/// Runs `clients` tasks until the duration is over; each calls `op(client, seq, url)` in a loop.
+/// `op` returns the latency of a successful request, `None` for a failed one.
 async fn drive<F, Fut>(name: &'static str, opts: &LoadOptions, op: F) -> LoadReport
 where
     F: Fn(usize, u64, String) -> Fut + Send + Sync + 'static,
@@ -212,17 +212,39 @@ pub async fn registrations(opts: &LoadOptions) -> Result<LoadReport> {
 
 /// KV writes: each client puts its own keys (a new key, then overwrites), with a request id.
 pub async fn kv_puts(opts: &LoadOptions) -> Result<LoadReport> {
-    let http = crate::target::http_client(Duration::from_secs(5));
     let run = std::process::id();
-    Ok(drive("kv_puts", opts, move |c, seq, url| {
-        let http = http.clone();
-        async move {
-            let key = format!("k{c}-{}", seq % 100);
-            let body = json!({"value": seq.to_string(), "requestId": format!("{run}-{c}-{seq}")});
-            timed(http.put(format!("{url}/v1/kv/bench-{run}/{key}")).json(&body), 200).await
-        }
+    Ok(puts("kv_puts", opts, move |http, put| {
+        let body = json!({"value": put.value, "requestId": format!("{run}-{}-{}", put.client, put.seq)});
+        http.put(format!("{}/v1/kv/bench-{run}/{}", put.url, put.key)).json(&body)
     })
     .await)
+}
+
+/// One put of [`puts`]: client `client`'s `seq`-th request, to `url`.
+pub struct Put<'a> {
+    pub url: &'a str,
+    pub client: usize,
+    pub seq: u64,
+    /// `k{client}-{seq % 100}`: each client a new key for its first hundred puts, then overwrites.
+    pub key: String,
+    /// `seq`, as text.
+    pub value: String,
+}
+
+/// Closed-loop puts from `opts.clients` clients sharing one HTTP client (its connections
+/// reused), spread over `opts.urls`; `request` builds the store's request for a [`Put`], which
+/// counts as acknowledged when answered `200`. Plum's `kv-put` and etcd's `etcd-put` both run
+/// here, so their figures mean the same.
+pub async fn puts<R>(name: &'static str, opts: &LoadOptions, request: R) -> LoadReport
+where
+    R: Fn(&reqwest::Client, Put<'_>) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let http = crate::target::http_client(Duration::from_secs(5));
+    drive(name, opts, move |client, seq, url| {
+        let put = Put { url: &url, client, seq, key: format!("k{client}-{}", seq % 100), value: seq.to_string() };
+        timed(request(&http, put), 200)
+    })
+    .await
 }
 
 /// `clients` fake nodes, each heartbeating every `interval` (what an agent does).

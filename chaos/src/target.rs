@@ -23,12 +23,16 @@ pub fn controllers(explicit: Option<&str>, env_file: &Path) -> Result<Vec<String
             }
         },
     };
-    let urls: Vec<String> =
-        list.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect();
+    let urls = url_list(&list);
     if urls.is_empty() {
         bail!("empty controller list");
     }
     Ok(urls)
+}
+
+/// Comma-separated URLs, each trimmed and without a trailing `/`; empty items dropped.
+pub fn url_list(list: &str) -> Vec<String> {
+    list.split(',').map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 /// How this process reaches the cluster: the token every request sends, and the CA file of a

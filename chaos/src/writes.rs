@@ -1,6 +1,7 @@
 //! Acknowledged writes under a fault. Writers put unique keys (value = key), either as raw
 //! requests through every replica in turn with a short timeout (what the cluster does, unhidden)
-//! or through the Rust SDK (what a user sees: its retries, redirects and deadline); they record
+//! or through the Rust SDK (what a user sees: its retries, redirects and deadline), or as raw
+//! requests to etcd's members (to compare, [`crate::etcd`]); they record
 //! which writes were acknowledged and when the first write sent after the fault was. Afterwards every acknowledged key must still be
 //! readable through a linearizable read: a missing one is an acknowledged write lost.
 
@@ -54,6 +55,14 @@ impl Writes {
         Writes::spawn(Via::Raw { http: http.clone(), urls: urls.to_vec(), timeout }, ns, prefix, writers)
     }
 
+    /// The same against etcd members (`urls`: their client URLs), through its v3 JSON gateway:
+    /// key `{ns}/{prefix}w{n}-{seq}`, its value the key without `{ns}/`. Each write is bounded
+    /// by [`WRITE_TIMEOUT`], as Plum's are in the failover scenario it is compared with.
+    pub fn start_etcd(http: &reqwest::Client, urls: &[String], ns: &str, prefix: &str, writers: usize) -> Writes {
+        let via = Via::Etcd { http: http.clone(), urls: urls.to_vec(), timeout: WRITE_TIMEOUT };
+        Writes::spawn(via, ns, prefix, writers)
+    }
+
     /// The same through the SDK: an error is a request the SDK itself gave up on.
     pub fn start_sdk(kv: &plum_sdk::kv::Kv, ns: &str, prefix: &str, writers: usize) -> Writes {
         Writes::spawn(Via::Sdk(kv.clone()), ns, prefix, writers)
@@ -96,9 +105,9 @@ impl Writes {
         }
     }
 
-    pub async fn stop(self) -> Result<Tally> {
+    pub async fn stop(mut self) -> Result<Tally> {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             t.await.context("writer task")?;
         }
         let acked = std::mem::take(&mut self.acks.lock().await.keys);
@@ -106,10 +115,19 @@ impl Writes {
     }
 }
 
+/// Writers dropped without [`Writes::stop`] (a trial that failed or ran out of time) stop
+/// after their current write instead of writing on.
+impl Drop for Writes {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 #[derive(Clone)]
 enum Via {
     Raw { http: reqwest::Client, urls: Vec<String>, timeout: Duration },
     Sdk(plum_sdk::kv::Kv),
+    Etcd { http: reqwest::Client, urls: Vec<String>, timeout: Duration },
 }
 
 struct Writer {
@@ -128,13 +146,15 @@ impl Writer {
             let key = format!("{}{seq}", self.prefix);
             let sent = Instant::now();
             let ok = match &self.via {
-                Via::Raw { http, urls, timeout } => http
-                    .put(format!("{}/v1/kv/{}/{key}", urls[at % urls.len()], self.ns))
-                    .json(&json!({ "value": key }))
-                    .timeout(*timeout)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200),
+                Via::Raw { http, urls, timeout } => {
+                    let url = format!("{}/v1/kv/{}/{key}", urls[at % urls.len()], self.ns);
+                    acknowledged(http.put(url).json(&json!({ "value": key })), *timeout).await
+                }
+                Via::Etcd { http, urls, timeout } => {
+                    let put =
+                        crate::etcd::gateway::put(http, &urls[at % urls.len()], &format!("{}/{key}", self.ns), &key);
+                    acknowledged(put, *timeout).await
+                }
                 Via::Sdk(kv) => match kv.put(&self.ns, &key, &key).await {
                     Ok(_) => true,
                     Err(e) => {
@@ -159,6 +179,11 @@ impl Writer {
     }
 }
 
+/// Whether a raw write was answered `200` within `timeout`.
+async fn acknowledged(request: reqwest::RequestBuilder, timeout: Duration) -> bool {
+    request.timeout(timeout).send().await.is_ok_and(|r| r.status() == 200)
+}
+
 /// How many of `acked` are missing from namespace `ns` (keys under `prefix`), read
 /// linearizably from the first replica that answers.
 pub async fn lost(
@@ -168,12 +193,16 @@ pub async fn lost(
     prefix: &str,
     acked: &BTreeSet<String>,
 ) -> Result<usize> {
-    let found = read_keys(http, urls, ns, prefix).await?;
-    let missing: Vec<&String> = acked.difference(&found).collect();
+    Ok(missing(acked, &read_keys(http, urls, ns, prefix).await?))
+}
+
+/// How many of `acked` are not in `found` (a sample of them logged).
+pub fn missing(acked: &BTreeSet<String>, found: &BTreeSet<String>) -> usize {
+    let missing: Vec<&String> = acked.difference(found).collect();
     if !missing.is_empty() {
         tracing::error!(missing = missing.len(), sample = ?missing.iter().take(5).collect::<Vec<_>>(), "acknowledged writes lost");
     }
-    Ok(missing.len())
+    missing.len()
 }
 
 /// Keys under `prefix` whose value is the key, read linearizably.

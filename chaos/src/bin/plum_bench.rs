@@ -1,11 +1,12 @@
-//! `plum-bench`: load and failure scenarios against a running Plum cluster (release build).
+//! `plum-bench`: load and failure scenarios against a running Plum cluster (release build),
+//! and the same against etcd on this machine (`etcd-put`, `etcd-failover`) to compare.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use plum_chaos::{failover, load, marks, node_failover, scenarios, sdk_bench, target};
+use plum_chaos::{etcd, failover, load, marks, node_failover, scenarios, sdk_bench, target};
 
 #[derive(Parser)]
 #[command(name = "plum-bench", about = "Load and chaos scenarios for a local Plum cluster")]
@@ -17,7 +18,53 @@ struct Cli {
     #[arg(long, global = true, default_value = ".plum")]
     plum_home: PathBuf,
     #[command(subcommand)]
-    scenario: Scenario,
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    #[command(flatten)]
+    Plum(Scenario),
+    #[command(flatten)]
+    Etcd(EtcdMode),
+}
+
+/// etcd measured as Plum is (Debian's etcd 3.4), loopback only.
+#[derive(Subcommand)]
+enum EtcdMode {
+    /// `kv-put` against etcd: closed-loop puts through its v3 JSON gateway, the same line.
+    EtcdPut {
+        /// etcd client URLs, comma-separated (http://127.0.0.1:2379,...).
+        #[arg(long)]
+        endpoints: String,
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// `failover` against a 3-member etcd cluster this command starts (and stops) on
+    /// loopback; prints the leader_recovery_ms line last.
+    EtcdFailover {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        #[arg(long, default_value_t = 6)]
+        writers: usize,
+        #[arg(long, default_value_t = 50)]
+        heartbeat_ms: u64,
+        #[arg(long, default_value_t = 250)]
+        election_ms: u64,
+        /// etcd's --pre-vote (off by default in etcd 3.4).
+        #[arg(long)]
+        pre_vote: bool,
+        /// Member n serves clients on base-port + 2(n-1), its peers on the port after.
+        #[arg(long, default_value_t = 23790)]
+        base_port: u16,
+        #[arg(long, default_value = "etcd")]
+        etcd_bin: PathBuf,
+        /// Where the cluster's directory (data, logs) is made [default: the temp directory].
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,16 +256,78 @@ async fn main() -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUM_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let urls = target::controllers(cli.controllers.as_deref(), &cli.plum_home.join("cluster.env"))?;
-    target::use_access(target::find_access(&cli.plum_home.join("cluster.env"))?);
-    match cli.scenario {
+    match cli.mode {
+        Mode::Plum(scenario) => plum(scenario, cli.controllers.as_deref(), &cli.plum_home).await,
+        Mode::Etcd(mode) => until_interrupted(etcd_mode(mode)).await,
+    }
+}
+
+/// Runs `work` until it ends or this process is asked to stop (Ctrl-C, SIGTERM): dropped
+/// then, it cleans up after itself (the etcd members it started).
+async fn until_interrupted(work: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        done = work => done,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        _ = term.recv() => anyhow::bail!("terminated"),
+    }
+}
+
+async fn etcd_mode(mode: EtcdMode) -> Result<()> {
+    match mode {
+        EtcdMode::EtcdPut { endpoints, clients, seconds } => {
+            let urls = etcd::endpoints(&endpoints)?;
+            let http = target::http_client(Duration::from_secs(2));
+            let Some(term_start) = etcd::term(&http, &urls).await else {
+                anyhow::bail!("no etcd endpoint of {endpoints} answered {}", etcd::gateway::STATUS_PATH);
+            };
+            let opts = load::LoadOptions { urls: urls.clone(), clients, duration: Duration::from_secs(seconds) };
+            let report = etcd::puts(&opts).await.line();
+            let term_end = etcd::term(&http, &urls).await.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into());
+            println!("clients={clients} {report} term_start={term_start} term_end={term_end}");
+        }
+        EtcdMode::EtcdFailover {
+            trials,
+            writers,
+            heartbeat_ms,
+            election_ms,
+            pre_vote,
+            base_port,
+            etcd_bin,
+            work_dir,
+        } => {
+            let settings = etcd::cluster::Settings {
+                binary: etcd_bin,
+                base_port,
+                heartbeat_ms,
+                election_ms,
+                pre_vote,
+                parent_dir: work_dir.unwrap_or_else(std::env::temp_dir),
+            };
+            let opts = etcd::failover::EtcdFailoverOptions { trials, writers, settings };
+            let results = etcd::failover::run(&opts).await?;
+            println!("{}", failover::summary_line(&results));
+            if results.iter().any(|r| r.lost > 0 || r.recovery.is_none()) {
+                anyhow::bail!("a trial lost acknowledged writes or did not recover");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The scenarios against a running Plum cluster.
+async fn plum(scenario: Scenario, controllers: Option<&str>, plum_home: &std::path::Path) -> Result<()> {
+    let urls = target::controllers(controllers, &plum_home.join("cluster.env"))?;
+    target::use_access(target::find_access(&plum_home.join("cluster.env"))?);
+    match scenario {
         Scenario::Failover { trials, writers, victim, restart_cmd } => {
             let opts = failover::FailoverOptions {
                 urls,
                 trials,
                 writers,
                 victim,
-                pid_dir: cli.plum_home.join("cluster/pids"),
+                pid_dir: plum_home.join("cluster/pids"),
                 restart_cmd,
             };
             let results = failover::run(&opts).await?;
@@ -238,7 +347,7 @@ async fn main() -> Result<()> {
             start_node_cmd,
             start_replica_cmd,
         } => {
-            let cut_through = if cut { Some(scenario_env(&cli.plum_home, &urls).proxy()?) } else { None };
+            let cut_through = if cut { Some(scenario_env(plum_home, &urls).proxy()?) } else { None };
             let opts = node_failover::NodeFailoverOptions {
                 urls,
                 trials,
@@ -247,7 +356,7 @@ async fn main() -> Result<()> {
                 kill_node_cmd,
                 start_node_cmd,
                 with_leader,
-                pid_dir: cli.plum_home.join("cluster/pids"),
+                pid_dir: plum_home.join("cluster/pids"),
                 start_replica_cmd,
                 cut: cut_through,
                 expect_fencing,
@@ -286,7 +395,7 @@ async fn main() -> Result<()> {
             println!("{}", sdk_bench::discovery(&urls, seconds, instances).await?);
         }
         Scenario::SdkLeaderKill { trials, restart_cmd } => {
-            let pid_dir = cli.plum_home.join("cluster/pids");
+            let pid_dir = plum_home.join("cluster/pids");
             let results = sdk_bench::leader_kill(&urls, trials, &pid_dir, &restart_cmd).await?;
             println!("{}", sdk_bench::stall_line(&results));
         }
@@ -337,20 +446,20 @@ async fn main() -> Result<()> {
             }
         }
         Scenario::PartitionLeader { trials, writers } => {
-            finish(scenarios::partition::run(&scenario_env(&cli.plum_home, &urls), trials, writers).await?)?;
+            finish(scenarios::partition::run(&scenario_env(plum_home, &urls), trials, writers).await?)?;
         }
         Scenario::RestartAll { trials, writers } => {
-            finish(scenarios::restart_all::run(&scenario_env(&cli.plum_home, &urls), trials, writers).await?)?;
+            finish(scenarios::restart_all::run(&scenario_env(plum_home, &urls), trials, writers).await?)?;
         }
         Scenario::RollingRestart { rounds, writers, readers } => {
-            finish(scenarios::rolling::run(&scenario_env(&cli.plum_home, &urls), rounds, writers, readers).await?)?;
+            finish(scenarios::rolling::run(&scenario_env(plum_home, &urls), rounds, writers, readers).await?)?;
         }
         Scenario::WipedRejoin { trials, writers } => {
-            finish(scenarios::wiped::run(&scenario_env(&cli.plum_home, &urls), trials, writers).await?)?;
+            finish(scenarios::wiped::run(&scenario_env(plum_home, &urls), trials, writers).await?)?;
         }
         Scenario::WeakNetwork { seconds, latency_ms, jitter_ms, stall_prob, clients } => {
             let opts = scenarios::weak::WeakOptions { seconds, latency_ms, jitter_ms, stall_prob, clients };
-            finish(scenarios::weak::run(&scenario_env(&cli.plum_home, &urls), &opts).await?)?;
+            finish(scenarios::weak::run(&scenario_env(plum_home, &urls), &opts).await?)?;
         }
         Scenario::Linearize { clients, keys, seconds } => {
             use plum_chaos::linearize;
