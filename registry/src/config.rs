@@ -109,7 +109,9 @@ pub struct Args {
     /// How long a write waits for a leader to appear before failing with a retryable 503.
     #[arg(long, env = "PLUM_NO_LEADER_WAIT_MS")]
     pub no_leader_wait_ms: Option<u64>,
-    /// Take a snapshot (and purge the log) after this many new entries.
+    /// Take a snapshot (and purge the log) after this many new entries (default 100,000: a
+    /// snapshot serializes the whole registry, so taking one every few seconds under load costs
+    /// more than replaying a longer log at start; docs/BENCHMARKS.md).
     #[arg(long, env = "PLUM_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
     /// File with the cluster secret(s) replicas authenticate each other with (one per line; the
@@ -386,7 +388,7 @@ impl ControllerConfig {
             heartbeat_ms: args.raft_heartbeat_ms.or(file.raft_heartbeat_ms).unwrap_or(50),
             election_min_ms: args.election_min_ms.or(file.election_min_ms).unwrap_or(150),
             election_max_ms: args.election_max_ms.or(file.election_max_ms).unwrap_or(300),
-            snapshot_every: args.snapshot_every.or(file.snapshot_every).unwrap_or(10_000),
+            snapshot_every: args.snapshot_every.or(file.snapshot_every).unwrap_or(100_000),
         };
         if raft.election_min_ms <= raft.heartbeat_ms || raft.election_max_ms <= raft.election_min_ms {
             return Err(ConfigError::Invalid(format!(
