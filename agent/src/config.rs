@@ -53,6 +53,9 @@ pub struct Args {
     /// without authentication: loopback or a private address. Off when not given.
     #[arg(long, env = "PLUM_AGENT_METRICS_ADDR", value_name = "IP:PORT")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Log lines as `text` or `json` (one object per line). The filter comes from `PLUM_LOG`.
+    #[arg(long, env = "PLUM_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: plum_sdk::logging::LogFormat,
 }
 
 /// A token: never shown by `Debug`.

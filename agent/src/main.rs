@@ -14,17 +14,13 @@ use std::sync::Arc;
 
 use clap::Parser;
 use plum_sdk::Controllers;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("PLUM_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let args = config::Args::parse();
+    plum_sdk::logging::init(args.log_format, "info");
     let env_token = std::env::var(plum_sdk::config::TOKEN_ENV).ok();
-    let config = Arc::new(config::AgentConfig::from_args(config::Args::parse(), env_token)?);
+    let config = Arc::new(config::AgentConfig::from_args(args, env_token)?);
     std::fs::create_dir_all(&config.data_dir)?;
     let client = Arc::new(Controllers::with_options(config.controllers.clone(), config.transport_options()?));
     let token = match (&config.token, &config.token_file) {

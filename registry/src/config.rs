@@ -170,6 +170,11 @@ pub struct Args {
     /// answered 429 with Retry-After (default 2048).
     #[arg(long, env = "PLUM_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+    /// Log lines as `text` or `json` (one object per line, with the fields of the spans a line
+    /// is in, e.g. a request's `trace_id`). Flag or environment only: logging starts before
+    /// the config file is read. The filter comes from `PLUM_LOG`.
+    #[arg(long, env = "PLUM_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: plum_sdk::logging::LogFormat,
 }
 
 /// The same settings from a TOML file.
@@ -482,6 +487,16 @@ impl ControllerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_format_is_text_by_default_and_a_bad_one_is_a_clap_error() {
+        let parse = |extra: &[&str]| Args::try_parse_from(["plum-controller"].iter().chain(extra));
+        assert_eq!(parse(&[]).unwrap().log_format, plum_sdk::logging::LogFormat::Text);
+        assert_eq!(parse(&["--log-format", "json"]).unwrap().log_format, plum_sdk::logging::LogFormat::Json);
+        let err = parse(&["--log-format", "xml"]).err().unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(err.to_string().contains("[possible values: text, json]"), "{err}");
+    }
 
     #[test]
     fn peers_parse_and_reject_garbage() {

@@ -20,3 +20,4 @@ pub mod scheduler;
 pub mod serve;
 pub mod server;
 pub mod state;
+pub mod trace;

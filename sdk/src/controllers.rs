@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use plum_types::ErrorBody;
 use plum_types::headers as h;
+use plum_types::traceparent::{self, SpanId, TraceParent};
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Serialize;
@@ -399,12 +400,17 @@ impl Controllers {
     }
 
     /// Sends `req`; a 2xx answer's body as text.
+    /// Every call is a trace of its own (W3C `traceparent`): each attempt sends the call's
+    /// trace id with an id of its own as the parent, so the replicas' logs of all its retries
+    /// and redirects share one `trace_id`.
     pub async fn send_text(&self, req: Request) -> Result<Answer<String>, ClientError> {
-        let span = tracing::debug_span!("plum_call", method = %req.method, path = %req.path);
-        self.send_inner(req).instrument(span).await
+        let trace = TraceParent::random();
+        let span =
+            tracing::debug_span!("plum_call", method = %req.method, path = %req.path, trace_id = %trace.trace_id);
+        self.send_inner(req, trace).instrument(span).await
     }
 
-    async fn send_inner(&self, req: Request) -> Result<Answer<String>, ClientError> {
+    async fn send_inner(&self, req: Request, trace: TraceParent) -> Result<Answer<String>, ClientError> {
         if self.replicas.is_empty() {
             return Err(ClientError::Config("no controller addresses".into()));
         }
@@ -437,7 +443,7 @@ impl Controllers {
                     return Err(give_up(format!("deadline passed; last: {last_error}"), maybe_applied));
                 }
                 let timeout = attempt_timeout.min(deadline - now);
-                let attempt = self.attempt(at, &req, timeout, hold, auth.as_ref()).await;
+                let attempt = self.attempt(at, &req, timeout, hold, auth.as_ref(), trace).await;
                 let url = &self.replicas[at].url;
                 if tracing::enabled!(tracing::Level::TRACE) {
                     let outcome = match &attempt {
@@ -558,9 +564,12 @@ impl Controllers {
         timeout: Duration,
         hold: bool,
         auth: Option<&HeaderValue>,
+        trace: TraceParent,
     ) -> Attempt {
         let url = format!("{}{}", self.replicas[at].url, req.path);
-        let mut builder = self.http.request(req.method.clone(), url).timeout(timeout);
+        let traceparent = trace.with_parent(SpanId::random()).to_string();
+        let mut builder =
+            self.http.request(req.method.clone(), url).timeout(timeout).header(traceparent::HEADER, traceparent);
         if let Some(value) = auth {
             builder = builder.header(AUTHORIZATION, value.clone());
         }
@@ -726,11 +735,12 @@ mod tests {
     const TOKEN: &str = "plum_0123456789ab_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     /// A loopback replica answering every request with `status` and `body`; it counts the
-    /// requests and keeps the `Authorization` each carried.
+    /// requests and keeps the `Authorization` and `traceparent` each carried.
     struct Replica {
         url: String,
         hits: Arc<AtomicU32>,
         auth: Arc<Mutex<Vec<Option<String>>>>,
+        traces: Arc<Mutex<Vec<Option<String>>>>,
     }
 
     impl Replica {
@@ -740,21 +750,43 @@ mod tests {
     }
 
     async fn replica(status: StatusCode, body: &'static str) -> Replica {
-        let (hits, auth) = (Arc::new(AtomicU32::new(0)), Arc::new(Mutex::new(Vec::new())));
-        let (h, a) = (hits.clone(), auth.clone());
+        let (hits, auth, traces) =
+            (Arc::new(AtomicU32::new(0)), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let (h, a, t) = (hits.clone(), auth.clone(), traces.clone());
         let app = Router::new().fallback(move |headers: HeaderMap| {
-            let (h, a) = (h.clone(), a.clone());
+            let (h, a, t) = (h.clone(), a.clone(), t.clone());
             async move {
                 h.fetch_add(1, Ordering::SeqCst);
-                let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-                a.lock().unwrap().push(value);
+                let value = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+                a.lock().unwrap().push(value(AUTHORIZATION.as_str()));
+                t.lock().unwrap().push(value(traceparent::HEADER));
                 (status, body)
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Replica { url, hits, auth }
+        Replica { url, hits, auth, traces }
+    }
+
+    #[tokio::test]
+    async fn every_call_is_a_trace_of_its_own_kept_across_its_retries() {
+        let busy = replica(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"no leader","retryable":true}"#).await;
+        let ok = replica(StatusCode::OK, "{}").await;
+        let c = transport(&[&busy, &ok], None);
+        c.send_text(put()).await.unwrap();
+        c.send_text(Request::get("/v1/nodes")).await.unwrap();
+        let sent = |r: &Replica| -> Vec<TraceParent> {
+            r.traces.lock().unwrap().iter().map(|t| TraceParent::parse(t.as_deref().unwrap()).unwrap()).collect()
+        };
+        let (at_busy, at_ok) = (sent(&busy), sent(&ok));
+        assert_eq!(at_ok.len(), 2, "both calls end at the replica that answers");
+        let first = at_busy.iter().chain(&at_ok[..1]).collect::<Vec<_>>();
+        assert!(first.len() >= 2, "the write was tried at the busy replica first: {first:?}");
+        assert!(first.iter().all(|t| t.trace_id == first[0].trace_id), "one trace across retries");
+        let parents: std::collections::BTreeSet<_> = first.iter().map(|t| t.parent_id).collect();
+        assert_eq!(parents.len(), first.len(), "each attempt a span of its own");
+        assert_ne!(at_ok[1].trace_id, at_ok[0].trace_id, "the next call is a new trace");
     }
 
     fn transport(replicas: &[&Replica], token: Option<&str>) -> Controllers {

@@ -15,6 +15,8 @@ pub mod controllers;
 pub mod discovery;
 pub mod error;
 pub mod kv;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod outlier;
 pub mod registration;
 pub mod tls;

@@ -108,6 +108,8 @@ pub struct TestCluster {
     tls: bool,
     /// With client authentication: `http` sends the bootstrap admin token.
     pub http: reqwest::Client,
+    /// The replicas' `PLUM_LOG`.
+    log_filter: String,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -117,6 +119,11 @@ impl TestCluster {
     /// everything else.
     pub fn start(n: u64, extra_args: &[&str]) -> TestCluster {
         TestCluster::start_with(n, extra_args, false, false)
+    }
+
+    /// The same with the replicas' log filter (`PLUM_LOG`) set to `filter`.
+    pub fn start_logging(n: u64, extra_args: &[&str], filter: &str) -> TestCluster {
+        TestCluster::start_full(n, extra_args, false, false, filter)
     }
 
     /// A secured cluster (client authentication on) that also speaks only TLS, with a CA and
@@ -180,6 +187,10 @@ impl TestCluster {
     }
 
     fn start_with(n: u64, extra_args: &[&str], client_auth: bool, tls: bool) -> TestCluster {
+        TestCluster::start_full(n, extra_args, client_auth, tls, "info,openraft=warn")
+    }
+
+    fn start_full(n: u64, extra_args: &[&str], client_auth: bool, tls: bool, log_filter: &str) -> TestCluster {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::TempDir::new().expect("temp dir");
         let mut replicas = BTreeMap::new();
@@ -210,6 +221,7 @@ impl TestCluster {
             client_auth,
             tls,
             http,
+            log_filter: log_filter.to_string(),
             _serial: serial,
         };
         let ids: Vec<u64> = cluster.replicas.keys().copied().collect();
@@ -223,6 +235,7 @@ impl TestCluster {
         let peers = self.peers.clone();
         let extra = self.extra_args.clone();
         let tls = self.tls_args();
+        let r_log_filter = self.log_filter.clone();
         let r = self.replicas.get_mut(&id).expect("known replica");
         assert!(r.child.is_none(), "replica {id} already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&r.log).expect("log file");
@@ -235,7 +248,7 @@ impl TestCluster {
             .args((!self.client_auth).then_some("--insecure-no-client-auth"))
             .args(tls)
             .args(&extra)
-            .env("PLUM_LOG", "info,openraft=warn")
+            .env("PLUM_LOG", &r_log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -11,6 +11,7 @@ pub mod kv;
 mod lenient;
 pub mod node;
 pub mod service;
+pub mod traceparent;
 pub mod version;
 
 pub use auth::{CreatedToken, Role, TokenInfo, TokenRequest, UnknownRole, WhoAmI};

@@ -32,7 +32,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use plum_types::{Endpoint, headers as h};
+use plum_types::{Endpoint, headers as h, traceparent};
 
 use crate::cluster::{Applied, Cluster, WriteError};
 use crate::liveness::{RenewBatcher, Tracker};
@@ -246,6 +246,7 @@ pub fn router(state: Shared) -> Router {
     let internal = internal::routes(state.clone()).layer(guard.clone());
     let raft = crate::cluster::raft_routes::routes(state.cluster.clone()).layer(guard);
     let http_metrics = state.metrics.http.clone();
+    let replica = state.cluster.id;
     Router::new()
         .merge(api)
         .merge(internal)
@@ -256,6 +257,8 @@ pub fn router(state: Shared) -> Router {
         // Outermost: every answer counts, refusals of the layers above included. Layers apply
         // per route, after routing, so the route template (`MatchedPath`) is known here.
         .layer(middleware::from_fn_with_state(http_metrics, crate::metrics::http::track))
+        // The request's span and trace context, around everything (`trace.rs`).
+        .layer(middleware::from_fn_with_state(replica, crate::trace::request_span))
 }
 
 /// Requests that only the leader can decide (membership changes, placements): a follower
@@ -272,10 +275,12 @@ async fn on_leader(
         return None;
     }
     let url = format!("{}{req_path}", state.cluster.config.url_of(state.cluster.config.dial(&leader.addr)));
-    let sent = state
-        .cluster
-        .http
-        .request(method, &url)
+    let mut request = state.cluster.http.request(method, &url);
+    // The request's trace goes on to the leader, with this request as the parent.
+    if let Some(trace) = crate::trace::outgoing() {
+        request = request.header(traceparent::HEADER, trace.to_string());
+    }
+    let sent = request
         .header(h::FORWARDED, state.cluster.id.to_string())
         // The leader checks the caller again (it may have revoked the token meanwhile).
         .headers(headers.get(header::AUTHORIZATION).map(|v| (header::AUTHORIZATION, v.clone())).into_iter().collect())

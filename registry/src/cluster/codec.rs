@@ -80,6 +80,10 @@ pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
     if let Some(from) = from {
         req = req.header(plum_types::headers::FORWARDED, from.to_string());
     }
+    // A call made while serving a request (a forwarded write, a read index) continues its trace.
+    if let Some(trace) = crate::trace::outgoing() {
+        req = req.header(plum_types::traceparent::HEADER, trace.to_string());
+    }
     let resp = req.send().await.map_err(|e| {
         if e.is_connect() { PeerError::Connect(format!("{url}: {e}")) } else { PeerError::Other(format!("{url}: {e}")) }
     })?;

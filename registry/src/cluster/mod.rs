@@ -28,11 +28,16 @@ use openraft::errors::{ClientWriteError, RaftError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::config::ControllerConfig;
 use crate::state::{Command, CommandResult, Op, Registry, RegistryApp};
 use internal::{ProposeReply, ProposeRequest, ReadIndexReply, ReplicaStatus};
 use types::{Raft, RaftMetrics};
+
+/// The target of the `propose`, `forward` and `apply` spans (`PLUM_LOG=plum::raft=debug`).
+pub const SPAN_TARGET: &str = "plum::raft";
 
 /// Unix milliseconds from this replica's clock. Only the leader's value ever enters the log.
 pub fn unix_now_ms() -> u64 {
@@ -244,16 +249,24 @@ impl Cluster {
     /// Proposes on this replica, which believes it is the leader. Only the leader stamps time.
     /// Bounded: a leader cut off from its followers never commits, and openraft would wait.
     async fn propose_local(&self, op: Op) -> Result<Applied, Attempt> {
+        // Term and index are known once the entry is committed (recording on a disabled span
+        // does nothing).
+        let span = tracing::debug_span!(target: SPAN_TARGET, "propose", term = Empty, index = Empty);
         let command = Command { now_ms: unix_now_ms(), op };
         let limit = self.config.no_leader_wait;
-        let Ok(written) = tokio::time::timeout(limit, self.raft.client_write(command)).await else {
+        let write = tokio::time::timeout(limit, self.raft.client_write(command)).instrument(span.clone());
+        let Ok(written) = write.await else {
             return Err(Attempt::Fail(WriteError::Indeterminate(format!(
                 "not committed within {} ms: this leader may be cut off from its followers",
                 limit.as_millis()
             ))));
         };
         match written {
-            Ok(resp) => Ok(Applied { result: resp.data, index: resp.log_id.index }),
+            Ok(resp) => {
+                span.record("term", resp.log_id.leader_id.term).record("index", resp.log_id.index);
+                span.in_scope(|| tracing::debug!(target: SPAN_TARGET, "committed"));
+                Ok(Applied { result: resp.data, index: resp.log_id.index })
+            }
             // Refused before it was appended: nothing happened, another leader may take it.
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(Attempt::Retry(format!("not leader (leader: {:?})", f.leader_id)))
@@ -274,8 +287,13 @@ impl Cluster {
     async fn forward(&self, leader: &LeaderInfo, op: &Op, deadline: Instant) -> Result<Applied, Attempt> {
         let request = ProposeRequest { op: op.clone() };
         let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
-        match self.call_peer::<_, ProposeReply>(&leader.addr, "propose", &request, timeout).await {
-            Ok(ProposeReply::Applied { result, index }) => Ok(Applied { result, index }),
+        let span = tracing::debug_span!(target: SPAN_TARGET, "forward", leader = leader.id, index = Empty);
+        let call = self.call_peer::<_, ProposeReply>(&leader.addr, "propose", &request, timeout);
+        match call.instrument(span.clone()).await {
+            Ok(ProposeReply::Applied { result, index }) => {
+                span.record("index", index);
+                Ok(Applied { result, index })
+            }
             Ok(ProposeReply::NotLeader { .. }) => {
                 Err(Attempt::Retry(format!("replica {} is no longer leader", leader.id)))
             }

@@ -42,6 +42,7 @@ impl StateMachineApp for RegistryApp {
     type Response = CommandResult;
 
     fn apply(&mut self, index: u64, command: &Command, writes: &mut DataWrites) -> CommandResult {
+        let _span = tracing::debug_span!(target: crate::cluster::SPAN_TARGET, "apply", index).entered();
         if let Some(commands) = &self.commands {
             commands.applying(command, &self.registry);
         }
