@@ -188,6 +188,9 @@ mod tests {
         let d = r.deployment("d").unwrap();
         assert_eq!((d.rollout.as_str(), d.spec.version.as_str()), ("Done", "2"));
         assert!(r.assignments_of("a").iter().chain(r.assignments_of("b").iter()).all(|i| i.app_version == "2"));
+        // The spec it replaced stays, for a rollback, after the older instances are gone.
+        assert_eq!(d.rollback_to.map(|s| s.version), Some("1".to_string()));
+        assert!(r.deployment_record("d").is_some_and(|d| d.previous.is_none()));
     }
 
     #[test]

@@ -916,6 +916,7 @@ const DEPLOYMENT_ROUTES: &[Route] = &[
         bodies: &[Body::Json(DEPLOYMENT), Body::Json(DEPLOYMENT_PATCH)],
         query: READ,
     },
+    Route { path: "/v1/deployments/{dep}/rollback", methods: &["POST"], bodies: &[Body::None], query: &[] },
     Route {
         path: "/v1/assignments",
         methods: &["GET"],
@@ -933,6 +934,7 @@ const CLUSTER_ROUTES: &[Route] = &[
     Route { path: "/v1/cluster/members/{member}", methods: &["DELETE"], bodies: &[Body::None], query: &[] },
     Route { path: "/v1/cluster/transfer-leader", methods: &["POST"], bodies: &[Body::Json(MEMBERSHIP)], query: &[] },
     Route { path: "/v1/cluster/reschedule", methods: &["POST"], bodies: &[Body::None], query: &[] },
+    Route { path: "/v1/failovers", methods: &["GET"], bodies: &[Body::None], query: &[("consistent", Q::Flag)] },
     Route { path: "/v1/tokens", methods: &["GET", "POST"], bodies: &[Body::Json(TOKEN)], query: &[] },
     Route { path: "/v1/tokens/{member}", methods: &["DELETE"], bodies: &[Body::None], query: &[] },
     Route { path: "/v1/auth/whoami", methods: &["GET"], bodies: &[Body::None], query: &[] },

@@ -1,8 +1,12 @@
 // Cluster page: the replicas (role, term, log and applied index, lag, reachability, vote), the
-// leader changes this page has seen, and the answering replica's failover timeline. Data: the
-// app's `/v1/cluster` feed (polled every 2 s: there is no watch for it).
+// node failovers the applied log shows, the leader changes this page has seen, and the answering
+// replica's failover timeline. Data: the app's `/v1/cluster` feed and `GET /v1/failovers`, both
+// polled every 2 s (there is no watch for either).
 
+import { api, poll } from './api.js';
 import { agoMs, badge, clock, dateTime, freshness, h, ms, renderInto, table } from './dom.js';
+
+const FAILOVERS_POLL_MS = 2000;
 
 export function mount(root, ctx) {
   const body = h('div');
@@ -11,17 +15,25 @@ export function mount(root, ctx) {
     h('p', { class: 'lede', text: 'The controller replicas and their Raft state, refreshed every 2 seconds.' }),
     body,
   );
-  const draw = () => renderInto(body, view(ctx.feed));
+  /** `GET /v1/failovers`: the last answer, and the last error (cleared by an answer). */
+  const nodeFailovers = { data: null, error: null };
+  const draw = () => renderInto(body, view(ctx.feed, nodeFailovers));
   draw();
   const off = ctx.feed.subscribe(draw);
   ctx.signal.addEventListener('abort', off, { once: true });
+  poll((signal) => api('/v1/failovers', { signal }).then((r) => r.data), FAILOVERS_POLL_MS, ctx.signal, (d, e) => {
+    if (e?.status === 401 || e?.status === 403) return; // The token form's business.
+    if (d) nodeFailovers.data = d;
+    nodeFailovers.error = e;
+    draw();
+  });
 }
 
 function fact(term, value) {
   return [h('dt', { text: term }), h('dd', {}, value)];
 }
 
-function view(feed) {
+function view(feed, nodeFailovers) {
   const s = feed.status;
   if (!s) return [freshness(0, feed.error)];
   const leader = s.members.find((m) => m.id === s.leaderId);
@@ -35,6 +47,8 @@ function view(feed) {
     s.reschedulePaused ? paused(s.reschedulePaused) : null,
     h('h3', { text: 'Replicas' }),
     members(s, leader),
+    h('h3', { id: 'node-failovers', text: 'Node failovers' }),
+    nodeFailoverTable(nodeFailovers),
     h('h3', { text: 'Leader changes seen by this page' }),
     history(feed.history),
     h('h3', { text: `Last leader change as replica ${s.replicaId} saw it` }),
@@ -82,6 +96,43 @@ function members(s, leader) {
   });
   return table('Replicas of the controller', ['Replica', 'Address', 'Role', 'Membership', 'Last log index', 'Applied index',
     'Lag (entries behind the leader)', 'Reachable', 'Vote'], rows, { numeric: [4, 5, 6] });
+}
+
+/** What became of one instance of a dead node. */
+function movedInstance(i) {
+  const to = i.toNode ? `${i.fromNode} → ${i.toNode}` : `${i.fromNode} → no node yet`;
+  let outcome;
+  if (i.state === 'ready') {
+    outcome = badge(i.standbyTakeover ? `standby ${i.replacementId} took over` : `ready after ${ms(i.durationMs)}`, 'ok');
+  } else if (i.state === 'starting') {
+    outcome = badge('starting', 'warn');
+  } else if (i.state === 'waitingForNode') {
+    outcome = badge('waiting for a node', 'bad');
+  } else {
+    outcome = badge('no longer followed', 'muted');
+  }
+  return h('li', {}, h('span', { class: 'mono', text: i.instanceId }), ` ${to} `, outcome);
+}
+
+function nodeFailoverTable({ data, error }) {
+  if (!data) {
+    return error ? h('p', { class: 'stale', text: `Node failovers are not available: ${error.message}.` })
+      : h('p', { class: 'muted', text: 'Loading…' });
+  }
+  const rows = (data.failovers ?? []).map((f) => [
+    f.nodeId,
+    h('span', { title: dateTime(f.lastSeenMs), text: `${clock(f.lastSeenMs)} (${agoMs(f.lastSeenMs)})` }),
+    ms(f.declaredDeadMs - f.lastSeenMs),
+    f.instances.length ? h('ul', { class: 'plain' }, f.instances.map(movedInstance)) : h('span', { class: 'muted', text: 'none to move' }),
+    f.inProgress ? badge('in progress', 'warn') : badge('done', 'ok'),
+    f.inProgress ? `${ms(Date.now() - f.lastSeenMs)} so far` : ms(f.durationMs),
+  ]);
+  return [
+    h('p', { class: 'muted', text: `Nodes declared dead (silent past their TTL), newest first, and where their instances went, as replica ${data.replicaId} applied them since it started; leader clock. Duration: from the last heartbeat to the last replacement ready.` }),
+    error ? h('p', { class: 'stale' }, badge('stale', 'warn'), ` Node failovers: ${error.message}. Retrying…`) : null,
+    table('Node failovers', ['Node', 'Last heard from', 'Declared dead after', 'Instances (from → to)', 'State', 'Duration'], rows,
+      { empty: 'No node has died since this replica started.' }),
+  ];
 }
 
 /** Steps of one leader change follow each other within election timeouts (well under a

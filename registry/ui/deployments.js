@@ -1,10 +1,9 @@
-// Deployments page: each deployment's instances, phases and rollout progress, and scaling with
-// a confirmation dialog (`PATCH /v1/deployments/{id}` with `{"replicas": n}`). Data:
-// `GET /v1/deployments`, polled every 2 s (it has no watch; the assignments watch is per node
-// and marks the node it names as running an agent, so a console must not call it).
-//
-// No roll back: the API has no call for it. A PATCH that changes what runs starts a rolling
-// update, but the previous spec is not kept anywhere the console could read it back from.
+// Deployments page: each deployment's instances, phases and rollout progress; scaling
+// (`PATCH /v1/deployments/{id}` with `{"replicas": n}`) and rolling back to the spec the last
+// rolling update replaced (`POST /v1/deployments/{id}/rollback`, offered when the deployment
+// names one in `rollbackTo`), each after a confirmation dialog. Data: `GET /v1/deployments`,
+// polled every 2 s (it has no watch; the assignments watch is per node and marks the node it
+// names as running an agent, so a console must not call it).
 
 import { api, isAbort, seg } from './api.js';
 import { agoSecs, badge, dateTime, describeError, freshness, h, labelChips, phaseBadge, renderInto, table } from './dom.js';
@@ -19,14 +18,16 @@ export function mount(root, ctx) {
   let error = null;
   let at = 0;
   let wake = () => {};
-  const draw = () => renderInto(body, view(data, error, at, (d) => dialog.open(d)));
+  const draw = () => renderInto(body, view(data, error, at, { scale: (d) => dialog.open(d), rollBack: (d) => back.open(d) }));
   const dialog = scaleDialog(ctx, body, () => wake());
+  const back = rollbackDialog(ctx, body, () => wake());
   root.append(
     h('h2', { tabindex: '-1', text: 'Deployments' }),
     h('p', { class: 'lede', text: 'What should run, where each instance runs, and how far a rolling update has got. Refreshed every 2 seconds.' }),
-    h('p', { class: 'muted', text: 'Scaling asks for confirmation and needs an admin token. Rolling back is not offered: the API has no call for it yet.' }),
+    h('p', { class: 'muted', text: 'Scaling and rolling back ask for confirmation and need an admin token. Rolling back returns to the spec the last rolling update replaced.' }),
     body,
     dialog.el,
+    back.el,
   );
   draw();
   (async () => {
@@ -52,12 +53,12 @@ export function mount(root, ctx) {
   ctx.signal.addEventListener('abort', () => wake(), { once: true });
 }
 
-function view(data, error, at, onScale) {
+function view(data, error, at, actions) {
   if (!data) return [freshness(0, error)];
   return [
     freshness(at, error),
     data.length === 0 ? h('p', { class: 'empty', text: 'No deployment yet (plumctl deploy, or POST /v1/deployments).' }) : null,
-    data.map((d) => deployment(d, onScale)),
+    data.map((d) => deployment(d, actions)),
   ];
 }
 
@@ -81,7 +82,12 @@ function rollout(d, active) {
   return r ? badge(r, 'muted') : h('span', { class: 'muted', text: 'no update yet' });
 }
 
-function deployment(d, onScale) {
+/** What a spec runs, in a few words: version, command and arguments. */
+function runs(spec) {
+  return `version ${spec.version || '(none)'}: ${[spec.command, ...(spec.args ?? [])].join(' ')}`;
+}
+
+function deployment(d, { scale, rollBack }) {
   const spec = d.spec ?? {};
   const instances = [...(d.instances ?? [])].sort((a, b) => a.instanceId.localeCompare(b.instanceId));
   const active = instances.filter((i) => !i.standby);
@@ -91,8 +97,13 @@ function deployment(d, onScale) {
   return h('section', { class: 'panel', 'aria-labelledby': headingId },
     h('div', { class: 'panel-head' },
       h('h3', { id: headingId, text: d.deploymentId }),
-      h('button', { type: 'button', dataset: { key: `scale:${d.deploymentId}` }, onclick: () => onScale(d),
-        'aria-label': `Scale ${d.deploymentId}`, text: 'Scale…' })),
+      h('div', { class: 'actions' },
+        d.rollbackTo
+          ? h('button', { type: 'button', class: 'secondary', dataset: { key: `rollback:${d.deploymentId}` }, onclick: () => rollBack(d),
+            'aria-label': `Roll back ${d.deploymentId}`, text: 'Roll back…' })
+          : null,
+        h('button', { type: 'button', dataset: { key: `scale:${d.deploymentId}` }, onclick: () => scale(d),
+          'aria-label': `Scale ${d.deploymentId}`, text: 'Scale…' }))),
     d.reschedulePaused ? h('p', { class: 'notice warn', text: `Rescheduling paused: ${d.reschedulePaused}` }) : null,
     h('dl', { class: 'facts' },
       fact('Name', spec.name ?? '—'),
@@ -101,6 +112,7 @@ function deployment(d, onScale) {
       spec.standby ? fact('Warm standbys', String(spec.standby)) : null,
       fact('Generation', String(d.generation ?? 0)),
       fact('Rollout', rollout(d, active)),
+      d.rollbackTo ? fact('Rolls back to', runs(d.rollbackTo)) : null,
       spec.service?.name ? fact('Service', `${spec.service.name}${spec.service.protocol ? ` (${spec.service.protocol})` : ''}`) : null,
       fact('Placement', labelChips(spec.placement?.labels)),
       fact('Created', h('span', { title: dateTime(d.createdAt * 1000), text: agoSecs(d.createdAt) }))),
@@ -162,23 +174,11 @@ function scaleDialog(ctx, list, refresh) {
     ev.preventDefault();
     const n = wanted();
     if (n === null || n === current.replicas) return;
-    confirm.disabled = true;
-    error.textContent = '';
-    try {
+    await submitDialog({ el, confirm, error, ctx }, async () => {
       await api(`/v1/deployments/${seg(current.id)}`, { method: 'PATCH', body: { replicas: n }, signal: ctx.signal });
       ctx.announce(`Scaled ${current.id} to ${n} replicas.`);
-      el.close();
       refresh();
-    } catch (e) {
-      if (isAbort(e)) return;
-      if (e.status === 401 || e.status === 403) {
-        el.close(); // The token form (shown by the app) must not sit behind a modal dialog.
-        return;
-      }
-      error.textContent = describeError(e);
-    } finally {
-      confirm.disabled = false;
-    }
+    });
   });
   ctx.signal.addEventListener('abort', () => { if (el.open) el.close(); }, { once: true });
   return {
@@ -194,4 +194,65 @@ function scaleDialog(ctx, list, refresh) {
       input.select();
     },
   };
+}
+
+/** The rollback dialog: what runs now, what it goes back to, and a button that says it. */
+function rollbackDialog(ctx, list, refresh) {
+  const title = h('h3', { id: 'rollback-title' });
+  const summary = h('p', { id: 'rollback-summary' });
+  const error = h('p', { class: 'error', role: 'alert' });
+  const confirm = h('button', { type: 'submit', text: 'Roll back' });
+  const cancel = h('button', { type: 'button', class: 'secondary', text: 'Cancel' });
+  const form = h('form', { novalidate: true }, title, summary, error, h('div', { class: 'actions' }, confirm, cancel));
+  const el = h('dialog', { class: 'dialog', 'aria-labelledby': 'rollback-title', 'aria-describedby': 'rollback-summary' }, form);
+  let current = null;
+
+  cancel.addEventListener('click', () => el.close());
+  el.addEventListener('close', () => {
+    if (current) list.querySelector(`[data-key="${CSS.escape(`rollback:${current.id}`)}"]`)?.focus();
+  });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    await submitDialog({ el, confirm, error, ctx }, async () => {
+      await api(`/v1/deployments/${seg(current.id)}/rollback`, { method: 'POST', signal: ctx.signal });
+      ctx.announce(`Rolling ${current.id} back to ${current.to}.`);
+      refresh();
+    });
+  });
+  ctx.signal.addEventListener('abort', () => { if (el.open) el.close(); }, { once: true });
+  return {
+    el,
+    open(d) {
+      const to = d.rollbackTo.version || 'the previous spec';
+      current = { id: d.deploymentId, to };
+      title.textContent = `Roll back ${d.deploymentId}`;
+      summary.textContent = `${d.deploymentId} runs ${runs(d.spec)}. A rolling update replaces its ${d.spec.replicas} `
+        + `instance${d.spec.replicas === 1 ? '' : 's'} one at a time with ${runs(d.rollbackTo)}`
+        + (d.rollout === 'InProgress' ? '. A rolling update is in progress now: the cluster will refuse until it ends.' : '.');
+      confirm.textContent = `Roll back to ${to}`;
+      error.textContent = '';
+      el.showModal();
+      cancel.focus();
+    },
+  };
+}
+
+// Runs a dialog's confirmed action: the dialog closes when it succeeds, shows the error when it
+// fails, and closes on 401/403 (the token form the app shows must not sit behind a modal).
+async function submitDialog({ el, confirm, error, ctx }, action) {
+  confirm.disabled = true;
+  error.textContent = '';
+  try {
+    await action();
+    el.close();
+  } catch (e) {
+    if (isAbort(e)) return;
+    if (e.status === 401 || e.status === 403) {
+      el.close();
+      return;
+    }
+    error.textContent = describeError(e);
+  } finally {
+    confirm.disabled = false;
+  }
 }

@@ -4,9 +4,10 @@
 // For every page: it loads, says no error in the browser console, fails no request, shows the
 // leader `GET /v1/cluster` names, labels every form field, and can be reached by keyboard; a
 // screenshot of it goes to docs/screenshots/. Then the pages' actions and live updates: scaling
-// through the dialog, a compare-and-set KV edit (and its conflict, seen through the KV watch),
-// one agent killed (nodes, services, deployments and the cluster page follow), and the leader
-// replica killed (the header and the failover timeline follow).
+// and rolling back through their dialogs, a compare-and-set KV edit (and its conflict, seen
+// through the KV watch), one agent killed (nodes, services, deployments and the cluster page,
+// with its node failover, follow), and the leader replica killed (the header and the failover
+// timeline follow).
 //
 // Environment: PLUM_HOME (the cluster's home: cluster.env, admin token, pid files; required),
 // PLUM_SCREENSHOT_DIR (default docs/screenshots), PLUM_CHROMIUM (default /usr/bin/chromium).
@@ -298,6 +299,8 @@ test('cluster page: every replica, its role, and the leader', async () => {
     }
     assert.match(await text(page, 'dl.facts'), new RegExp(`Leader\\s+replica ${s.leaderId}\\b`));
     assert.match(await text(page, '#page'), /Last leader change as replica \d+ saw it/);
+    // Node failovers (none yet: every agent is alive), from `GET /v1/failovers`.
+    await page.waitForFunction(() => /Node failovers\s+Nodes declared dead/.test(document.querySelector('#page')?.innerText ?? ''));
   });
 });
 
@@ -356,6 +359,34 @@ test('deployments page: echo-demo, its instances, and scaling through the dialog
       && document.querySelectorAll('[aria-label="Instances of echo-demo"] tbody tr').length === k, n, { timeout: 30000 });
   }
   assertClean(tab, 'scaling');
+});
+
+test('deployments page: rolling back an update through the dialog', async () => {
+  const tab = tabs.get('main');
+  const { page } = tab;
+  const before = (await api('/v1/deployments/echo-demo')).spec.version;
+  // An update (through the API), done: the page offers to roll it back.
+  await api('/v1/deployments/echo-demo', { method: 'PATCH', body: { version: `${before}-next` } });
+  const settled = (version) => eventually(`echo-demo at version ${version}, its rollout done`, 60000, async () => {
+    const d = await api('/v1/deployments/echo-demo');
+    const active = d.instances.filter((i) => !i.standby);
+    return d.rollout === 'Done' && d.spec.version === version && active.length === 3
+      && active.every((i) => i.generation === d.generation && i.phase === 'Running' && i.healthy);
+  });
+  await settled(`${before}-next`);
+  await page.waitForSelector('button[aria-label="Roll back echo-demo"]');
+  await page.click('button[aria-label="Roll back echo-demo"]');
+  await page.waitForSelector('dialog[aria-labelledby="rollback-title"][open]');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Cancel', 'the dialog focuses Cancel');
+  assert.match(await text(page, '#rollback-summary'), new RegExp(`runs version ${before}-next.*with version ${before}:`));
+  await assertAccessible(page, 'rollback dialog');
+  await screenshot(page, 'deployments-rollback', { keepFocus: true });
+  await page.click(`dialog[open] button[type="submit"]`);
+  await page.waitForFunction(() => !document.querySelector('dialog[aria-labelledby="rollback-title"]')?.open);
+  await settled(before);
+  await page.waitForFunction((v) => new RegExp(`Version\\s+${v.replace(/\./g, '\\.')}\\s`).test(document.querySelector('#page').innerText)
+    && /Rollout\s+done/.test(document.querySelector('#page').innerText), before, { timeout: 10000 });
+  assertClean(tab, 'rolling back');
 });
 
 test('config KV page: namespaces, keys, compare-and-set edits, live through the watch', async () => {
@@ -440,6 +471,11 @@ test('an agent killed: the node shows dead, its instance moves, every page follo
   console.log(`# ${victim} shown dead ${deadAfter} ms after its agent was killed`);
   assert.match(await text(views.nodes.page, '.summary'), new RegExp(`${AGENTS - 1} alive\\s+1 dead`));
   await screenshot(views.nodes.page, 'nodes-node-dead');
+  // Cluster page: a node failover row for it, naming the instance that left it.
+  await views.cluster.page.waitForFunction(([v, i]) => {
+    const tr = [...document.querySelectorAll('[aria-label="Node failovers"] tbody tr')].find((r) => r.cells[0].innerText.trim() === v);
+    return tr?.cells[3].innerText.includes(i);
+  }, [victim, instanceOnVictim], { timeout: NODE_DEAD_DEADLINE_MS });
 
   // Services (discovery stream): the dead node's endpoint leaves without a reload.
   await views.services.page.waitForFunction((v) => ![...document.querySelectorAll('[aria-label="Endpoints of echo"] tbody tr')]
@@ -456,6 +492,17 @@ test('an agent killed: the node shows dead, its instance moves, every page follo
     .startsWith(`${n} of ${n} endpoints healthy`), 3, { timeout: 30000 });
   await views.deployments.page.waitForFunction(() => /3 desired · 3 running · 3 ready/.test(document.querySelector('#page').innerText),
     null, { timeout: 30000 });
+  // Cluster page: the node failover done once its instance is ready elsewhere, with its duration,
+  // as `GET /v1/failovers` says.
+  await views.cluster.page.waitForFunction((v) => {
+    const tr = [...document.querySelectorAll('[aria-label="Node failovers"] tbody tr')].find((r) => r.cells[0].innerText.trim() === v);
+    return tr?.cells[4].innerText.trim() === 'done' && /^\d+(\.\d)? m?s$/.test(tr.cells[5].innerText.trim());
+  }, victim, { timeout: NODE_DEAD_DEADLINE_MS });
+  const failover = (await api('/v1/failovers')).failovers.find((f) => f.nodeId === victim);
+  assert.ok(failover && !failover.inProgress && failover.durationMs > 0, `the API's failover of ${victim}: ${JSON.stringify(failover)}`);
+  const movedOff = failover.instances.find((i) => i.instanceId === instanceOnVictim);
+  assert.ok(movedOff && movedOff.state === 'ready' && movedOff.toNode !== victim, `${instanceOnVictim} in it: ${JSON.stringify(failover)}`);
+  await screenshot(views.cluster.page, 'cluster-node-failover');
   // Cluster page: the expiry counted, as the API says.
   const expiredNow = await eventually('the API counts the expiry', 5000, async () => {
     const n = (await api('/v1/cluster')).nodesExpired ?? 0;

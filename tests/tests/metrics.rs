@@ -10,7 +10,7 @@ use std::time::Duration;
 use plum_tests::prom::Scrape;
 use plum_tests::{TestCluster, echo_spec, instance_pids, wait_until};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const GENEROUS: Duration = Duration::from_secs(60);
 
@@ -145,6 +145,14 @@ async fn a_node_kill_shows_in_expiries_reschedules_and_failover_durations() {
         before.push((id, expiries, reschedules, failovers));
     }
 
+    let d: Value = cluster.get_json(1, &format!("/v1/deployments/{id}")).await.expect("deployment");
+    let on_m2 = d["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["nodeId"] == "m2"))
+        .and_then(|i| i["instanceId"].as_str())
+        .expect("an instance on m2")
+        .to_string();
+
     // m2 dies outright: every replica applies its expiry and the move of its instance, and
     // sees the replacement become ready.
     cluster.kill_node("m2");
@@ -170,6 +178,33 @@ async fn a_node_kill_shows_in_expiries_reschedules_and_failover_durations() {
         assert!(mean > 0.5 && mean < GENEROUS.as_secs_f64(), "mean failover {mean} s on replica {id}");
         let within_a_minute = value(&m, "plum_failover_duration_seconds_bucket", &[("le", "60.0")]);
         assert_eq!(within_a_minute, count, "every failover within a minute");
+
+        // The same failover in `GET /v1/failovers`: m2, its instance moved and ready elsewhere.
+        let answer: Value = cluster.get_json(id, "/v1/failovers").await.expect("failovers");
+        assert_eq!(answer["replicaId"], json!(id));
+        let f = answer["failovers"]
+            .as_array()
+            .and_then(|all| all.iter().find(|f| f["nodeId"] == "m2"))
+            .unwrap_or_else(|| panic!("replica {id} lists no failover of m2: {answer}"));
+        assert_eq!(f["inProgress"], json!(false), "{f}");
+        let (last_seen, declared) =
+            (f["lastSeenMs"].as_u64().expect("lastSeenMs"), f["declaredDeadMs"].as_u64().expect("declaredDeadMs"));
+        assert!(declared >= last_seen, "{f}");
+        let moved = f["instances"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["instanceId"] == json!(on_m2)))
+            .unwrap_or_else(|| panic!("m2's failover does not list {on_m2}: {f}"));
+        assert_eq!(
+            (&moved["fromNode"], &moved["state"], &moved["standbyTakeover"]),
+            (&json!("m2"), &json!("ready"), &json!(false)),
+            "{moved}"
+        );
+        assert!(moved["toNode"] == "m1" || moved["toNode"] == "m3", "{moved}");
+        assert_eq!(moved["deploymentId"], json!(deployment[0].1));
+        let took = moved["durationMs"].as_u64().expect("durationMs");
+        assert!(took > 500 && took < GENEROUS.as_millis() as u64, "{moved}");
+        assert_eq!(moved["readyMs"].as_u64(), Some(last_seen + took), "{moved}");
+        assert_eq!(f["durationMs"].as_u64(), Some(took), "{f}");
     }
     wait_until(GENEROUS, "three instances ready again", || async {
         scrape(&cluster, 3).await.value("plum_deployment_ready_instances", &deployment) == Some(3.0)

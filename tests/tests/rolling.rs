@@ -99,3 +99,52 @@ async fn a_version_change_rolls_without_a_failed_request() {
     })
     .await;
 }
+
+/// A rollback is a rolling update back to the spec the last one replaced: refused (409, a JSON
+/// error) while there is none or while an update runs; then the old version serves again, and
+/// the one rolled back from becomes what a next rollback would return to.
+#[tokio::test]
+async fn a_rollback_returns_to_the_spec_the_last_update_replaced() {
+    let cluster = start_with_agents(&["b1", "b2"], GENEROUS).await;
+    let (status, created) =
+        cluster.call(1, Method::POST, "/v1/deployments", Some(echo_spec(2, 0))).await.expect("create");
+    assert_eq!(status, 201, "{created}");
+    let id = created["deploymentId"].as_str().expect("id").to_string();
+    let rollback = format!("/v1/deployments/{id}/rollback");
+    let served = |version: &'static str| {
+        let cluster = &cluster;
+        let id = id.clone();
+        async move {
+            let d: Value = cluster.get_json(1, &format!("/v1/deployments/{id}")).await.unwrap_or_default();
+            let eps: Vec<Value> = cluster.get_json(1, "/v1/discovery?service=echo").await.unwrap_or_default();
+            let versions: Vec<&str> = eps.iter().filter_map(|e| e["version"].as_str()).collect();
+            (d["rollout"] == "Done" || d["rollout"] == "") && versions == vec![version; 2]
+        }
+    };
+    wait_until(GENEROUS, "two v1 endpoints", || served("1.0.0")).await;
+
+    // Never updated: nothing to roll back to.
+    let (status, refused) = cluster.call(2, Method::POST, &rollback, None).await.expect("rollback");
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("roll back")), "{refused}");
+
+    let (status, patched) = cluster
+        .call(2, Method::PATCH, &format!("/v1/deployments/{id}"), Some(json!({"version": "2.0.0"})))
+        .await
+        .expect("patch");
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["rollbackTo"]["version"], "1.0.0", "{patched}");
+    // Not while the update runs.
+    let (status, busy) = cluster.call(3, Method::POST, &rollback, None).await.expect("rollback");
+    assert_eq!(status, 409, "{busy}");
+    wait_until(GENEROUS, "the update done, two v2 endpoints", || served("2.0.0")).await;
+
+    // Sent to a follower: passed on to the leader.
+    let (status, rolled) = cluster.call(3, Method::POST, &rollback, None).await.expect("rollback");
+    assert_eq!(status, 200, "{rolled}");
+    assert_eq!((&rolled["spec"]["version"], &rolled["spec"]["replicas"]), (&json!("1.0.0"), &json!(2)), "{rolled}");
+    assert_eq!(rolled["rollbackTo"]["version"], "2.0.0", "{rolled}");
+    wait_until(GENEROUS, "rolled back: two v1 endpoints", || served("1.0.0")).await;
+    let d: Value = cluster.get_json(2, &format!("/v1/deployments/{id}")).await.expect("deployment");
+    assert_eq!((&d["generation"], &d["rollout"]), (&json!(3), &json!("Done")), "{d}");
+}

@@ -104,6 +104,19 @@ async fn a_warm_standby_takes_over_from_a_killed_node() {
         now.len() == 2 && now.iter().all(|(n, _)| *n != victim) && now.iter().any(|(_, i)| *i == standby)
     })
     .await;
+    // `GET /v1/failovers` names the takeover: ready in the entry that declared the node dead.
+    let answer: Value = cluster.get_json(3, "/v1/failovers").await.expect("failovers");
+    let f = answer["failovers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["nodeId"] == json!(victim)))
+        .unwrap_or_else(|| panic!("no failover of {victim}: {answer}"));
+    let taken = f["instances"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["standbyTakeover"] == json!(true)))
+        .unwrap_or_else(|| panic!("no standby takeover in {f}"));
+    assert_eq!((&taken["replacementId"], &taken["state"]), (&json!(standby), &json!("ready")), "{taken}");
+    assert_eq!(taken["readyMs"], f["declaredDeadMs"], "{f}");
+    assert!(taken["durationMs"].as_u64().is_some(), "{taken}");
     wait_until(GENEROUS, "a new standby, ready, on a live node", || async {
         let d: Value = cluster.get_json(1, &format!("/v1/deployments/{id}")).await.unwrap_or_default();
         let s = standby_of(&d);

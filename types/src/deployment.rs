@@ -127,6 +127,11 @@ pub struct DeploymentInfo {
     /// Why instances on dead nodes are not being moved, while rescheduling is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reschedule_paused: Option<String>,
+    /// The spec the last rolling update replaced: what `POST /v1/deployments/{id}/rollback`
+    /// starts a rolling update back to (with the current `replicas`). Absent: nothing to roll
+    /// back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<DeploymentRequest>,
 }
 
 /// An item of `GET /v1/assignments?nodeId=` (the shape Plum's Go agent polls).

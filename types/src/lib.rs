@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod deployment;
 pub mod endpoint;
 pub mod error;
+pub mod failover;
 pub mod headers;
 pub mod kv;
 mod lenient;
@@ -22,6 +23,7 @@ pub use deployment::{
 };
 pub use endpoint::{Endpoint, EndpointSpec};
 pub use error::ErrorBody;
+pub use failover::{MovedInstance, MovedInstanceState, NodeFailover, NodeFailovers};
 pub use kv::{
     KvBatchItem, KvBatchRequest, KvBatchResponse, KvItem, KvKeys, KvNamespaces, KvPutRequest, KvType, KvWritten,
 };

@@ -163,6 +163,34 @@ pub async fn update(State(state): State<Shared>, Path(id): Path<String>, req: Re
     state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id)).await
 }
 
+/// `POST /v1/deployments/{id}/rollback`: a rolling update back to the spec the last one replaced
+/// (`rollbackTo`), with the current number of replicas. `409` when there is none, when the
+/// deployment already runs it, or while an update is in progress.
+pub async fn rollback(State(state): State<Shared>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+    let (headers, path, bytes) = body_and_parts(req).await?;
+    if let Some(resp) = on_leader(&state, &headers, &path, reqwest::Method::POST, bytes).await {
+        return Ok(resp);
+    }
+    let found = state.cluster.with_registry(|r| r.deployment_record(&id).map(|d| (d.spec.clone(), d.rollback.clone())));
+    let (current, to) = found.ok_or_else(|| ApiError::NotFound(format!("deployment `{id}` not found")))?;
+    let conflict = |message: String| ApiError::Conflict { message, detail: None };
+    let Some(to) = to else {
+        return Err(conflict(format!(
+            "deployment `{id}` has not been updated: there is no earlier spec to roll back to"
+        )));
+    };
+    let spec = DeploymentRequest { replicas: current.replicas, request_id: current.request_id.clone(), ..to };
+    if spec == current {
+        return Err(conflict(format!("deployment `{id}` already runs the spec it would roll back to")));
+    }
+    let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec) };
+    if let CommandResult::Busy { reason } = state.cluster.write(op).await?.result {
+        return Err(conflict(reason));
+    }
+    tracing::info!(deployment = %id, "rolling back to the previous spec");
+    state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id)).await
+}
+
 /// Instances to add (placed here, on the leader) or remove (the last ones by id) to reach
 /// `spec.replicas`.
 fn scale_op(r: &crate::state::Registry, id: &str, spec: &DeploymentRequest) -> Op {

@@ -11,6 +11,7 @@ mod deployments;
 mod discovery;
 mod error;
 mod extract;
+mod failovers;
 mod internal;
 mod kv;
 mod nodes;
@@ -220,6 +221,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/kv/{ns}/{key}", get(kv::get).put(kv::put).delete(kv::remove))
         .route("/v1/deployments", get(deployments::list).post(deployments::create))
         .route("/v1/deployments/{id}", get(deployments::get_one).delete(deployments::remove).patch(deployments::update))
+        .route("/v1/deployments/{id}/rollback", post(deployments::rollback))
         .route("/v1/assignments", get(deployments::assignments))
         .route("/v1/stream", get(deployments::stream))
         .route("/v1/instances/status", post(deployments::report))
@@ -229,6 +231,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/cluster/members/{id}", delete(cluster_admin::remove_member))
         .route("/v1/cluster/transfer-leader", post(cluster_admin::transfer_leader))
         .route("/v1/cluster/reschedule", post(cluster_admin::resume_rescheduling))
+        .route("/v1/failovers", get(failovers::list))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", delete(tokens::revoke))
         .route("/v1/auth/whoami", get(tokens::whoami))

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/v1/deployments/{id}", Read),
     ("DELETE", "/v1/deployments/{id}", Admin),
     ("PATCH", "/v1/deployments/{id}", Admin),
+    ("POST", "/v1/deployments/{id}/rollback", Admin),
     ("GET", "/v1/assignments", Read),
     ("GET", "/v1/stream", Read),
     ("POST", "/v1/instances/status", Node),
@@ -74,6 +75,8 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("DELETE", "/v1/cluster/members/{id}", Admin),
     ("POST", "/v1/cluster/transfer-leader", Admin),
     ("POST", "/v1/cluster/reschedule", Admin),
+    // Like `/v1/cluster`: what the applied log says about node failovers.
+    ("GET", "/v1/failovers", Read),
     ("GET", "/v1/tokens", Admin),
     ("POST", "/v1/tokens", Admin),
     ("DELETE", "/v1/tokens/{id}", Admin),

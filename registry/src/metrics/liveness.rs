@@ -1,13 +1,10 @@
 //! Liveness: the heartbeats this replica received and passed on to the leader (`liveness::batcher`),
 //! and what the replicated log says about deaths and their repair, followed command by command
-//! as they apply ([`ApplyObserver`]): node and instance expiries, instances rescheduled off dead
+//! as they apply ([`ApplyObserver`], [`super::failovers`]): node and instance expiries, instances rescheduled off dead
 //! nodes, warm-standby takeovers, and how long each failover took from the node's death (its
 //! last heartbeat the cluster recorded) to a replacement ready (its agent reporting it
 //! `Running` and healthy, or a ready standby taking over). Every replica applies the same log,
 //! so every replica counts the same, from the leader's timestamps in the entries.
-
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::state::{ApplyObserver, Command, InstanceReport, LeaseKind, Op, Placed, Registry as State};
+use super::failovers::Failovers;
+use crate::state::{ApplyObserver, Command, Registry as State};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -30,12 +28,6 @@ const INSTANCE: KindLabels = KindLabels { kind: "instance" };
 /// Failover durations, in seconds: detection alone is a TTL (1 s for agents by default).
 const FAILOVER_BUCKETS: [f64; 16] =
     [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0];
-
-/// A failover not finished within this long is forgotten (its deployment was deleted, scaled
-/// down, or nothing could run it): the map stays small.
-const FORGET_AFTER_MS: u64 = 3_600_000;
-/// And never more than this many wait at once.
-const MAX_PENDING: usize = 100_000;
 
 fn family_of_kinds() -> Family<KindLabels, Counter> {
     let family = Family::default();
@@ -109,16 +101,15 @@ impl HeartbeatMetrics {
     }
 }
 
-/// What the log says about deaths and their repair.
+/// What the log says about deaths and their repair: counted and timed from what
+/// [`Failovers`] follows (it also keeps the recent failovers for `GET /v1/failovers`).
 pub struct LogMetrics {
     expiries: Family<KindLabels, Counter>,
     reschedules: Counter,
     takeovers: Counter,
     failover: Histogram,
     pending_gauge: Gauge,
-    /// Instances moved off a dead node, not ready yet: instance id -> when their node died
-    /// (unix ms, leader clock).
-    pending: Mutex<HashMap<String, u64>>,
+    failovers: Failovers,
 }
 
 impl Default for LogMetrics {
@@ -129,19 +120,9 @@ impl Default for LogMetrics {
             takeovers: Counter::default(),
             failover: Histogram::new(FAILOVER_BUCKETS),
             pending_gauge: Gauge::default(),
-            pending: Mutex::new(HashMap::new()),
+            failovers: Failovers::default(),
         }
     }
-}
-
-/// When `node` died: in the entry being applied (`dying`), or before (dead in the registry,
-/// last heard from then). `None`: it is alive, or unknown, or no node at all.
-fn death_of(node: &str, dying: &HashMap<&str, u64>, before: &State) -> Option<u64> {
-    dying.get(node).copied().or_else(|| before.node_record(node).filter(|n| !n.alive).map(|n| n.last_seen_ms))
-}
-
-fn seconds_between(from_ms: u64, to_ms: u64) -> f64 {
-    to_ms.saturating_sub(from_ms) as f64 / 1000.0
 }
 
 impl LogMetrics {
@@ -175,185 +156,35 @@ impl LogMetrics {
         );
     }
 
-    fn follow(&self, op: &Op, now_ms: u64, before: &State) {
-        match op {
-            Op::ExpireNodes { nodes, moves, takeovers } => {
-                // As `expire_one` decides: alive, and no newer heartbeat in the log.
-                let dying: HashMap<&str, u64> = nodes
-                    .iter()
-                    .filter(|(id, seen)| before.lease(LeaseKind::Node, id).is_some_and(|l| l.last_seen_ms <= *seen))
-                    .map(|(id, seen)| (id.as_str(), *seen))
-                    .collect();
-                self.expiries.get_or_create(&NODE).inc_by(dying.len() as u64);
-                let mut replaced = HashSet::new();
-                for t in takeovers {
-                    let (Some(standby), Some(active)) =
-                        (before.assignment_record(&t.standby), before.assignment_record(&t.replaces))
-                    else {
-                        continue;
-                    };
-                    // As `take_over` decides.
-                    if !standby.standby || active.standby {
-                        continue;
-                    }
-                    self.takeovers.inc();
-                    replaced.insert(t.replaces.as_str());
-                    if let Some(died) = death_of(&active.node_id, &dying, before) {
-                        self.failover.observe(seconds_between(died, now_ms));
-                    }
-                }
-                self.moved(moves, now_ms, &dying, &replaced, before);
-            }
-            Op::Reassign { moves } => self.moved(moves, now_ms, &HashMap::new(), &HashSet::new(), before),
-            Op::ReportInstance { report } => self.reported(report, now_ms, before),
-            Op::ExpireInstances { instances } => {
-                let expired = instances
-                    .iter()
-                    .filter(|(id, seen)| before.lease(LeaseKind::Instance, id).is_some_and(|l| l.last_seen_ms <= *seen))
-                    .count();
-                self.expiries.get_or_create(&INSTANCE).inc_by(expired as u64);
-            }
-            Op::Batch { ops } => ops.iter().for_each(|op| self.follow(op, now_ms, before)),
-            _ => {}
-        }
-    }
-
-    /// Instances given new nodes: those that left a dead node (or were already waiting after
-    /// one died) are rescheduled; active ones among them wait to be ready again.
-    fn moved(
-        &self,
-        moves: &[Placed],
-        now_ms: u64,
-        dying: &HashMap<&str, u64>,
-        replaced: &HashSet<&str>,
-        before: &State,
-    ) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for m in moves {
-            let Some(a) = before.assignment_record(&m.instance_id) else { continue };
-            if a.node_id == m.node_id {
-                continue;
-            }
-            // Waiting since an earlier move keeps its first death time.
-            let died = pending.get(&m.instance_id).copied().or_else(|| death_of(&a.node_id, dying, before));
-            let Some(died) = died else { continue };
-            if !m.node_id.is_empty() {
-                self.reschedules.inc();
-            }
-            // A standby, or an instance a standby replaced (it becomes one), serves nobody.
-            if !a.standby && !replaced.contains(m.instance_id.as_str()) {
-                pending.insert(m.instance_id.clone(), died);
-            }
-        }
-        if pending.len() > MAX_PENDING / 2 || pending.values().any(|d| now_ms.saturating_sub(*d) > FORGET_AFTER_MS) {
-            pending.retain(|_, died| now_ms.saturating_sub(*died) <= FORGET_AFTER_MS);
-            while pending.len() > MAX_PENDING {
-                let Some(oldest) = pending.iter().min_by_key(|(_, d)| **d).map(|(id, _)| id.clone()) else { break };
-                pending.remove(&oldest);
-            }
-        }
-        self.pending_gauge.set(pending.len() as i64);
-    }
-
-    /// A replacement reported ready by the node it is assigned to ends its failover.
-    fn reported(&self, report: &InstanceReport, now_ms: u64, before: &State) {
-        if report.phase != "Running" || !report.healthy {
-            return;
-        }
-        let Some(a) = before.assignment_record(&report.instance_id) else { return };
-        // As `report_instance` decides: a late report from the old node is not about this copy.
-        if (!report.node_id.is_empty() && report.node_id != a.node_id) || a.standby {
-            return;
-        }
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(died) = pending.remove(&report.instance_id) {
-            self.failover.observe(seconds_between(died, now_ms));
-            self.pending_gauge.set(pending.len() as i64);
-        }
+    /// The node failovers followed so far (`GET /v1/failovers`).
+    pub fn failovers(&self) -> &Failovers {
+        &self.failovers
     }
 }
 
 impl ApplyObserver for LogMetrics {
     fn applying(&self, command: &Command, before: &State) {
-        self.follow(&command.op, command.now_ms, before);
+        let seen = self.failovers.follow(command, before);
+        if seen.nodes_expired > 0 {
+            self.expiries.get_or_create(&NODE).inc_by(seen.nodes_expired);
+        }
+        if seen.instances_expired > 0 {
+            self.expiries.get_or_create(&INSTANCE).inc_by(seen.instances_expired);
+        }
+        self.reschedules.inc_by(seen.reschedules);
+        self.takeovers.inc_by(seen.takeovers);
+        for ms in seen.ready_after_ms {
+            self.failover.observe(ms as f64 / 1000.0);
+        }
+        self.pending_gauge.set(seen.pending as i64);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use plum_raft_store::DataWrites;
-    use plum_types::DeploymentRequest;
-
     use super::*;
-    use crate::state::Takeover;
-
-    /// A registry and the metrics following it, applied to as Raft would.
-    struct Log {
-        state: State,
-        metrics: LogMetrics,
-        index: u64,
-    }
-
-    impl Log {
-        fn new() -> Log {
-            Log { state: State::default(), metrics: LogMetrics::default(), index: 0 }
-        }
-
-        fn apply(&mut self, now_ms: u64, op: Op) {
-            self.index += 1;
-            let cmd = Command { now_ms, op };
-            self.metrics.applying(&cmd, &self.state);
-            self.state.apply(self.index, &cmd, &mut DataWrites::default());
-        }
-
-        fn node(&mut self, now_ms: u64, id: &str) {
-            let op = Op::UpsertNode {
-                node_id: id.into(),
-                ip: "10.0.0.1".into(),
-                labels: BTreeMap::new(),
-                can_run: true,
-                ttl_ms: 1000,
-                capacity: 0,
-            };
-            self.apply(now_ms, op);
-        }
-
-        fn deploy(&mut self, now_ms: u64, id: &str, on: &[(&str, &str)], standby: &[(&str, &str)]) {
-            let placed = |list: &[(&str, &str)]| {
-                list.iter().map(|(i, n)| Placed { instance_id: i.to_string(), node_id: n.to_string() }).collect()
-            };
-            let spec = DeploymentRequest { name: id.into(), replicas: on.len() as u32, ..DeploymentRequest::default() };
-            let op = Op::CreateDeployment {
-                deployment_id: id.into(),
-                spec: Box::new(spec),
-                placements: placed(on),
-                standby: placed(standby),
-            };
-            self.apply(now_ms, op);
-        }
-
-        fn report(&mut self, now_ms: u64, instance: &str, node: &str, phase: &str, healthy: bool) {
-            let report = InstanceReport {
-                instance_id: instance.into(),
-                node_id: node.into(),
-                phase: phase.into(),
-                port: 8080,
-                healthy,
-                exit_code: None,
-            };
-            self.apply(now_ms, Op::ReportInstance { report });
-        }
-
-        fn text(&self) -> String {
-            let mut registry = Registry::default();
-            self.metrics.register(&mut registry);
-            let mut text = String::new();
-            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-            text
-        }
-    }
+    use crate::metrics::applied_log::Log;
+    use crate::state::{Op, Placed};
 
     fn has(text: &str, line: &str) {
         assert!(text.lines().any(|l| l == line), "no line `{line}` in:\n{text}");
@@ -402,16 +233,8 @@ mod tests {
 
     #[test]
     fn a_standby_takeover_is_a_failover_ready_in_the_expiry_itself() {
-        let mut log = Log::new();
-        for n in ["a", "b", "c"] {
-            log.node(1_000, n);
-        }
-        log.deploy(1_000, "web", &[("web-0", "a")], &[("web-standby-0", "b")]);
-        log.report(2_000, "web-standby-0", "b", "Running", true);
-        let takeovers = vec![Takeover { standby: "web-standby-0".into(), replaces: "web-0".into() }];
         // The replaced instance becomes the standby and moves: rescheduled, but no failover of its own.
-        let moves = vec![Placed { instance_id: "web-0".into(), node_id: "c".into() }];
-        log.apply(3_000, Op::ExpireNodes { nodes: vec![("a".into(), 1_800)], moves, takeovers });
+        let mut log = Log::standby_takes_over_from_a();
         log.report(4_000, "web-0", "c", "Running", true);
         let text = log.text();
         has(&text, "plum_standby_takeovers_total 1");

@@ -6,12 +6,17 @@
 //! - [`raft`]: storage timings (append, apply), snapshots, leader changes.
 //! - [`liveness`]: heartbeats received and forwarded, batch sizes; what the log says about
 //!   expiries, reschedules, takeovers and failover durations.
+//! - [`failovers`]: node failovers followed through the applied log (what `liveness` counts and
+//!   times), the most recent kept for `GET /v1/failovers`.
 //! - [`scrape`]: gauges read at scrape time: Raft's term, role and indexes, live and dead nodes,
 //!   deployments' desired, running and ready instances.
 //!
 //! Names follow Prometheus' conventions: `plum_` first, the unit in the name, counters end in
 //! `_total` (the encoder adds it), label values from small fixed sets or operator-made names.
 
+#[cfg(test)]
+mod applied_log;
+pub mod failovers;
 pub mod http;
 pub mod liveness;
 pub mod raft;

@@ -124,6 +124,11 @@ pub struct DeploymentRecord {
     /// The last rolling update: `InProgress`, `Done`, or `Failed: why`.
     #[serde(default)]
     pub rollout: String,
+    /// The spec the last rolling update replaced, kept after it ended: what a rollback
+    /// (`POST /v1/deployments/{id}/rollback`) returns to. `None`: never updated, or last
+    /// updated before this was kept.
+    #[serde(default)]
+    pub rollback: Option<plum_types::DeploymentRequest>,
 }
 
 /// One instance of a deployment and the node it is assigned to.

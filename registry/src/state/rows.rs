@@ -26,7 +26,9 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::state::records::{EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord};
+    use crate::state::records::{
+        DeploymentRecord, EndpointRecord, InstanceRecord, KvRecord, NodeRecord, RequestRecord,
+    };
 
     // The layouts of the first release, written positionally (`rmp_serde::to_vec`).
     #[derive(Serialize)]
@@ -170,6 +172,31 @@ mod tests {
         let as_map: BTreeMap<String, serde::de::IgnoredAny> = rmp_serde::from_slice(&bytes).unwrap();
         assert!(as_map.contains_key("service_name") && as_map.contains_key("ip"));
         assert_eq!(decode::<EndpointRecord>(&bytes).unwrap(), ep);
+    }
+
+    #[test]
+    fn a_deployment_row_from_before_rollbacks_were_kept_decodes_with_none() {
+        // The record as it was before `rollback` (named fields, as rows are written since).
+        #[derive(Serialize)]
+        struct DeploymentBefore {
+            deployment_id: String,
+            spec: plum_types::DeploymentRequest,
+            created_ms: u64,
+            generation: u64,
+            previous: Option<plum_types::DeploymentRequest>,
+            rollout: String,
+        }
+        let spec = plum_types::DeploymentRequest { name: "web".into(), version: "2".into(), ..Default::default() };
+        let row = DeploymentBefore {
+            deployment_id: "web".into(),
+            spec: spec.clone(),
+            created_ms: 1,
+            generation: 2,
+            previous: None,
+            rollout: "Done".into(),
+        };
+        let got: DeploymentRecord = decode(&encode(&row)).unwrap();
+        assert_eq!((got.spec, got.generation, got.rollout.as_str(), got.rollback), (spec, 2, "Done", None));
     }
 
     #[test]

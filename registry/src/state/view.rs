@@ -321,6 +321,7 @@ impl Registry {
             generation: d.generation,
             rollout: d.rollout.clone(),
             reschedule_paused: self.reschedule_pause.as_ref().map(|p| p.reason.clone()),
+            rollback_to: d.rollback.clone(),
         }
     }
 

@@ -54,6 +54,7 @@ impl Registry {
             generation: 1,
             previous: None,
             rollout: String::new(),
+            rollback: None,
         };
         writes.put(keys::deployment(deployment_id), rows::encode(&rec));
         self.deployments.insert(deployment_id.to_string(), rec);
@@ -144,6 +145,7 @@ impl Registry {
         let rec = DeploymentRecord {
             spec: DeploymentRequest { replicas: old.spec.replicas, ..spec.clone() },
             previous: Some(old.spec.clone()),
+            rollback: Some(old.spec.clone()),
             generation: old.generation.max(1) + 1,
             rollout: ROLLOUT_IN_PROGRESS.to_string(),
             ..old.clone()
