@@ -150,6 +150,10 @@ pub struct Request {
     pub idempotent: bool,
     pub attempt_timeout: Option<Duration>,
     pub deadline: Option<Duration>,
+    /// Give up after this many rounds over the replicas even if the deadline allows more
+    /// (`None`: as many as the deadline allows). A caller with a retry loop of its own (the
+    /// discovery watch) hears of an outage at once instead of only when the deadline passed.
+    pub max_rounds: Option<u32>,
 }
 
 impl Request {
@@ -161,6 +165,7 @@ impl Request {
             idempotent: true,
             attempt_timeout: None,
             deadline: None,
+            max_rounds: None,
         }
     }
 
@@ -172,7 +177,15 @@ impl Request {
         idempotent: bool,
     ) -> Result<Request, ClientError> {
         let body = body.map(serde_json::to_vec).transpose().map_err(|e| ClientError::Config(e.to_string()))?;
-        Ok(Request { method, path: path.into(), body, idempotent, attempt_timeout: None, deadline: None })
+        Ok(Request {
+            method,
+            path: path.into(),
+            body,
+            idempotent,
+            attempt_timeout: None,
+            deadline: None,
+            max_rounds: None,
+        })
     }
 
     pub fn attempt_timeout(mut self, t: Duration) -> Request {
@@ -182,6 +195,12 @@ impl Request {
 
     pub fn deadline(mut self, t: Duration) -> Request {
         self.deadline = Some(t);
+        self
+    }
+
+    /// At most `rounds` rounds over the replicas (at least one).
+    pub fn max_rounds(mut self, rounds: u32) -> Request {
+        self.max_rounds = Some(rounds.max(1));
         self
     }
 
@@ -483,11 +502,18 @@ impl Controllers {
                             // Not applied; the leader is named in the headers we just learned.
                             redirects += 1;
                             last_error = format!("{url}: redirected to the leader");
-                            let usable = named_leader.is_some_and(|l| !failed[l]);
+                            // A leader whose breaker is open (it failed us on earlier
+                            // requests, e.g. black-holed while the followers still name it)
+                            // is no more usable than one that failed this request: following
+                            // the redirect would wait on it for another attempt timeout.
+                            // (Conformance: `breaker-skips-black-holed-leader`.)
+                            let usable = named_leader
+                                .is_some_and(|l| !failed[l] && !self.replicas[l].breaker.is_open(Instant::now()));
                             if !usable {
                                 // The replica names a leader that just failed us (an election
-                                // is under way) or one we have no address for: let it hold the
-                                // write and pass it on, rather than bouncing between the two.
+                                // is under way), one whose breaker is open, or one we have no
+                                // address for: let it hold the write and pass it on, rather
+                                // than bouncing between the two.
                                 hold = true;
                                 plan.push(at);
                             } else {
@@ -528,7 +554,7 @@ impl Controllers {
             let pause = self.options.backoff.delay(round);
             round += 1;
             redirects = 0;
-            if Instant::now() + pause >= deadline {
+            if req.max_rounds.is_some_and(|max| round >= max) || Instant::now() + pause >= deadline {
                 return Err(give_up(last_error, maybe_applied));
             }
             tracing::debug!(round, pause_ms = pause.as_millis() as u64, error = %last_error, "retrying");
@@ -898,6 +924,57 @@ mod tests {
         let c = Controllers::with_options(urls, Options { deadline: Duration::from_secs(5), ..Options::default() });
         c.send_text(put()).await.expect("applied once leadership settled");
         assert!(hits.load(Ordering::SeqCst) > 10);
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_breaker_is_open_is_not_followed_when_a_follower_names_it() {
+        // The leader is black-holed (its breaker opened on earlier requests) while the follower
+        // still names it: the follower is asked to pass the write on instead.
+        let leader = replica(StatusCode::OK, "{}").await;
+        let leader_url = leader.url.clone();
+        let (hits, held) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let (seen, passed) = (hits.clone(), held.clone());
+        let app = Router::new().fallback(move |headers: HeaderMap| {
+            let (seen, passed, leader_url) = (seen.clone(), passed.clone(), leader_url.clone());
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if headers.contains_key(h::REDIRECT) {
+                    let headers = [(h::LEADER_ADDR, leader_url)];
+                    (StatusCode::TEMPORARY_REDIRECT, headers, r#"{"error":"not the leader","retryable":true}"#)
+                        .into_response()
+                } else {
+                    passed.fetch_add(1, Ordering::SeqCst);
+                    (StatusCode::OK, "{}").into_response()
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let follower_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let c = Controllers::with_options(
+            vec![leader.url.clone(), follower_url],
+            Options { deadline: Duration::from_secs(3), ..Options::default() },
+        );
+        let policy = c.options.breaker;
+        for _ in 0..policy.failures {
+            c.replicas[0].breaker.failure(&policy, Instant::now());
+        }
+        assert!(c.replicas[0].breaker.is_open(Instant::now()));
+        c.send_text(put()).await.expect("the follower passes the write on");
+        assert_eq!(leader.hits(), 0, "the open breaker's replica is not asked");
+        assert_eq!((hits.load(Ordering::SeqCst), held.load(Ordering::SeqCst)), (2, 1), "redirected once, then held");
+    }
+
+    #[tokio::test]
+    async fn a_request_limited_to_one_round_fails_at_once() {
+        // Ports nobody listens on: every attempt is refused at once.
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let urls = vec![format!("http://{}", free()), format!("http://{}", free())];
+        let c = Controllers::with_options(urls, Options { deadline: Duration::from_secs(5), ..Options::default() });
+        let started = Instant::now();
+        let e = c.send_text(Request::get("/v1/nodes").max_rounds(1)).await.unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable(_)), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "not held until the deadline: {:?}", started.elapsed());
     }
 
     #[tokio::test]

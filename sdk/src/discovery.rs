@@ -4,6 +4,15 @@
 //! from memory. When the cluster cannot be reached the last known endpoints are still served,
 //! marked stale, up to a configurable age; past it a lookup fails rather than hand out
 //! endpoints nobody has vouched for in a long time.
+//!
+//! What a watch answer may do to the cache (the rules every Plum SDK shares, checked by the
+//! conformance suite in `sdk/conformance/`; see [`merge`]):
+//! - an answer whose index is below the cached one comes from a lagging replica and is older
+//!   than what we hold: it is ignored, the cache never goes back in time;
+//! - an empty answer never wipes a non-empty cache by itself: the removal is confirmed first by
+//!   a linearizable read (`consistent=true`), and only that read's answer is applied;
+//! - a watch request gives up after one round over the replicas, so an outage marks the cache
+//!   stale at once (the watch loop retries with its own backoff).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, Weak};
@@ -144,8 +153,13 @@ impl Discovery {
 
     /// Fetches `service` once and starts its watch.
     async fn start(self: &Arc<Self>, service: &str) -> Result<Snapshot, ClientError> {
-        let (endpoints, index) = fetch(&self.c, service, None, self.options.watch_wait).await?;
-        let snapshot = Snapshot { endpoints: endpoints.into(), index, confirmed: Instant::now(), contact_lost: false };
+        let (endpoints, index) = fetch(&self.c, service, Fetch::Once).await?;
+        let snapshot = Snapshot {
+            endpoints: endpoints.into(),
+            index: index.unwrap_or(0),
+            confirmed: Instant::now(),
+            contact_lost: false,
+        };
         let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = services.get(service) {
             // Another caller started it meanwhile.
@@ -158,28 +172,75 @@ impl Discovery {
     }
 }
 
-/// One discovery request; with `after`, a long poll that answers once the service's answer
-/// changed after that index (or after `wait`).
-async fn fetch(
-    c: &Controllers,
-    service: &str,
-    after: Option<u64>,
-    wait: Duration,
-) -> Result<(Vec<Endpoint>, u64), ClientError> {
-    let req_wait = if after.is_some() { wait } else { Duration::ZERO };
-    let path = match after {
-        Some(index) => {
-            let (index, wait) = (index.to_string(), wait.as_millis().to_string());
-            let pairs = [("service", service), ("watch", "true"), ("index", &index), ("timeoutMs", &wait)];
-            format!("/v1/discovery?{}", query(&pairs))
+/// The kinds of discovery request.
+#[derive(Debug, Clone, Copy)]
+enum Fetch {
+    /// The first fetch of a service.
+    Once,
+    /// A long poll that answers once the service's answer changed after `after` (or after
+    /// `wait`). One round over the replicas at most: the watch loop retries on its own, and
+    /// hears of an outage at once (`discovery-stale-if-error`).
+    Watch { after: u64, wait: Duration },
+    /// A linearizable read (`consistent=true`): confirms an empty watch answer before it may
+    /// wipe the cache (`discovery-empty-answer-keeps-cache`).
+    Consistent,
+}
+
+/// One discovery request: the endpoints and the `x-plum-index` of the answer, if it had one.
+async fn fetch(c: &Controllers, service: &str, kind: Fetch) -> Result<(Vec<Endpoint>, Option<u64>), ClientError> {
+    let req = match kind {
+        Fetch::Once => Request::get(format!("/v1/discovery?{}", query(&[("service", service)]))),
+        Fetch::Consistent => {
+            Request::get(format!("/v1/discovery?{}", query(&[("service", service), ("consistent", "true")])))
         }
-        None => format!("/v1/discovery?{}", query(&[("service", service)])),
+        Fetch::Watch { after, wait } => {
+            let (index, ms) = (after.to_string(), wait.as_millis().to_string());
+            let pairs = [("service", service), ("watch", "true"), ("index", &index), ("timeoutMs", &ms)];
+            Request::get(format!("/v1/discovery?{}", query(&pairs))).max_rounds(1)
+        }
     };
-    let req = Request::get(path)
-        .attempt_timeout(req_wait + Duration::from_secs(3))
-        .deadline(req_wait + Duration::from_secs(6));
+    let req_wait = match kind {
+        Fetch::Watch { wait, .. } => wait,
+        _ => Duration::ZERO,
+    };
+    let req = req.attempt_timeout(req_wait + Duration::from_secs(3)).deadline(req_wait + Duration::from_secs(6));
     let answer = c.send::<Vec<Endpoint>>(req).await?;
-    Ok((answer.body, answer.index.unwrap_or(0)))
+    Ok((answer.body, answer.index))
+}
+
+/// What a watch answer does to the cached snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// Apply it ([`apply`]).
+    Apply,
+    /// Its index is below the cached one: a lagging replica's older answer. The cache never
+    /// goes back in time (`discovery-index-backwards`).
+    Older,
+    /// Empty over a non-empty cache: an empty push (a replica that lost its view, a bug, an
+    /// intermediary) must not wipe the cache without a confirmed removal. Confirm it with a
+    /// linearizable read first (`discovery-empty-answer-keeps-cache`).
+    Confirm,
+}
+
+/// Decides what a watch answer (`endpoints` at `index`) does to `s`.
+fn merge(s: &Snapshot, endpoints: &[Endpoint], index: Option<u64>) -> Merge {
+    if index.is_some_and(|i| i < s.index) {
+        Merge::Older
+    } else if endpoints.is_empty() && !s.endpoints.is_empty() {
+        Merge::Confirm
+    } else {
+        Merge::Apply
+    }
+}
+
+/// Makes `endpoints` at `index` the cached answer, confirmed now.
+fn apply(s: &mut Snapshot, endpoints: Vec<Endpoint>, index: Option<u64>) {
+    if *s.endpoints != *endpoints {
+        s.endpoints = endpoints.into();
+    }
+    s.index = index.unwrap_or(0).max(s.index);
+    s.confirmed = Instant::now();
+    s.contact_lost = false;
 }
 
 /// The watch loop of one service: long polls from the last index; on failure marks the cache
@@ -193,18 +254,34 @@ async fn keep_fresh(cache: Weak<Discovery>, service: String, tx: watch::Sender<S
         let (c, wait) = (d.c.clone(), d.options.watch_wait);
         drop(d);
         let after = tx.borrow().index;
-        match fetch(&c, &service, Some(after), wait).await {
-            Ok((endpoints, index)) => {
+        // What to apply (`None`: nothing), and whether to pause before the next poll (the
+        // answer was an empty or an older one: such answers may come at once, do not spin on
+        // them); or why the cluster could not be heard.
+        let outcome = async {
+            let (endpoints, index) = fetch(&c, &service, Fetch::Watch { after, wait }).await?;
+            let verdict = merge(&tx.borrow(), &endpoints, index);
+            Ok::<_, ClientError>(match verdict {
+                Merge::Apply => (Some((endpoints, index)), false),
+                Merge::Older => (None, true),
+                Merge::Confirm => {
+                    // Only the linearizable read's answer is applied (unless it is older too).
+                    let (endpoints, index) = fetch(&c, &service, Fetch::Consistent).await?;
+                    let verdict = merge(&tx.borrow(), &endpoints, index);
+                    ((verdict != Merge::Older).then_some((endpoints, index)), true)
+                }
+            })
+        }
+        .await;
+        match outcome {
+            Ok((applied, pause)) => {
                 failures = 0;
                 refused = false;
-                tx.send_modify(|s| {
-                    if index != s.index || s.contact_lost || *s.endpoints != *endpoints {
-                        s.endpoints = endpoints.into();
-                    }
-                    s.index = index.max(s.index);
-                    s.confirmed = Instant::now();
-                    s.contact_lost = false;
-                });
+                if let Some((endpoints, index)) = applied {
+                    tx.send_modify(|s| apply(s, endpoints, index));
+                }
+                if pause {
+                    tokio::time::sleep(backoff.delay(0)).await;
+                }
             }
             Err(e) => {
                 // A refused token is no outage and stays refused until replaced: say so once.
@@ -274,5 +351,26 @@ mod tests {
         assert!(d.judge("s", &old).is_err(), "past the maximum staleness");
         let silent = Snapshot { confirmed: Instant::now() - Duration::from_secs(4), ..fresh };
         assert!(d.judge("s", &silent).unwrap().stale, "no answer for two watch periods");
+    }
+
+    #[test]
+    fn answers_never_take_the_cache_back_in_time_nor_wipe_it_unconfirmed() {
+        let two = vec![ep("1", "http", "a"), ep("1", "http", "b")];
+        let s = Snapshot { endpoints: two.clone().into(), index: 20, confirmed: Instant::now(), contact_lost: true };
+        let one = vec![ep("1", "http", "a")];
+        assert_eq!(merge(&s, &one, Some(15)), Merge::Older, "a lagging replica");
+        assert_eq!(merge(&s, &[], Some(15)), Merge::Older);
+        assert_eq!(merge(&s, &[], Some(20)), Merge::Confirm, "an empty push at the same index");
+        assert_eq!(merge(&s, &[], Some(21)), Merge::Confirm, "even at a higher one");
+        assert_eq!(merge(&s, &one, Some(20)), Merge::Apply);
+        assert_eq!(merge(&s, &one, None), Merge::Apply, "no index: not known to be older");
+        let empty = Snapshot { endpoints: Vec::new().into(), ..s.clone() };
+        assert_eq!(merge(&empty, &[], Some(20)), Merge::Apply, "nothing to wipe");
+
+        let mut applied = s.clone();
+        apply(&mut applied, one.clone(), Some(21));
+        assert_eq!((&*applied.endpoints, applied.index, applied.contact_lost), (&one[..], 21, false));
+        apply(&mut applied, Vec::new(), None);
+        assert_eq!((applied.endpoints.len(), applied.index), (0, 21), "the index never goes down");
     }
 }

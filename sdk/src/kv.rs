@@ -12,8 +12,9 @@ use reqwest::Method;
 use crate::controllers::{Controllers, Request, query};
 use crate::error::ClientError;
 
-/// How long one watch request waits on the server before answering unchanged.
-const WATCH_WAIT: Duration = Duration::from_secs(25);
+/// How long one watch request waits on the server before answering unchanged, unless
+/// [`KvWatch::with_wait`] says otherwise.
+pub const WATCH_WAIT: Duration = Duration::from_secs(25);
 
 #[derive(Clone)]
 pub struct Kv {
@@ -114,7 +115,13 @@ impl Kv {
     /// A watch on `ns`/`prefix` that reports changes after `from_index` (0: report the current
     /// items first).
     pub fn watch(&self, ns: &str, prefix: &str, from_index: u64) -> KvWatch {
-        KvWatch { kv: self.clone(), ns: ns.to_string(), prefix: prefix.to_string(), index: from_index }
+        KvWatch {
+            kv: self.clone(),
+            ns: ns.to_string(),
+            prefix: prefix.to_string(),
+            index: from_index,
+            wait: WATCH_WAIT,
+        }
     }
 }
 
@@ -125,6 +132,8 @@ pub struct KvWatch {
     ns: String,
     prefix: String,
     index: u64,
+    /// How long each watch request waits on the server.
+    wait: Duration,
 }
 
 /// The items under the watched prefix after a change, and the change's index.
@@ -139,16 +148,24 @@ impl KvWatch {
         self.index
     }
 
-    /// Waits for the next change (long polls of 25 s, renewed until one comes; moves to another
-    /// replica if the one asked fails).
+    /// Each watch request waits at most `wait` on the server (default [`WATCH_WAIT`]). Shorter
+    /// waits notice a silently dead connection sooner, at the cost of more requests.
+    pub fn with_wait(mut self, wait: Duration) -> KvWatch {
+        self.wait = wait.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Waits for the next change (long polls of 25 s by default, renewed until one comes;
+    /// moves to another replica if the one asked fails). An answer at or below the watch's
+    /// index is no change: the watch keeps its index and polls again.
     pub async fn next(&mut self) -> Result<KvChange, ClientError> {
         loop {
-            let timeout = WATCH_WAIT.as_millis().to_string();
+            let timeout = self.wait.as_millis().to_string();
             let index = self.index.to_string();
             let q = query(&[("prefix", &self.prefix), ("watch", "true"), ("index", &index), ("timeoutMs", &timeout)]);
             let req = Request::get(format!("{}?{q}", ns_path(&self.ns)))
-                .attempt_timeout(WATCH_WAIT + Duration::from_secs(5))
-                .deadline(WATCH_WAIT * 3);
+                .attempt_timeout(self.wait + Duration::from_secs(5))
+                .deadline((self.wait * 3).max(self.wait + Duration::from_secs(5)));
             let answer = self.kv.c.send::<Vec<KvItem>>(req).await?;
             let changed = answer.index.unwrap_or(0);
             if changed > self.index {
