@@ -39,6 +39,11 @@ pub enum ConfigError {
     NoPeerAuth,
     #[error(transparent)]
     Secret(#[from] crate::cluster::peer_auth::SecretError),
+    #[error(
+        "--otlp-endpoint (PLUM_OTLP_ENDPOINT) needs a plum-controller built with span export: \
+         cargo build -p plum-registry --features otlp"
+    )]
+    OtlpNotBuilt,
 }
 
 /// Flags. Every one is optional here so that the config file can fill what flags leave out.
@@ -175,6 +180,11 @@ pub struct Args {
     /// the config file is read. The filter comes from `PLUM_LOG`.
     #[arg(long, env = "PLUM_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: plum_sdk::logging::LogFormat,
+    /// Export request spans over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (spans are POSTed to its /v1/traces). Off when absent. Needs a
+    /// binary built with `--features otlp`. Flag or environment only, like --log-format.
+    #[arg(long, env = "PLUM_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The same settings from a TOML file.
@@ -292,6 +302,9 @@ pub struct ControllerConfig {
     pub serve: ServeLimits,
     /// Serve (and reach other replicas over) TLS.
     pub tls: Option<TlsFiles>,
+    /// Where to POST spans (OTLP/HTTP, the collector's `/v1/traces`), from `--otlp-endpoint`;
+    /// `None`: no export. Only ever `Some` in a binary built with the feature `otlp`.
+    pub otlp_traces_url: Option<String>,
 }
 
 impl ControllerConfig {
@@ -324,6 +337,27 @@ fn anonymous_role(raw: Option<&str>) -> Result<Option<Role>, ConfigError> {
             Err(e) => Err(ConfigError::Invalid(format!("anonymous role: {e}, or none"))),
         },
     }
+}
+
+/// The OTLP/HTTP path of spans, appended to `--otlp-endpoint` unless it ends with it already.
+pub const OTLP_TRACES_PATH: &str = "/v1/traces";
+
+/// `--otlp-endpoint` → the URL spans are POSTed to: an `http` or `https` URL with a host and no
+/// query; `/v1/traces` is appended unless the path already ends with it.
+pub fn otlp_traces_url(endpoint: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid(format!("--otlp-endpoint `{endpoint}`: {why}"));
+    let url = reqwest::Url::parse(endpoint.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("expected http://HOST:PORT or https://HOST:PORT"));
+    }
+    if url.host_str().is_none_or(str::is_empty) || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("expected http://HOST:PORT, with an optional path and no query"));
+    }
+    let mut url = url.to_string();
+    if !url.trim_end_matches('/').ends_with(OTLP_TRACES_PATH) {
+        url = format!("{}{OTLP_TRACES_PATH}", url.trim_end_matches('/'));
+    }
+    Ok(url)
 }
 
 pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
@@ -466,6 +500,11 @@ impl ControllerConfig {
                 "connections per client, requests in flight and the header and body timeouts must be above 0".into(),
             ));
         }
+        let otlp_traces_url = match args.otlp_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            None => None,
+            Some(_) if !cfg!(feature = "otlp") => return Err(ConfigError::OtlpNotBuilt),
+            Some(endpoint) => Some(otlp_traces_url(endpoint)?),
+        };
         Ok(ControllerConfig {
             id,
             listen,
@@ -480,6 +519,7 @@ impl ControllerConfig {
             client_auth,
             serve,
             tls,
+            otlp_traces_url,
         })
     }
 }
@@ -596,5 +636,39 @@ mod tests {
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
         let empty = Args { cluster_secret_file: Some(dir.path().join("empty")), ..base() };
         assert!(matches!(ControllerConfig::from_args(empty), Err(ConfigError::Secret(_))));
+    }
+
+    #[test]
+    fn the_otlp_endpoint_gets_the_traces_path_and_bad_ones_are_refused() {
+        let url = |e: &str| otlp_traces_url(e).map_err(|e| e.to_string());
+        assert_eq!(url("http://127.0.0.1:4318").unwrap(), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(url("http://127.0.0.1:4318/").unwrap(), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(url("http://collector:4318/v1/traces").unwrap(), "http://collector:4318/v1/traces");
+        assert_eq!(url("https://c.example/otlp/").unwrap(), "https://c.example/otlp/v1/traces");
+        for bad in ["127.0.0.1:4318", "grpc://h:4317", "http://h:1/?x=1", "nonsense"] {
+            assert!(url(bad).unwrap_err().contains("--otlp-endpoint"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_otlp_endpoint_is_refused_clearly_by_a_build_without_the_feature_and_absent_means_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = || Args {
+            id: Some(1),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            data_dir: Some(dir.path().to_path_buf()),
+            insecure_no_peer_auth: true,
+            ..Args::default()
+        };
+        assert_eq!(ControllerConfig::from_args(base()).unwrap().otlp_traces_url, None);
+        let parsed = Args::try_parse_from(["plum-controller", "--otlp-endpoint", "http://127.0.0.1:4318"]).unwrap();
+        let with = ControllerConfig::from_args(Args { otlp_endpoint: parsed.otlp_endpoint, ..base() });
+        if cfg!(feature = "otlp") {
+            assert_eq!(with.unwrap().otlp_traces_url.as_deref(), Some("http://127.0.0.1:4318/v1/traces"));
+        } else {
+            let err = with.unwrap_err();
+            assert!(matches!(err, ConfigError::OtlpNotBuilt));
+            assert!(err.to_string().contains("--features otlp"), "{err}");
+        }
     }
 }

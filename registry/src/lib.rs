@@ -8,6 +8,7 @@
 //! - [`api`]: the HTTP API every replica serves.
 //! - [`metrics`]: Prometheus metrics, `GET /metrics`.
 //! - [`server`]: wiring, serving, graceful shutdown.
+//! - [`trace`]: request spans and W3C trace context; `otlp` (feature `otlp`): their export.
 
 pub mod api;
 pub mod auth;
@@ -15,6 +16,8 @@ pub mod cluster;
 pub mod config;
 pub mod liveness;
 pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod rollout;
 pub mod scheduler;
 pub mod serve;

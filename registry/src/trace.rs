@@ -56,25 +56,39 @@ pub async fn within<F: Future>(context: TraceParent, f: F) -> F::Output {
     CURRENT.scope(context, f).await
 }
 
+/// The request span, with the trace and span ids given as `trace_id = …, request_id = …` (the
+/// same fields in the same order whether or not spans are exported).
+macro_rules! request_span {
+    ($method:expr, $route:expr, $incoming:expr, $replica:expr, $($ids:tt)+) => {
+        tracing::debug_span!(
+            target: TARGET,
+            "request",
+            method = %$method,
+            route = $route,
+            status = Empty,
+            $($ids)+,
+            parent_id = $incoming.map(|p| display(p.parent_id)),
+            replica = $replica,
+        )
+    };
+}
+
 /// The middleware: after routing (it reads `MatchedPath`), around everything else.
 pub async fn request_span(State(replica): State<u64>, req: Request, next: Next) -> Response {
     let incoming = req.headers().get(traceparent::HEADER).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
-    let request_id = SpanId::random();
-    let ours = incoming.unwrap_or_else(TraceParent::random).with_parent(request_id);
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(crate::metrics::http::UNMATCHED, MatchedPath::as_str);
     let method = req.method().clone();
-    let span = tracing::debug_span!(
-        target: TARGET,
-        "request",
-        method = %method,
-        route,
-        status = Empty,
-        trace_id = %ours.trace_id,
-        request_id = %request_id,
-        parent_id = incoming.map(|p| display(p.parent_id)),
-        replica,
-    );
+    let (span, ours, request_id) = match exported_span(&method, route, incoming, replica) {
+        Some(exported) => exported,
+        None => {
+            let request_id = SpanId::random();
+            let ours = incoming.unwrap_or_else(TraceParent::random).with_parent(request_id);
+            let span =
+                request_span!(method, route, incoming, replica, trace_id = %ours.trace_id, request_id = %request_id);
+            (span, ours, request_id)
+        }
+    };
     let started = Instant::now();
     let resp = CURRENT.scope(ours, next.run(req)).instrument(span.clone()).await;
     let status = resp.status().as_u16();
@@ -101,6 +115,34 @@ pub async fn request_span(State(replica): State<u64>, req: Request, next: Next) 
         span.in_scope(|| tracing::debug!(target: TARGET, status, elapsed_ms, "request done"));
     }
     resp
+}
+
+/// With span export on (`otlp.rs`): the request span, continuing the caller's trace in
+/// OpenTelemetry too, and its ids, which are its exported span's: the trace id (the caller's,
+/// or a new one), this request's span id (`request_id`, the parent of the calls it makes).
+#[cfg(feature = "otlp")]
+fn exported_span(
+    method: &Method,
+    route: &str,
+    incoming: Option<TraceParent>,
+    replica: u64,
+) -> Option<(tracing::Span, TraceParent, SpanId)> {
+    if !crate::otlp::active() {
+        return None;
+    }
+    let span = request_span!(method, route, incoming, replica, trace_id = Empty, request_id = Empty);
+    let (trace_id, request_id) = crate::otlp::adopt(&span, incoming)?;
+    span.record("trace_id", tracing::field::display(trace_id))
+        .record("request_id", tracing::field::display(request_id));
+    let flags = incoming.map_or(traceparent::SAMPLED, |p| p.flags);
+    Some((span, TraceParent { trace_id, parent_id: request_id, flags }, request_id))
+}
+
+/// Without span export: never.
+#[cfg(not(feature = "otlp"))]
+#[inline(always)]
+fn exported_span(_: &Method, _: &str, _: Option<TraceParent>, _: u64) -> Option<(tracing::Span, TraceParent, SpanId)> {
+    None
 }
 
 static INFO_LIMIT: RateLimit = RateLimit::new(INFO_PER_SECOND);

@@ -3,8 +3,14 @@
 //! own formatter: one object per line with `timestamp`, `level`, `target`, `fields` and the
 //! fields of the current span (`span`) and of every span it is in (`spans`), so a request's
 //! `trace_id` is on each line logged within it.
+//!
+//! [`init_with`] adds a layer of the binary's own beside the log output (the controller's OTLP
+//! span export, feature `otlp`): `PLUM_LOG` then filters the log output only, and the extra
+//! layer gets what its own filter asks for.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +34,30 @@ pub fn init(format: LogFormat, default_filter: &str) {
             builder.with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init()
         }
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+    }
+}
+
+/// A layer [`init_with`] installs beside the log output, with its own filter.
+pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// [`init`] plus `extra`. The log output is the same (format, `PLUM_LOG`, stderr), filtered per
+/// layer: a span `extra` wants (e.g. DEBUG request spans) is created even when `PLUM_LOG`
+/// leaves it out of the log.
+pub fn init_with(format: LogFormat, default_filter: &str, extra: ExtraLayer) {
+    let filter = EnvFilter::try_from_env(FILTER_ENV).unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let base = tracing_subscriber::registry().with(extra);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => base
+            .with(
+                fmt.with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_filter(filter),
+            )
+            .init(),
+        LogFormat::Json => {
+            base.with(fmt.json().with_current_span(true).with_span_list(true).with_filter(filter)).init()
+        }
     }
 }
 
