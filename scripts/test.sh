@@ -9,6 +9,8 @@ cd "$ROOT"
 # one build (RocksDB's C++ is compiled once).
 cargo build --workspace --all-targets
 cargo test --workspace "$@"
+# Span export is a build feature (off by default); its end-to-end test against a fake collector.
+cargo test -p plum-registry --features otlp --test otlp "$@"
 # The Python SDK: unit tests and the shared conformance suite (sdk/conformance/) against the
 # scripted fake controller, through the blocking and the asyncio client (~25 s). pytest's exit
 # status 5 (nothing collected) fails too: the suite must have run. PLUM_SKIP_PYTHON=1 skips it.
@@ -16,6 +18,11 @@ if [ "${PLUM_SKIP_PYTHON:-0}" != 1 ]; then
   py="${PLUM_PY_VENV:-$HOME/.cache/plum-py-venv}/bin/python"
   [ -x "$py" ] || { echo "no Python SDK venv at $py (.ci/run makes it: python3 -m venv, pip install './sdk/python[test]')" >&2; exit 1; }
   PYTHONDONTWRITEBYTECODE=1 timeout 900 "$py" -m pytest -q -p no:cacheprovider sdk/python
+fi
+# The Java SDK: unit tests and the conformance suite through its blocking and async API (~35 s),
+# offline from Debian's Maven repository. PLUM_SKIP_JAVA=1 skips it.
+if [ "${PLUM_SKIP_JAVA:-0}" != 1 ]; then
+  (cd sdk/java && timeout 900 mvn -o -B -Dmaven.repo.local=/usr/share/maven-repo test)
 fi
 # The web console in headless Chromium (tests/browser/run.sh, well under a minute): a throwaway
 # cluster of the debug build with a home and ports of its own, every page loaded and checked, an

@@ -100,7 +100,6 @@ pub async fn drive(cluster: Arc<Cluster>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use plum_raft_store::DataWrites;
     use plum_types::DeploymentRequest;
@@ -133,15 +132,7 @@ mod tests {
     fn setup() -> Registry {
         let mut r = Registry::default();
         for n in ["a", "b"] {
-            let op = Op::UpsertNode {
-                node_id: n.into(),
-                ip: "10.0.0.1".into(),
-                labels: BTreeMap::new(),
-                can_run: true,
-                ttl_ms: 0,
-                capacity: 0,
-            };
-            apply(&mut r, 0, op);
+            apply(&mut r, 0, Op::test_node(n, 0));
         }
         let spec = DeploymentRequest { name: "d".into(), version: "1".into(), replicas: 2, ..Default::default() };
         let placements = vec![

@@ -1,8 +1,6 @@
 //! Tests' log: a registry and the metrics following it, applied to as Raft would, with helpers
 //! for the entries failovers are made of.
 
-use std::collections::BTreeMap;
-
 use plum_raft_store::DataWrites;
 use plum_types::DeploymentRequest;
 use prometheus_client::registry::Registry;
@@ -31,15 +29,7 @@ impl Log {
 
     /// A node that runs instances, with a 1 s TTL.
     pub fn node(&mut self, now_ms: u64, id: &str) {
-        let op = Op::UpsertNode {
-            node_id: id.into(),
-            ip: "10.0.0.1".into(),
-            labels: BTreeMap::new(),
-            can_run: true,
-            ttl_ms: 1000,
-            capacity: 0,
-        };
-        self.apply(now_ms, op);
+        self.apply(now_ms, Op::test_node(id, 1000));
     }
 
     /// Deployment `id` with instances `on` and warm standbys `standby` (instance, node).

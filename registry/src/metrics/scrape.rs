@@ -165,7 +165,6 @@ impl Collector for ClusterCollector {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use plum_raft_store::DataWrites;
     use plum_types::DeploymentRequest;
@@ -192,15 +191,7 @@ mod tests {
             state.apply(index, &Command { now_ms: 1_000, op }, &mut DataWrites::default());
         };
         for n in ["a", "b"] {
-            let op = Op::UpsertNode {
-                node_id: n.into(),
-                ip: "10.0.0.1".into(),
-                labels: BTreeMap::new(),
-                can_run: true,
-                ttl_ms: 0,
-                capacity: 0,
-            };
-            apply(&mut state, op);
+            apply(&mut state, Op::test_node(n, 0));
         }
         apply(&mut state, Op::ExpireNodes { nodes: vec![("b".into(), 1_000)], moves: vec![], takeovers: vec![] });
         let spec = DeploymentRequest { name: "web \"x\"".into(), replicas: 3, ..DeploymentRequest::default() };

@@ -201,6 +201,21 @@ pub enum Op {
     },
 }
 
+#[cfg(test)]
+impl Op {
+    /// Tests' node `id` at 10.0.0.1 that runs work: no labels, the default capacity, `ttl_ms`.
+    pub fn test_node(id: &str, ttl_ms: u64) -> Op {
+        Op::UpsertNode {
+            node_id: id.into(),
+            ip: "10.0.0.1".into(),
+            labels: Default::default(),
+            can_run: true,
+            ttl_ms,
+            capacity: 0,
+        }
+    }
+}
+
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.op {

@@ -154,7 +154,6 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use plum_types::DeploymentRequest;
 
@@ -173,16 +172,7 @@ mod tests {
     fn two_nodes_one_instance() -> Registry {
         let mut r = Registry::default();
         for n in ["a", "b"] {
-            let ip = "10.0.0.1".to_string();
-            let op = Op::UpsertNode {
-                node_id: n.into(),
-                ip,
-                labels: BTreeMap::new(),
-                can_run: true,
-                ttl_ms: 0,
-                capacity: 0,
-            };
-            apply(&mut r, op);
+            apply(&mut r, Op::test_node(n, 0));
         }
         let spec = DeploymentRequest { name: "d".into(), version: "1".into(), replicas: 1, ..Default::default() };
         let placements = vec![Placed { instance_id: "d-0".into(), node_id: "a".into() }];
