@@ -137,16 +137,50 @@ ensure_build_deps() {
     echo "not a Debian system: make sure libclang and clang are installed (bindgen needs them)" >&2
     return 0
   fi
-  local missing=() p
-  for p in clang libclang-dev; do pkg_installed "$p" || missing+=("$p"); done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing ${missing[*]} (needed to build RocksDB's bindings)" >&2
-    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    for p in "${missing[@]}"; do
-      pkg_installed "$p" || { echo "failed to install $p" >&2; return 1; }
-    done
+  ensure_pkgs "needed to build RocksDB's bindings" clang libclang-dev
+}
+
+# Installs those of the named Debian packages dpkg does not report installed; fails if any is
+# still missing afterwards. The first argument says what they are for.
+ensure_pkgs() {
+  local why="$1" missing=() p; shift
+  for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  echo "installing ${missing[*]} ($why)" >&2
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  for p in "${missing[@]}"; do
+    pkg_installed "$p" || { echo "failed to install $p" >&2; return 1; }
+  done
+}
+
+# What scripts/test.sh needs beyond the Rust build, each skippable like its tests:
+# Debian's headless Chromium for the console's browser test with node and the pinned
+# playwright-core (PLUM_SKIP_BROWSER=1); a venv with the Python SDK and pytest
+# (PLUM_SKIP_PYTHON=1; this machine's python3 is pyenv's, not a Debian package, so Debian's is
+# installed only when no usable python3 exists); the JDK and Maven with the plugins and
+# libraries the Java SDK builds with offline from /usr/share/maven-repo (PLUM_SKIP_JAVA=1).
+ensure_test_deps() {
+  command -v dpkg-query >/dev/null || { echo "not a Debian system: install the test tools by hand" >&2; return 0; }
+  ensure_pkgs "curl for the scripts" curl
+  if [ "${PLUM_SKIP_BROWSER:-0}" != 1 ]; then
+    ensure_pkgs "the console's browser test" chromium chromium-driver
+    pkg_installed nodejs || ensure_pkgs "the console's browser test" nodejs npm
+    (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ "${PLUM_SKIP_PYTHON:-0}" != 1 ]; then
+    if ! { command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null; }; then
+      ensure_pkgs "the Python SDK's tests" python3 python3-venv
+    fi
+    export PLUM_PY_VENV="${PLUM_PY_VENV:-$HOME/.cache/plum-py-venv}"
+    [ -x "$PLUM_PY_VENV/bin/python" ] || python3 -m venv "$PLUM_PY_VENV"
+    "$PLUM_PY_VENV/bin/pip" install -q --upgrade "$ROOT/sdk/python[test]"
+  fi
+  if [ "${PLUM_SKIP_JAVA:-0}" != 1 ]; then
+    ensure_pkgs "the Java SDK" openjdk-17-jdk-headless maven junit5 libjackson2-databind-java \
+      libsurefire-java libmaven-compiler-plugin-java libmaven-resources-plugin-java \
+      libmaven-jar-plugin-java libmaven-install-plugin-java libmaven-clean-plugin-java
   fi
 }
 

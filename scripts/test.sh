@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_build_deps
+ensure_test_deps
 cd "$ROOT"
 # One invocation shape for building and testing, so both resolve the same features and share
 # one build (RocksDB's C++ is compiled once).
