@@ -20,7 +20,9 @@ wait_ready() {
   while [ "$SECONDS" -lt "$deadline" ]; do
     ok=1; leader=""
     for i in $(seq 1 "$REPLICAS"); do
-      if ! replica_running "$i"; then
+      # Gone, not merely "not plum-controller yet": right after `start_replica` the pid can
+      # still be the shell that is about to exec it (seen on a loaded machine).
+      if ! kill -0 "$(replica_pid "$i")" 2>/dev/null; then
         echo "replica $i exited; last log lines:" >&2; tail -n 20 "$(replica_log "$i")" >&2; exit 1
       fi
       api_curl -sf --max-time 1 "$(replica_url "$i")/healthz" >/dev/null || ok=0
