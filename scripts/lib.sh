@@ -241,6 +241,9 @@ api_curl() {
 start_replica() {
   local id="$1"
   if replica_running "$id"; then return 0; fi
+  # nohup would fail in the background and leave the caller waiting for a replica that never ran.
+  [ -x "$BIN_DIR/plum-controller" ] ||
+    { echo "no $BIN_DIR/plum-controller (build it, or set CARGO_TARGET_DIR / PLUM_PROFILE)" >&2; return 1; }
   mkdir -p "$CLUSTER_DIR/pids" "$CLUSTER_DIR/logs" "$CLUSTER_DIR/data/$id"
   ensure_secret
   local tls=() via=()

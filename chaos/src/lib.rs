@@ -11,7 +11,8 @@
 //! - [`load`]: discovery reads, registrations and node heartbeats from many concurrent clients.
 //! - [`marks`]: the cluster's own records (term, expiries, leader gaps, CPU, memory) around a run.
 //! - [`procfs`]: a process's CPU time, memory and descriptors.
-//! - [`sdk_bench`]: the Rust SDK's cached discovery, and a leader kill as its user sees it.
+//! - [`sdk_bench`]: an SDK's cached discovery, and a leader kill as its user sees it (Rust in
+//!   process; Python and Java as child programs speaking a line protocol).
 //! - [`proxy`]: the fault-injecting TCP proxy behind `plum-faultproxy` (latency, bandwidth,
 //!   stalls, resets, black holes, one-way cuts), changed at run time per link.
 //! - [`linearize`]: concurrent KV clients' history, checked for linearizability per key.

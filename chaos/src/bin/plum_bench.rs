@@ -146,6 +146,10 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value_t = 5)]
         instances: usize,
+        /// Another language's SDK instead: this command, with `discovery` appended
+        /// (`sdk/python/bench/run.sh`, `sdk/java/bench/run.sh`); no watch measure then.
+        #[arg(long)]
+        external: Option<String>,
     },
     /// Kill the leader while an SDK user writes; the longest single call, and exactly-once.
     SdkLeaderKill {
@@ -153,6 +157,10 @@ enum Scenario {
         trials: usize,
         #[arg(long, default_value = "scripts/cluster.sh start-replica {id}")]
         restart_cmd: String,
+        /// Another language's SDK writes instead: this command, with `writer` appended, started
+        /// once and driven over stdin (`sdk/python/bench/run.sh`, `sdk/java/bench/run.sh`).
+        #[arg(long)]
+        external: Option<String>,
     },
     /// A registration storm: every node's first heartbeat at the same moment.
     Storm {
@@ -391,12 +399,16 @@ async fn plum(scenario: Scenario, controllers: Option<&str>, plum_home: &std::pa
                 s.count
             );
         }
-        Scenario::SdkDiscovery { seconds, instances } => {
-            println!("{}", sdk_bench::discovery(&urls, seconds, instances).await?);
+        Scenario::SdkDiscovery { seconds, instances, external } => {
+            let line = match external {
+                Some(cmd) => sdk_bench::discovery_external(&urls, seconds, instances, &cmd).await?,
+                None => sdk_bench::discovery(&urls, seconds, instances).await?,
+            };
+            println!("{line}");
         }
-        Scenario::SdkLeaderKill { trials, restart_cmd } => {
+        Scenario::SdkLeaderKill { trials, restart_cmd, external } => {
             let pid_dir = plum_home.join("cluster/pids");
-            let results = sdk_bench::leader_kill(&urls, trials, &pid_dir, &restart_cmd).await?;
+            let results = sdk_bench::leader_kill(&urls, trials, &pid_dir, &restart_cmd, external.as_deref()).await?;
             println!("{}", sdk_bench::stall_line(&results));
         }
         Scenario::KvPut { clients, seconds } => {
