@@ -1,41 +1,12 @@
 //! Two replicas (each a single-replica cluster of its own) run in one process keep metrics of
 //! their own: the registry is part of each replica's state, not of the process.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use plum_registry::config::{Args, ControllerConfig};
+use plum_registry::config::Args;
 use serde_json::json;
-
-/// A replica of its own cluster, on a port the OS chose; stopped when `stop` is sent or dropped.
-struct InProcess {
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), plum_registry::server::ServerError>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> InProcess {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let secret = dir.path().join("cluster.secret");
-    std::fs::write(&secret, "in-process-secret-0123456789\n").unwrap();
-    let args = Args {
-        cluster_secret_file: Some(secret),
-        id: Some(1),
-        listen: Some(addr),
-        data_dir: Some(dir.path().join("data")),
-        peers: Some(format!("1={addr}")),
-        insecure_no_client_auth: true,
-        ..Args::default()
-    };
-    let config = ControllerConfig::from_args(args).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(plum_registry::server::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    InProcess { base: format!("http://{addr}"), stop, server, _dir: dir }
-}
 
 /// The value of the sample line that starts with `series ` in `/metrics`.
 async fn sample(http: &reqwest::Client, base: &str, series: &str) -> Option<f64> {
@@ -45,13 +16,13 @@ async fn sample(http: &reqwest::Client, base: &str, series: &str) -> Option<f64>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_in_one_process_count_their_own_requests() {
-    let (a, b) = (start().await, start().await);
+    let (a, b) = (common::start(Args::default()).await, common::start(Args::default()).await);
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut written = 0;
     while written < 3 {
         assert!(Instant::now() < deadline, "replica a never took three writes");
-        let put = http.put(format!("{}/v1/kv/app/k{written}", a.base)).json(&json!({"value": "v"})).send().await;
+        let put = http.put(format!("{}/v1/kv/app/k{written}", a.base())).json(&json!({"value": "v"})).send().await;
         if put.is_ok_and(|r| r.status() == 200) {
             written += 1;
         } else {
@@ -59,24 +30,22 @@ async fn replicas_in_one_process_count_their_own_requests() {
         }
     }
     let puts = r#"plum_http_requests_total{route="/v1/kv/{ns}/{key}",method="PUT",status="200"}"#;
-    assert_eq!(sample(&http, &a.base, puts).await, Some(3.0));
-    assert_eq!(sample(&http, &b.base, puts).await, None, "b counted a's writes");
+    assert_eq!(sample(&http, &a.base(), puts).await, Some(3.0));
+    assert_eq!(sample(&http, &b.base(), puts).await, None, "b counted a's writes");
     // Each leads its own cluster and saw its own leadership begin, once (shared counters
     // would show both leaderships on both).
     for r in [&a, &b] {
-        while sample(&http, &r.base, "plum_raft_leader_changes_total").await.is_none_or(|c| c < 1.0) {
-            assert!(Instant::now() < deadline, "{} never saw a leader", r.base);
+        while sample(&http, &r.base(), "plum_raft_leader_changes_total").await.is_none_or(|c| c < 1.0) {
+            assert!(Instant::now() < deadline, "{} never saw a leader", r.base());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     for r in [&a, &b] {
-        assert_eq!(sample(&http, &r.base, "plum_raft_leader_changes_total").await, Some(1.0), "{}", r.base);
-        assert_eq!(sample(&http, &r.base, "plum_raft_role{role=\"leader\"}").await, Some(1.0), "{}", r.base);
+        assert_eq!(sample(&http, &r.base(), "plum_raft_leader_changes_total").await, Some(1.0), "{}", r.base());
+        assert_eq!(sample(&http, &r.base(), "plum_raft_role{role=\"leader\"}").await, Some(1.0), "{}", r.base());
     }
 
     for r in [a, b] {
-        r.stop.send(()).unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(15), r.server).await.expect("stops when asked");
-        result.expect("task").expect("clean stop");
+        r.stop().await.expect("clean stop");
     }
 }

@@ -77,24 +77,8 @@ enum ClientCommand {
 
 #[derive(Args)]
 struct FaultFlags {
-    /// Added delay per chunk.
-    #[arg(long)]
-    latency_ms: Option<u64>,
-    /// Delay varies within ± this.
-    #[arg(long)]
-    jitter_ms: Option<u64>,
-    /// Rate limit per connection and direction, in kB/s.
-    #[arg(long)]
-    bandwidth_kbps: Option<u64>,
-    /// Probability per chunk of a stall.
-    #[arg(long)]
-    stall_prob: Option<f64>,
-    /// How long a stall holds the direction.
-    #[arg(long)]
-    stall_ms: Option<u64>,
-    /// Probability per chunk of resetting the connection.
-    #[arg(long)]
-    reset_prob: Option<f64>,
+    #[command(flatten)]
+    shaping: Shaping,
     /// Apply the flags above to this direction only (upstream = client→server).
     #[arg(long, value_name = "upstream|downstream")]
     direction: Option<Direction>,
@@ -111,14 +95,7 @@ struct FaultFlags {
 
 impl FaultFlags {
     fn into_faults(self) -> Faults {
-        let shaping = Shaping {
-            latency_ms: self.latency_ms,
-            jitter_ms: self.jitter_ms,
-            bandwidth_kbps: self.bandwidth_kbps,
-            stall_prob: self.stall_prob,
-            stall_ms: self.stall_ms,
-            reset_prob: self.reset_prob,
-        };
+        let shaping = self.shaping;
         let mut faults = Faults { blackhole: self.blackhole, cut: self.cut, refuse: self.refuse, ..Faults::none() };
         match self.direction {
             None => faults.set_both(shaping),

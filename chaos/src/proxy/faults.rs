@@ -49,28 +49,35 @@ impl FromStr for Direction {
 
 /// The faults that can differ per direction. In [`Faults`] they are given for both directions
 /// at the top level and overridden field by field per direction.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Also the CLI's shaping flags (`plum-faultproxy set --latency-ms ...`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Shaping {
     /// Added delay per chunk, counted from when the proxy read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub latency_ms: Option<u64>,
     /// The delay varies uniformly within ± this much (never below zero). Bytes stay in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub jitter_ms: Option<u64>,
     /// Rate limit per connection and direction, in kilobytes (1000 bytes) per second, as tc's
     /// `kbps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub bandwidth_kbps: Option<u64>,
     /// Probability per chunk of holding the direction for `stall_ms`, as a lost segment
     /// waits for its retransmission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub stall_prob: Option<f64>,
     /// How long a stall holds the direction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub stall_ms: Option<u64>,
     /// Probability per chunk of resetting the connection (RST to both sides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub reset_prob: Option<f64>,
 }
 

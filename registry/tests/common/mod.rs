@@ -10,12 +10,20 @@ use plum_registry::config::{Args, ControllerConfig};
 pub struct Replica {
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), plum_registry::server::ServerError>>,
 }
 
 impl Replica {
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Asks the replica to stop and waits (bounded) for `server::run` to return.
+    pub async fn stop(self) -> Result<(), plum_registry::server::ServerError> {
+        let _ = self.stop.send(());
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(15), self.server).await;
+        ended.expect("stops when asked").expect("task")
     }
 }
 
@@ -44,8 +52,8 @@ async fn start_with(args: Args) -> Replica {
     };
     let config = ControllerConfig::from_args(args).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(plum_registry::server::run(config, listener, async {
+    let server = tokio::spawn(plum_registry::server::run(config, listener, async {
         let _ = stopped.await;
     }));
-    Replica { addr, _dir: dir, _stop: stop }
+    Replica { addr, _dir: dir, stop, server }
 }
