@@ -63,15 +63,27 @@ pub struct Timeline {
     pub learned_leader_id: AtomicU64,
     pub pre_vote_granted_ms: AtomicU64,
     pub vote_granted_ms: AtomicU64,
+    /// When this replica last learned of a leader (not of "no leader"): the end of a change.
+    change_ended_ms: AtomicU64,
 }
 
 impl Timeline {
+    /// Records that this replica learned its leader is `leader` (`None`: it knows of none, as
+    /// when a vote request arrives; that is within a change, not its end).
+    pub fn learned(&self, leader: Option<u64>, now: u64) {
+        self.learned_leader_ms.store(now, Ordering::Relaxed);
+        self.learned_leader_id.store(leader.unwrap_or(0), Ordering::Relaxed);
+        if leader.is_some() {
+            self.change_ended_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
     /// Records that a step of a leader change happened now. The first step after the last
     /// change ended (a leader was learned) starts a new change and clears the earlier one's
     /// steps, so the timeline never mixes two changes.
     pub fn note(&self, step: &AtomicU64) {
         let now = unix_now_ms();
-        let learned = self.learned_leader_ms.load(Ordering::Relaxed);
+        let learned = self.change_ended_ms.load(Ordering::Relaxed);
         let opening = [
             &self.leader_down_confirmed_ms,
             &self.campaign_started_ms,
@@ -298,8 +310,7 @@ impl Cluster {
             known = now_leader;
             let t = &self.leader_watch.timeline;
             let now = unix_now_ms();
-            t.learned_leader_ms.store(now, Ordering::Relaxed);
-            t.learned_leader_id.store(now_leader.unwrap_or(0), Ordering::Relaxed);
+            t.learned(now_leader, now);
             if now_leader == Some(self.id) {
                 t.became_leader_ms.store(now, Ordering::Relaxed);
                 // The new leader's first entry (the blank one of its term) comes right after
@@ -350,7 +361,7 @@ mod tests {
         t.note(&t.vote_granted_ms);
         t.became_leader_ms.store(get(&t.vote_granted_ms), Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(3));
-        t.learned_leader_ms.store(unix_now_ms(), Ordering::Relaxed);
+        t.learned(Some(2), unix_now_ms());
         std::thread::sleep(Duration::from_millis(3));
 
         // The next change opens with a pre-vote: the first change's steps go.
@@ -365,5 +376,21 @@ mod tests {
         t.note(&t.campaign_started_ms);
         assert_eq!(get(&t.pre_vote_granted_ms), pre_vote);
         assert!(get(&t.vote_granted_ms) >= pre_vote && get(&t.campaign_started_ms) >= pre_vote);
+    }
+
+    #[test]
+    fn losing_sight_of_the_leader_mid_change_keeps_the_change_open() {
+        let t = Timeline::default();
+        t.learned(Some(1), unix_now_ms());
+        std::thread::sleep(Duration::from_millis(3));
+        t.note(&t.leader_down_confirmed_ms);
+        let confirmed = get(&t.leader_down_confirmed_ms);
+        std::thread::sleep(Duration::from_millis(3));
+        // A candidate's vote request: this replica now knows of no leader.
+        t.learned(None, unix_now_ms());
+        std::thread::sleep(Duration::from_millis(3));
+        t.note(&t.vote_granted_ms);
+        assert_eq!(get(&t.leader_down_confirmed_ms), confirmed, "the confirmation belongs to this change");
+        assert!(get(&t.vote_granted_ms) > confirmed);
     }
 }
