@@ -78,6 +78,7 @@ async fn headers_that_never_finish_are_cut_off_while_others_are_served() {
     let closed_after = started.elapsed();
     assert!(closed_after < Duration::from_secs(10), "the dripping connection was closed after {closed_after:?}");
     assert!(closed_after >= Duration::from_millis(HEADER_TIMEOUT_MS), "not before the header timeout");
+    r.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,6 +102,7 @@ async fn a_body_that_drips_gets_408_and_changes_nothing() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let got = http.get(format!("http://{}/v1/kv/app/slow", r.addr)).send().await.unwrap().status();
     assert_eq!(got, 404, "nothing was written");
+    r.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +124,7 @@ async fn headers_too_large_are_refused() {
     let huge = http.get(&url).header("x-filler", "x".repeat(100 * 1024)).send().await.unwrap();
     assert_eq!(huge.status(), 431);
     assert_eq!(put(&r, "after").await, Some(200));
+    r.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,6 +152,7 @@ async fn one_address_gets_a_bounded_number_of_connections() {
         assert!(Instant::now() < deadline, "connections were not given back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    r.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,4 +192,5 @@ async fn requests_beyond_the_in_flight_limit_get_429_at_once_and_watches_do_not_
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(put(&r, "after").await, Some(200));
     assert!(watch.await.unwrap().is_ok_and(|w| w.status() == 200));
+    r.close().await;
 }

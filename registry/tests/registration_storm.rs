@@ -64,4 +64,5 @@ async fn a_fleet_registering_at_once_costs_few_raft_entries() {
     let entries = applied_index(&probe, &base).await - before;
     eprintln!("{NODES} registrations in {took:?} took {entries} Raft entries");
     assert!(entries < (NODES / 4) as u64, "{entries} entries for {NODES} registrations: not coalesced");
+    replica.close().await;
 }

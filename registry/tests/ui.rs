@@ -91,4 +91,5 @@ async fn ui_is_served_without_a_token_and_no_path_escapes_it() {
             assert!(!answer.body.contains(leaked), "{path}: {leaked}");
         }
     }
+    replica.close().await;
 }
