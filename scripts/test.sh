@@ -12,15 +12,19 @@ cargo build --workspace --all-targets
 cargo test --workspace "$@"
 # Span export is a build feature (off by default); its end-to-end test against a fake collector.
 cargo test -p plum-registry --features otlp --test otlp "$@"
+# The SDK conformance suite's cluster scenarios (Python and Java runners) run the controller
+# built above; the Rust runner found it next to its test binary.
+export PLUM_CONTROLLER_BIN="$TARGET_DIR/debug/plum-controller"
 # The Python SDK: unit tests and the shared conformance suite (sdk/conformance/) against the
-# scripted fake controller, through the blocking and the asyncio client (~25 s). pytest's exit
+# scripted fake controller and real 3-replica clusters, through the blocking and the asyncio
+# client (~2 min). pytest's exit
 # status 5 (nothing collected) fails too: the suite must have run. PLUM_SKIP_PYTHON=1 skips it.
 if [ "${PLUM_SKIP_PYTHON:-0}" != 1 ]; then
   py="${PLUM_PY_VENV:-$HOME/.cache/plum-py-venv}/bin/python"
   [ -x "$py" ] || { echo "no Python SDK venv at $py (.ci/run makes it: python3 -m venv, pip install './sdk/python[test]')" >&2; exit 1; }
   PYTHONDONTWRITEBYTECODE=1 timeout 900 "$py" -m pytest -q -p no:cacheprovider sdk/python
 fi
-# The Java SDK: unit tests and the conformance suite through its blocking and async API (~35 s),
+# The Java SDK: unit tests and the conformance suite through its blocking and async API (~2 min),
 # offline from Debian's Maven repository. PLUM_SKIP_JAVA=1 skips it.
 if [ "${PLUM_SKIP_JAVA:-0}" != 1 ]; then
   (cd sdk/java && timeout 900 mvn -o -B -Dmaven.repo.local=/usr/share/maven-repo test)

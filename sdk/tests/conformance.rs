@@ -1,13 +1,17 @@
 //! The Rust runner of the shared SDK conformance suite (`sdk/conformance/`): every scenario of
 //! `scenarios.json`, through the Rust SDK's public API, against the scripted fake controller
-//! (`fake_controller.py`) started as a child process per scenario. The runner contract is
-//! `sdk/conformance/README.md`; `sdk/python/tests/test_conformance.py` is the Python runner.
+//! (`fake_controller.py`) or, for a `cluster` scenario, a real local 3-replica cluster
+//! (`real_cluster.py`, which runs this workspace's `plum-controller`), started as a child
+//! process per scenario. The runner contract is `sdk/conformance/README.md`;
+//! `sdk/python/tests/test_conformance.py` is the Python runner.
 //!
 //! One test runs the scenarios one after the other (their timing expectations assume nothing
 //! else of this test competes for the CPU) and fails if any failed. Each scenario's result is
 //! written to stderr as it ends, also when the test passes. `PLUM_CONFORMANCE_SCENARIO=a,b`
-//! runs only those; `PLUM_CONFORMANCE_DIR` points at another copy of the suite. Needs
-//! `python3` (3.10+) on `PATH`.
+//! runs only those; `PLUM_CONFORMANCE_DIR` points at another copy of the suite;
+//! `PLUM_CONFORMANCE_CLUSTER=0` skips the cluster scenarios (reported as skipped). Needs
+//! `python3` (3.10+) on `PATH`, and for the cluster scenarios a built `plum-controller`
+//! (`cargo test --workspace` builds it; else `PLUM_CONTROLLER_BIN`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,17 +38,26 @@ const SUPPORTED: &[&str] = &[
     "kv.delete",
     "kv.list",
     "kv.watch",
+    "kv.putMany",
     "write",
     "read",
     "discovery.lookup",
     "register",
     "close",
     "sleep",
+    "control",
 ];
 /// The longest one scenario may take, fake start and stop included.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(60);
+/// The same for a cluster scenario (real replicas start, stop and elect).
+const CLUSTER_SCENARIO_LIMIT: Duration = Duration::from_secs(180);
 /// How long the fake may take to write its ports file.
 const START_LIMIT: Duration = Duration::from_secs(10);
+/// How long a real cluster may take to elect a leader and write its ports file.
+const CLUSTER_START_LIMIT: Duration = Duration::from_secs(90);
+/// A control action (`wait: true` ones restart whole clusters) or the verdict (which waits for
+/// scheduled actions) may take this long.
+const CONTROL_LIMIT: Duration = Duration::from_secs(90);
 /// The server wait of a `kv.watch` op's polls (the contract's 1 s).
 const KV_WATCH_WAIT: Duration = Duration::from_secs(1);
 
@@ -76,8 +89,25 @@ fn require_python() {
     }
 }
 
-/// The fake controller, a child process of this test. Killed (by its own handle, i.e. its PID)
-/// when dropped while still running.
+/// The `plum-controller` the cluster scenarios run: `PLUM_CONTROLLER_BIN`, else the one this
+/// workspace built next to this test (`target/<profile>/`). `None`: `real_cluster.py` looks
+/// further and says what is missing.
+fn controller_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PLUM_CONTROLLER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/deps/<test> -> target/<profile>/plum-controller
+    Some(exe.parent()?.parent()?.join("plum-controller")).filter(|p| p.exists())
+}
+
+fn is_cluster(scenario: &Value) -> bool {
+    scenario.get("cluster").is_some()
+}
+
+/// The scenario's controllers: the fake, or `real_cluster.py` with its replicas; a child
+/// process of this test. Killed (by its own handle, i.e. its PID) when dropped while still
+/// running (the cluster's replicas die with it).
 struct Fake {
     child: Child,
     /// Holds the ports file and the fake's stderr; removed on drop.
@@ -89,30 +119,40 @@ struct Fake {
 }
 
 impl Fake {
-    async fn start(suite: &Path, name: &str) -> Result<Fake, String> {
+    async fn start(suite: &Path, scenario: &Value) -> Result<Fake, String> {
         let dir = tempfile::Builder::new().prefix("plum-conf-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let ports = dir.path().join("ports.json");
         let stderr = std::fs::File::create(dir.path().join("stderr")).map_err(|e| format!("stderr file: {e}"))?;
-        let child = Command::new("python3")
-            .arg(suite.join("fake_controller.py"))
-            .args(["--scenario", name, "--ports-file"])
+        let (launcher, start_limit) = if is_cluster(scenario) {
+            ("real_cluster.py", CLUSTER_START_LIMIT)
+        } else {
+            ("fake_controller.py", START_LIMIT)
+        };
+        let mut command = Command::new("python3");
+        command
+            .arg(suite.join(launcher))
+            .args(["--scenario", text(scenario, "name"), "--ports-file"])
             .arg(&ports)
             .arg("--scenarios")
-            .arg(suite.join("scenarios.json"))
+            .arg(suite.join("scenarios.json"));
+        if let Some(bin) = controller_bin().filter(|_| is_cluster(scenario)) {
+            command.arg("--controller").arg(bin);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("cannot start python3 fake_controller.py: {e}"))?;
+            .map_err(|e| format!("cannot start python3 {launcher}: {e}"))?;
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
         let mut fake = Fake { child, dir, replicas: Vec::new(), control: String::new(), token: None, http };
         let started = Instant::now();
         while !ports.exists() {
             if let Ok(Some(status)) = fake.child.try_wait() {
-                return Err(format!("the fake controller exited before it started ({status}){}", fake.stderr()));
+                return Err(format!("{launcher} exited before it started ({status}){}", fake.stderr()));
             }
-            if started.elapsed() > START_LIMIT {
-                return Err(format!("the fake controller did not start within {START_LIMIT:?}{}", fake.stderr()));
+            if started.elapsed() > start_limit {
+                return Err(format!("{launcher} did not start within {start_limit:?}{}", fake.stderr()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -141,8 +181,8 @@ impl Fake {
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
-        let resp =
-            self.http.get(format!("{}{path}", self.control)).send().await.map_err(|e| format!("GET {path}: {e}"))?;
+        let url = format!("{}{path}", self.control);
+        let resp = self.http.get(url).timeout(CONTROL_LIMIT).send().await.map_err(|e| format!("GET {path}: {e}"))?;
         resp.json().await.map_err(|e| format!("GET {path}: {e}"))
     }
 
@@ -211,10 +251,12 @@ fn outcome_of(r: &Result<Map<String, Value>, ClientError>) -> String {
     }
 }
 
-/// The client a scenario's steps run on, and the registrars its `register` steps started.
-struct Runner {
+/// The client a scenario's steps run on, the registrars its `register` steps started, and the
+/// way to the launcher's control port (`control` steps).
+struct Runner<'f> {
     client: Option<Client>,
     registrars: Vec<Registrar>,
+    fake: &'f Fake,
 }
 
 fn text<'a>(step: &'a Value, field: &str) -> &'a str {
@@ -225,7 +267,7 @@ fn number(step: &Value, field: &str) -> u64 {
     step[field].as_u64().unwrap_or_else(|| panic!("step {step}: `{field}` must be a number"))
 }
 
-impl Runner {
+impl Runner<'_> {
     fn client(&self) -> Result<&Client, ClientError> {
         self.client.as_ref().ok_or_else(|| ClientError::Config("the client is closed".into()))
     }
@@ -255,6 +297,7 @@ impl Runner {
                 let items = self.client()?.kv().list(text(step, "ns"), prefix).await?;
                 out.insert("count".into(), json!(items.len()));
             }
+            "kv.putMany" => self.put_many(step, &mut out).await?,
             "kv.watch" => {
                 let prefix = step["prefix"].as_str().unwrap_or("");
                 let mut watch = self
@@ -262,12 +305,21 @@ impl Runner {
                     .kv()
                     .watch(text(step, "ns"), prefix, number(step, "fromIndex"))
                     .with_wait(KV_WATCH_WAIT);
-                let mut indices = Vec::new();
+                let (mut indices, mut values) = (Vec::new(), Vec::new());
                 for _ in 0..number(step, "changes") {
-                    indices.push(json!(watch.next().await?.index));
+                    let change = watch.next().await?;
+                    indices.push(json!(change.index));
+                    if let Some(key) = step["key"].as_str() {
+                        let value = change.items.into_iter().find(|i| i.key == key).map(|i| i.value);
+                        values.push(json!(value));
+                    }
                 }
                 out.insert("indices".into(), Value::Array(indices));
+                if step.get("key").is_some() {
+                    out.insert("values".into(), Value::Array(values));
+                }
             }
+            "control" => self.control(step).await?,
             op @ ("write" | "read") => {
                 let method = step["method"].as_str().unwrap_or(if op == "read" { "GET" } else { "POST" });
                 let method = Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Config(e.to_string()))?;
@@ -306,6 +358,43 @@ impl Runner {
         Ok(out)
     }
 
+    /// `kv.putMany`: keys `prefix0..` one after another, `intervalMs` apart; the first error
+    /// ends it. Reports how many were acknowledged, the highest version any put answered
+    /// (above 1: a write was applied twice) and the longest single put.
+    async fn put_many(&self, step: &Value, out: &mut Map<String, Value>) -> Result<(), ClientError> {
+        let (ns, prefix) = (text(step, "ns"), text(step, "prefix"));
+        let interval = Duration::from_millis(step["intervalMs"].as_u64().unwrap_or(0));
+        let (mut count, mut version, mut longest) = (0u64, 0u64, Duration::ZERO);
+        for n in 0..number(step, "count") {
+            let started = Instant::now();
+            let written = self.client()?.kv().put(ns, &format!("{prefix}{n}"), &format!("v{n}")).await?;
+            longest = longest.max(started.elapsed());
+            count += 1;
+            version = version.max(written.version);
+            out.insert("count".into(), json!(count));
+            out.insert("version".into(), json!(version));
+            out.insert("maxCallMs".into(), json!(longest.as_millis() as u64));
+            tokio::time::sleep(interval).await;
+        }
+        Ok(())
+    }
+
+    /// `control`: the step, without `op` and `expect`, to the launcher's `POST /action`.
+    async fn control(&self, step: &Value) -> Result<(), ClientError> {
+        let mut body = step.as_object().cloned().unwrap_or_default();
+        body.remove("op");
+        body.remove("expect");
+        let url = format!("{}/action", self.fake.control);
+        let resp = self.fake.http.post(url).json(&body).timeout(CONTROL_LIMIT).send().await;
+        let resp = resp.map_err(|e| ClientError::Unreachable(format!("control port: {e}")))?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(ClientError::Status { status, body })
+    }
+
     /// The client's clean shutdown: every registrar deregisters its instances and stops, then
     /// the client (its discovery watches) is dropped.
     async fn close(&mut self) -> Result<(), ClientError> {
@@ -321,7 +410,12 @@ impl Runner {
 }
 
 /// The step's `expect` against what happened.
-fn check(step: &Value, outcome: &str, result: &Map<String, Value>, elapsed: Duration) -> Vec<String> {
+fn check(step: &Value, result: &Result<Map<String, Value>, ClientError>, elapsed: Duration) -> Vec<String> {
+    let outcome = outcome_of(result);
+    let (result, error) = match result {
+        Ok(r) => (r, String::new()),
+        Err(e) => (&Map::new(), format!(" ({e})")),
+    };
     let expect = &step["expect"];
     let what = step.get("key").or_else(|| step.get("service")).and_then(Value::as_str).unwrap_or("");
     let at = format!("step {} {what}", text(step, "op"));
@@ -329,10 +423,10 @@ fn check(step: &Value, outcome: &str, result: &Map<String, Value>, elapsed: Dura
     if let Some(want) = expect["outcome"].as_str()
         && outcome != want
     {
-        bad.push(format!("{at}: outcome {outcome}, expected {want}"));
+        bad.push(format!("{at}: outcome {outcome}, expected {want}{error}"));
     }
     if outcome == "ok" {
-        for field in ["value", "version", "count", "stale", "indices"] {
+        for field in ["value", "version", "count", "stale", "indices", "values"] {
             if let Some(want) = expect.get(field) {
                 match result.get(field) {
                     Some(got) if got == want => {}
@@ -341,6 +435,11 @@ fn check(step: &Value, outcome: &str, result: &Map<String, Value>, elapsed: Dura
                 }
             }
         }
+    }
+    if let (Some(max), Some(longest)) = (expect["maxCallMs"].as_u64(), result.get("maxCallMs").and_then(Value::as_u64))
+        && longest > max
+    {
+        bad.push(format!("{at}: longest call {longest} ms, at most {max} expected"));
     }
     let ms = elapsed.as_millis() as u64;
     if let Some(max) = expect["maxElapsedMs"].as_u64()
@@ -359,8 +458,7 @@ fn check(step: &Value, outcome: &str, result: &Map<String, Value>, elapsed: Dura
 /// One scenario: start the fake, run the steps, collect the client-side failures and the
 /// fake's verdict, stop the fake. Returns every failure.
 async fn run_scenario(suite: &Path, defaults: &Value, scenario: &Value) -> Vec<String> {
-    let name = text(scenario, "name");
-    let mut fake = match Fake::start(suite, name).await {
+    let mut fake = match Fake::start(suite, scenario).await {
         Ok(f) => f,
         Err(e) => return vec![e],
     };
@@ -378,22 +476,11 @@ async fn run_scenario(suite: &Path, defaults: &Value, scenario: &Value) -> Vec<S
         Err(e) => failures.push(format!("verdict: {e}")),
     }
     if !failures.is_empty() {
-        if let Ok(report) = fake.get("/report").await {
-            let received: Vec<String> = report["received"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    let redirect = if r["redirect"].as_bool() == Some(true) { " (redirect)" } else { "" };
-                    format!(
-                        "{} {} {}{redirect}",
-                        r["replica"],
-                        r["method"].as_str().unwrap_or(""),
-                        r["target"].as_str().unwrap_or("")
-                    )
-                })
-                .collect();
-            failures.push(format!("received: [{}]", received.join(", ")));
+        match fake.get("/report").await {
+            // A real cluster's report: its actions and each replica's log tail.
+            Ok(report) if report.get("received").is_none() => failures.push(format!("cluster: {report:#}")),
+            Ok(report) => failures.push(received_summary(&report)),
+            Err(_) => {}
         }
         let stderr = fake.stderr();
         if !stderr.is_empty() {
@@ -404,6 +491,25 @@ async fn run_scenario(suite: &Path, defaults: &Value, scenario: &Value) -> Vec<S
     failures
 }
 
+/// What each replica of the fake received, in one line.
+fn received_summary(report: &Value) -> String {
+    let received: Vec<String> = report["received"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let redirect = if r["redirect"].as_bool() == Some(true) { " (redirect)" } else { "" };
+            format!(
+                "{} {} {}{redirect}",
+                r["replica"],
+                r["method"].as_str().unwrap_or(""),
+                r["target"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    format!("received: [{}]", received.join(", "))
+}
+
 async fn run_steps(fake: &Fake, defaults: &Value, scenario: &Value) -> Vec<String> {
     let options = client_options(defaults, scenario, fake.token.clone());
     let urls: Vec<&str> = fake.replicas.iter().map(String::as_str).collect();
@@ -411,7 +517,7 @@ async fn run_steps(fake: &Fake, defaults: &Value, scenario: &Value) -> Vec<Strin
         Ok(c) => c,
         Err(e) => return vec![format!("client: {e}")],
     };
-    let mut runner = Runner { client: Some(client), registrars: Vec::new() };
+    let mut runner = Runner { client: Some(client), registrars: Vec::new(), fake };
     let mut failures = Vec::new();
     for step in scenario["steps"].as_array().into_iter().flatten() {
         if text(step, "op") == "sleep" {
@@ -420,9 +526,7 @@ async fn run_steps(fake: &Fake, defaults: &Value, scenario: &Value) -> Vec<Strin
         }
         let started = Instant::now();
         let result = runner.run(step).await;
-        let elapsed = started.elapsed();
-        let outcome = outcome_of(&result);
-        failures.extend(check(step, &outcome, result.as_ref().unwrap_or(&Map::new()), elapsed));
+        failures.extend(check(step, &result, started.elapsed()));
     }
     // As the Python runner: the client is closed before the verdict is asked for.
     if let Err(e) = runner.close().await {
@@ -467,14 +571,20 @@ fn every_scenario_of_the_conformance_suite() {
             skipped.push(name);
             continue;
         }
+        if is_cluster(scenario) && std::env::var("PLUM_CONFORMANCE_CLUSTER").is_ok_and(|v| v == "0") {
+            say(&format!("conformance: SKIP {name}: PLUM_CONFORMANCE_CLUSTER=0 (no real cluster)"));
+            skipped.push(name);
+            continue;
+        }
+        let limit = if is_cluster(scenario) { CLUSTER_SCENARIO_LIMIT } else { SCENARIO_LIMIT };
         // A runtime of its own per scenario: no task of one outlives it into the next.
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let started = Instant::now();
         let failures = rt.block_on(async {
-            match tokio::time::timeout(SCENARIO_LIMIT, run_scenario(&suite, &all["defaults"], scenario)).await {
+            match tokio::time::timeout(limit, run_scenario(&suite, &all["defaults"], scenario)).await {
                 Ok(f) => f,
                 // The fake is dropped with the future: killed.
-                Err(_) => vec![format!("did not finish within {SCENARIO_LIMIT:?}")],
+                Err(_) => vec![format!("did not finish within {limit:?}")],
             }
         });
         rt.shutdown_timeout(Duration::from_secs(2));

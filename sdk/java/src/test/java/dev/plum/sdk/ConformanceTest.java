@@ -34,15 +34,20 @@ import org.junit.jupiter.api.TestFactory;
 /**
  * The Java runner of the shared conformance suite ({@code sdk/conformance/}): every scenario,
  * through the blocking methods and through the {@code CompletableFuture} ones, against the
- * scripted fake controller started as a subprocess (and stopped by its own handle). The runner
- * contract is {@code sdk/conformance/README.md}. A scenario using an op this runner does not
- * support is reported as skipped (a JUnit assumption), naming the op.
+ * scripted fake controller started as a subprocess (and stopped by its own handle), or, for a
+ * scenario with a {@code cluster} object, against a real local cluster started by
+ * {@code real_cluster.py} (it finds {@code plum-controller} through {@code PLUM_CONTROLLER_BIN} or
+ * {@code $CARGO_TARGET_DIR/debug/}; {@code PLUM_CONFORMANCE_CLUSTER=0} skips those scenarios). The
+ * runner contract is {@code sdk/conformance/README.md}. A scenario using an op this runner does
+ * not support is reported as skipped (a JUnit assumption), naming the op.
  */
 class ConformanceTest {
     static final Path SUITE = Path.of(System.getProperty("plum.conformance.dir",
             Path.of("..", "conformance").toString())).toAbsolutePath().normalize();
     static final Set<String> SUPPORTED = Set.of("kv.put", "kv.get", "kv.cas", "kv.delete", "kv.list", "kv.watch",
-            "write", "read", "discovery.lookup", "register", "close", "sleep");
+            "kv.putMany", "write", "read", "discovery.lookup", "register", "close", "sleep", "control");
+    /** Cluster scenarios start real replicas; {@code PLUM_CONFORMANCE_CLUSTER=0} skips them. */
+    static final boolean CLUSTER_OFF = "0".equals(System.getenv("PLUM_CONFORMANCE_CLUSTER"));
     static final HttpClient CONTROL = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
             .proxy(HttpClient.Builder.NO_PROXY).connectTimeout(Duration.ofSeconds(5)).build();
 
@@ -52,9 +57,14 @@ class ConformanceTest {
         List<DynamicNode> out = new ArrayList<>();
         for (JsonNode s : suite.get("scenarios")) {
             String name = s.get("name").asText();
+            boolean cluster = s.has("cluster");
             List<DynamicNode> modes = new ArrayList<>();
             for (String mode : List.of("sync", "async")) {
                 modes.add(DynamicTest.dynamicTest(name + "[" + mode + "]", () -> {
+                    if (cluster && CLUSTER_OFF) {
+                        System.out.println("conformance " + name + "[" + mode + "]: skipped, PLUM_CONFORMANCE_CLUSTER=0");
+                    }
+                    Assumptions.assumeFalse(cluster && CLUSTER_OFF, "PLUM_CONFORMANCE_CLUSTER=0: no real cluster");
                     Set<String> unsupported = new TreeSet<>();
                     s.get("steps").forEach(st -> {
                         if (!SUPPORTED.contains(st.get("op").asText())) {
@@ -65,7 +75,9 @@ class ConformanceTest {
                         System.out.println("conformance " + name + "[" + mode + "]: skipped, unsupported ops " + unsupported);
                     }
                     Assumptions.assumeTrue(unsupported.isEmpty(), "unsupported ops " + unsupported);
-                    assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(suite, s, mode.equals("async")));
+                    // a cluster takes up to 90 s to come up, its verdict up to 30 s more
+                    assertTimeoutPreemptively(Duration.ofSeconds(cluster ? 300 : 60),
+                            () -> run(suite, s, mode.equals("async")));
                 }));
             }
             out.add(DynamicContainer.dynamicContainer(name, modes));
@@ -73,26 +85,34 @@ class ConformanceTest {
         return out.stream();
     }
 
-    // ---- the fake controller ----------------------------------------------------------------
+    // ---- the controllers: the fake, or a real cluster ----------------------------------------
 
+    /**
+     * The scenario's controllers: {@code fake_controller.py}, or {@code real_cluster.py} for a
+     * {@code cluster} scenario (same command line, ports file and control port).
+     */
     static final class Fake implements AutoCloseable {
         final Process proc;
         final Path dir;
+        final String launcher;
         final List<String> replicas = new ArrayList<>();
         final String control;
         final String token;
 
-        Fake(String scenario) throws Exception {
+        Fake(JsonNode scenario) throws Exception {
+            boolean real = scenario.has("cluster");
+            launcher = real ? "real_cluster.py" : "fake_controller.py";
             dir = Files.createTempDirectory("plum-conf-");
             Path ports = dir.resolve("ports.json");
-            proc = new ProcessBuilder("python3", SUITE.resolve("fake_controller.py").toString(), "--scenario", scenario,
-                    "--ports-file", ports.toString(), "--scenarios", SUITE.resolve("scenarios.json").toString())
-                    .redirectErrorStream(true).redirectOutput(dir.resolve("fake.log").toFile()).start();
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            proc = new ProcessBuilder("python3", SUITE.resolve(launcher).toString(), "--scenario",
+                    scenario.get("name").asText(), "--ports-file", ports.toString(),
+                    "--scenarios", SUITE.resolve("scenarios.json").toString())
+                    .redirectErrorStream(true).redirectOutput(dir.resolve("launcher.log").toFile()).start();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(real ? 90 : 10);
             while (!Files.exists(ports)) {
                 if (!proc.isAlive() || System.nanoTime() > deadline) {
                     close();
-                    throw new IllegalStateException("the fake controller did not start (exit "
+                    throw new IllegalStateException(launcher + " did not start (exit "
                             + (proc.isAlive() ? "none" : proc.exitValue()) + "): " + log());
                 }
                 Thread.sleep(20);
@@ -103,15 +123,33 @@ class ConformanceTest {
             token = info.hasNonNull("token") ? info.get("token").asText() : null;
         }
 
+        /** A GET on the control port; a cluster's {@code /verdict} may wait ~30 s for its actions. */
         JsonNode get(String path) throws Exception {
             HttpResponse<String> r = CONTROL.send(HttpRequest.newBuilder(URI.create(control + path))
-                    .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.ofString());
+                    .timeout(Duration.ofSeconds(60)).build(), HttpResponse.BodyHandlers.ofString());
             return Json.parse(r.body());
+        }
+
+        /**
+         * The {@code control} op: the step minus {@code op} and {@code expect} goes to the
+         * launcher's {@code /action} as it is; an answer that is not 2xx is a {@code StatusError}.
+         */
+        Map<String, Object> control(JsonNode step) throws Exception {
+            ObjectNode body = ((ObjectNode) step).deepCopy();
+            body.remove(List.of("op", "expect"));
+            HttpResponse<String> r = CONTROL.send(HttpRequest.newBuilder(URI.create(control + "/action"))
+                    .POST(HttpRequest.BodyPublishers.ofByteArray(Json.encode(body)))
+                    .header("content-type", "application/json").timeout(Duration.ofSeconds(90)).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            if (r.statusCode() / 100 != 2) {
+                throw new PlumException.StatusError(r.statusCode(), r.body());
+            }
+            return Map.of();
         }
 
         String log() {
             try {
-                return Files.readString(dir.resolve("fake.log"));
+                return Files.readString(dir.resolve("launcher.log"));
             } catch (IOException e) {
                 return "(no log)";
             }
@@ -185,15 +223,17 @@ class ConformanceTest {
         return "error (" + e + ")";
     }
 
-    static List<String> check(JsonNode step, String outcome, Map<String, Object> result, double elapsedMs) {
+    static List<String> check(JsonNode step, String outcome, Map<String, Object> result, double elapsedMs,
+            Throwable error) {
         JsonNode expect = step.has("expect") ? step.get("expect") : Json.object();
         String where = "step " + step.get("op").asText() + " "
                 + Json.asText(step, "key", Json.asText(step, "service", ""));
         List<String> bad = new ArrayList<>();
         if (expect.has("outcome") && !outcome.equals(expect.get("outcome").asText())) {
-            bad.add(where + ": outcome " + outcome + ", expected " + expect.get("outcome").asText());
+            bad.add(where + ": outcome " + outcome + ", expected " + expect.get("outcome").asText()
+                    + (error == null ? "" : " (" + error + ")"));
         }
-        for (String field : List.of("value", "version", "count", "stale", "indices")) {
+        for (String field : List.of("value", "version", "count", "stale", "indices", "values")) {
             if (expect.has(field) && outcome.equals("ok")) {
                 JsonNode want = expect.get(field);
                 JsonNode got = result.containsKey(field) ? Json.MAPPER.valueToTree(result.get(field)) : null;
@@ -201,6 +241,11 @@ class ConformanceTest {
                     bad.add(where + ": " + field + " " + (got == null ? "<missing>" : got) + ", expected " + want);
                 }
             }
+        }
+        if (expect.has("maxCallMs") && result.containsKey("maxCallMs")
+                && (double) result.get("maxCallMs") > expect.get("maxCallMs").asDouble()) {
+            bad.add(String.format("%s: longest call %.0f ms, at most %s expected", where, (double) result.get("maxCallMs"),
+                    expect.get("maxCallMs")));
         }
         if (expect.has("maxElapsedMs") && elapsedMs > expect.get("maxElapsedMs").asDouble()) {
             bad.add(String.format("%s: took %.0f ms, at most %s expected", where, elapsedMs, expect.get("maxElapsedMs")));
@@ -221,7 +266,52 @@ class ConformanceTest {
         }
     }
 
-    static Map<String, Object> runStep(PlumClient client, JsonNode step, boolean async) throws Throwable {
+    /** {@code kv.putMany}: keys {@code prefix0..} one after another; the first error ends it (thrown). */
+    static Map<String, Object> putMany(PlumClient client, JsonNode step, boolean async) throws Throwable {
+        String ns = step.get("ns").asText();
+        String prefix = step.get("prefix").asText();
+        long interval = step.has("intervalMs") ? step.get("intervalMs").asLong() : 0;
+        Map<String, Object> out = new LinkedHashMap<>(Map.of("count", 0, "version", 0L, "maxCallMs", 0.0));
+        for (int n = 0; n < step.get("count").asInt(); n++) {
+            long started = System.nanoTime();
+            String key = prefix + n;
+            String value = "v" + n;
+            long version = (async ? await(client.kv().putAsync(ns, key, value)) : client.kv().put(ns, key, value)).version();
+            tally(out, version, started);
+            Thread.sleep(interval);
+        }
+        return out;
+    }
+
+    /**
+     * One acknowledged put of {@code kv.putMany}: counted, its version (the highest seen is
+     * reported: above 1 means a write was applied twice) and its wall time.
+     */
+    static void tally(Map<String, Object> out, long version, long startedNanos) {
+        out.put("count", (int) out.get("count") + 1);
+        out.put("version", Math.max((long) out.get("version"), version));
+        out.put("maxCallMs", Math.max((double) out.get("maxCallMs"), (System.nanoTime() - startedNanos) / 1e6));
+    }
+
+    /** {@code kv.watch}: each change's index, and with {@code key} the key's value in each change. */
+    static Map<String, Object> watched(JsonNode step, List<KvChange> changes) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        List<Long> indices = new ArrayList<>();
+        changes.forEach(c -> indices.add(c.index()));
+        out.put("indices", indices);
+        if (step.has("key")) {
+            String key = step.get("key").asText();
+            List<String> values = new ArrayList<>();
+            for (KvChange c : changes) {
+                values.add(c.items().stream().filter(i -> i.key().equals(key)).map(KvItem::value).findFirst()
+                        .orElse(null));
+            }
+            out.put("values", values);
+        }
+        return out;
+    }
+
+    static Map<String, Object> runStep(PlumClient client, Fake fake, JsonNode step, boolean async) throws Throwable {
         String op = step.get("op").asText();
         Map<String, Object> r = new LinkedHashMap<>();
         String ns = Json.asText(step, "ns", "");
@@ -256,16 +346,20 @@ class ConformanceTest {
                 r.put("count", (async ? await(client.kv().listAsync(ns, prefix)) : client.kv().list(ns, prefix)).size());
                 return r;
             }
+            case "kv.putMany":
+                return putMany(client, step, async);
             case "kv.watch": {
                 KvWatch w = client.kv().watch(ns, Json.asText(step, "prefix", ""), step.get("fromIndex").asLong(),
                         Duration.ofSeconds(1));
-                List<Long> indices = new ArrayList<>();
+                List<KvChange> changes = new ArrayList<>();
                 for (int i = 0; i < step.get("changes").asInt(); i++) {
-                    indices.add((async ? await(w.nextAsync()) : w.next()).index());
+                    changes.add(async ? await(w.nextAsync()) : w.next());
                 }
-                r.put("indices", indices);
-                return r;
+                return watched(step, changes);
             }
+            case "control":
+                // not SDK behaviour: blocking in both modes (an action may take up to 90 s)
+                return fake.control(step);
             case "write":
             case "read": {
                 String method = Json.asText(step, "method", op.equals("read") ? "GET" : "POST");
@@ -306,7 +400,7 @@ class ConformanceTest {
 
     static void run(JsonNode suite, JsonNode scenario, boolean async) throws Exception {
         List<String> failures = new ArrayList<>();
-        try (Fake fake = new Fake(scenario.get("name").asText())) {
+        try (Fake fake = new Fake(scenario)) {
             PlumClient client = client(suite, scenario, fake);
             try {
                 for (JsonNode step : scenario.get("steps")) {
@@ -318,25 +412,34 @@ class ConformanceTest {
                     Throwable error = null;
                     Map<String, Object> result = Map.of();
                     try {
-                        result = runStep(client, step, async);
+                        result = runStep(client, fake, step, async);
                     } catch (Throwable e) {
                         error = e;
                     }
-                    failures.addAll(check(step, outcomeOf(error), result, (System.nanoTime() - started) / 1e6));
+                    failures.addAll(check(step, outcomeOf(error), result, (System.nanoTime() - started) / 1e6, error));
                 }
             } finally {
                 client.close();
             }
-            JsonNode verdict = fake.get("/verdict");
-            verdict.get("failures").forEach(f -> failures.add("server: " + f.asText()));
+            try {
+                JsonNode verdict = fake.get("/verdict");
+                verdict.get("failures").forEach(f -> failures.add("server: " + f.asText()));
+            } catch (Exception e) {
+                failures.add("no verdict from " + fake.launcher + ": " + e);
+            }
             if (!failures.isEmpty()) {
-                List<String> summary = new ArrayList<>();
-                for (Iterator<JsonNode> it = fake.get("/report").get("received").elements(); it.hasNext(); ) {
-                    JsonNode x = it.next();
-                    summary.add("(" + x.get("replica") + " " + x.get("method").asText() + " " + x.get("target").asText()
-                            + " redirect=" + x.get("redirect") + ")");
+                JsonNode report = fake.get("/report");
+                if (report.has("received")) {
+                    List<String> summary = new ArrayList<>();
+                    for (Iterator<JsonNode> it = report.get("received").elements(); it.hasNext(); ) {
+                        JsonNode x = it.next();
+                        summary.add("(" + x.get("replica") + " " + x.get("method").asText() + " "
+                                + x.get("target").asText() + " redirect=" + x.get("redirect") + ")");
+                    }
+                    failures.add("received: " + summary);
+                } else {
+                    failures.add("cluster: " + report.toPrettyString());
                 }
-                failures.add("received: " + summary);
             }
         }
         String label = "conformance " + scenario.get("name").asText() + "[" + (async ? "async" : "sync") + "]";
