@@ -5,6 +5,7 @@ mod artifact;
 mod assignments;
 mod auth;
 mod config;
+mod config_refs;
 mod heartbeat;
 mod metrics;
 mod process;

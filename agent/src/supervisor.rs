@@ -23,7 +23,7 @@ use crate::config::AgentConfig;
 use crate::heartbeat::Contact;
 use crate::metrics::AgentMetrics;
 use crate::process::{self, Proc};
-use crate::{artifact, auth};
+use crate::{artifact, auth, config_refs};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -324,6 +324,14 @@ async fn supervise(
             }
             Ended::Exited(code) => {
                 deregister(&client, &config, &id).await;
+                if let Some(phase) = no_restart(spec.restart.as_deref(), code) {
+                    // Done for good (a one-shot job, or `restart: never`): reported, then idle
+                    // until the assignment goes away; dependents may wait on `Completed`.
+                    report(&client, &config, &id, phase, 0, false, code).await;
+                    tracing::info!(instance = %id, ?code, phase, "instance exited; not restarted (restart policy)");
+                    let _ = (&mut stop).await;
+                    return;
+                }
                 report(&client, &config, &id, "Exited", 0, false, code).await;
                 // A run that lasted a while resets the backoff: only crash loops slow down.
                 failures = if started.elapsed() > Duration::from_secs(10) { 0 } else { failures + 1 };
@@ -340,9 +348,20 @@ async fn supervise(
     }
 }
 
+/// The phase an exited instance stays in when its restart policy says not to start it again
+/// (`None`: restart it). `on-failure` keeps an instance that exited with status 0
+/// (`Completed`); `never` keeps any (`Completed` or `Exited`).
+fn no_restart(policy: Option<&str>, code: Option<i32>) -> Option<&'static str> {
+    match (policy, code) {
+        (Some("on-failure" | "never"), Some(0)) => Some("Completed"),
+        (Some("never"), _) => Some("Exited"),
+        _ => None,
+    }
+}
+
 async fn run_once(
     config: &AgentConfig,
-    client: &Controllers,
+    client: &Arc<Controllers>,
     instance: Instance<'_>,
     stop: &mut oneshot::Receiver<()>,
     standby: &mut watch::Receiver<bool>,
@@ -363,6 +382,7 @@ async fn run_once(
     env.insert("PLUM_SERVICE".into(), service.clone());
     env.insert("PLUM_VERSION".into(), spec.version.clone());
     let args: Vec<String> = spec.args.iter().map(|a| with_port(a, port)).collect();
+    let config_dir = config_refs::dir(&config.data_dir, id);
     let mut child = match adopt {
         Some(l) => {
             tracing::info!(node = %config.node_id, instance = %id, pid = l.pid, port, "adopted from a previous run");
@@ -380,6 +400,11 @@ async fn run_once(
                 },
                 None => None,
             };
+            if let Err(e) = config_refs::materialize(client, &spec.config_refs, &config_dir, &mut env).await {
+                tracing::error!(instance = %id, error = %e, "config not available");
+                report(client, config, id, "Failed", 0, false, None).await;
+                return Ended::Failed;
+            }
             report(client, config, id, "Starting", port, false, None).await;
             let program = artifact::program(dir.as_deref(), &spec.command);
             match process::spawn(&program, &args, &env, dir.as_deref(), &config.data_dir.join("logs"), id) {
@@ -397,6 +422,8 @@ async fn run_once(
     if let Some(pid) = child.id() {
         record(config, id, Leftover { pid, port, started: process::start_time(pid).unwrap_or(0) });
     }
+    // Stopped when this run ends (dropped on every return below).
+    let _following = config_refs::follow(client, &spec.config_refs, &config_dir, id);
     let started = Instant::now();
     let ready = tokio::select! {
         ready = wait_ready(spec, port) => ready,
@@ -477,5 +504,21 @@ async fn run_once(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_restart;
+
+    #[test]
+    fn the_restart_policy_decides_what_an_exit_ends() {
+        assert_eq!(no_restart(None, Some(0)), None, "default: always restart");
+        assert_eq!(no_restart(Some("always"), Some(0)), None);
+        assert_eq!(no_restart(Some("on-failure"), Some(0)), Some("Completed"));
+        assert_eq!(no_restart(Some("on-failure"), Some(1)), None, "a failure is restarted");
+        assert_eq!(no_restart(Some("on-failure"), None), None, "killed by a signal: a failure");
+        assert_eq!(no_restart(Some("never"), Some(3)), Some("Exited"));
+        assert_eq!(no_restart(Some("never"), Some(0)), Some("Completed"));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::cluster::{Cluster, unix_now_ms};
 use crate::scheduler::Scheduler;
-use crate::state::{AssignmentRecord, Op, Placed, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS, Registry};
+use crate::state::{AssignmentRecord, Op, Placed, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS, Registry, deps};
 
 const STEP_EVERY: Duration = Duration::from_millis(100);
 /// How long a new instance may take to become ready (leader time).
@@ -79,6 +79,17 @@ pub fn next_steps(r: &Registry, now_ms: u64) -> Vec<Op> {
     ops
 }
 
+/// Config rolls to start: deployments that opted in (`rollOnConfigChange`), not updating now,
+/// whose config keys changed since their current generation started. The roll itself is a
+/// rolling update (`next_steps`); apply checks the keys again.
+pub fn config_rolls(r: &Registry) -> Vec<Op> {
+    r.deployment_records()
+        .filter(|d| d.spec.roll_on_config_change && d.rollout != ROLLOUT_IN_PROGRESS)
+        .filter(|d| deps::config_stamp(r, &d.spec) != d.config_stamp)
+        .map(|d| Op::RollConfig { deployment_id: d.deployment_id.clone() })
+        .collect()
+}
+
 /// The leader's loop.
 pub async fn drive(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(STEP_EVERY);
@@ -88,7 +99,11 @@ pub async fn drive(cluster: Arc<Cluster>) {
         if cluster.leading_term().is_none() {
             continue;
         }
-        let ops = cluster.with_registry(|r| next_steps(r, unix_now_ms()));
+        let ops = cluster.with_registry(|r| {
+            let mut ops = config_rolls(r);
+            ops.extend(next_steps(r, unix_now_ms()));
+            ops
+        });
         for op in ops {
             tracing::info!(id = cluster.id, step = %crate::state::Command { now_ms: 0, op: op.clone() }, "rolling update");
             if let Err(e) = cluster.propose_if_leader(op).await {
@@ -176,7 +191,7 @@ mod tests {
         step(&mut r, 4);
         assert_eq!(generations(&r), vec![("d-g2-0".into(), 2), ("d-g2-1".into(), 2)]);
         step(&mut r, 5);
-        let d = r.deployment("d").unwrap();
+        let d = r.deployment("d", 0).unwrap();
         assert_eq!((d.rollout.as_str(), d.spec.version.as_str()), ("Done", "2"));
         assert!(r.assignments_of("a").iter().chain(r.assignments_of("b").iter()).all(|i| i.app_version == "2"));
         // The spec it replaced stays, for a rollback, after the older instances are gone.
@@ -189,11 +204,59 @@ mod tests {
         let mut r = setup();
         step(&mut r, 1);
         step(&mut r, 1 + READY_TIMEOUT_MS + 1);
-        let d = r.deployment("d").unwrap();
+        let d = r.deployment("d", 0).unwrap();
         assert!(d.rollout.starts_with("Failed: instance d-g2-0"), "{}", d.rollout);
         let old: Vec<String> =
             r.assignments_of("a").iter().filter(|i| i.instance_id == "d-0").map(|i| i.app_version.clone()).collect();
         assert_eq!(old, vec!["1".to_string()]);
         assert_eq!(step(&mut r, 2 * READY_TIMEOUT_MS), 0, "a failed update takes no more steps");
+    }
+
+    fn put_config(r: &mut Registry, value: &str) {
+        let write = crate::state::KvWrite { key: "url".into(), value: value.into(), kind: plum_types::KvType::String };
+        apply(r, 0, Op::KvPut { ns: "prod".into(), write, expect_version: None, request_id: None });
+    }
+
+    #[test]
+    fn a_config_change_rolls_only_what_opted_in_and_only_once_per_change() {
+        let mut r = Registry::default();
+        apply(&mut r, 0, Op::test_node("a", 0));
+        put_config(&mut r, "one");
+        let config_refs = vec![plum_types::ConfigRef {
+            namespace: "prod".into(),
+            key: "url".into(),
+            env: Some("URL".into()),
+            file: None,
+        }];
+        for (id, roll, node) in [("rolls", true, "a"), ("stays", false, "a"), ("unplaced", true, "")] {
+            let spec = DeploymentRequest {
+                name: id.into(),
+                replicas: 1,
+                config_refs: config_refs.clone(),
+                roll_on_config_change: roll,
+                ..Default::default()
+            };
+            let placements = vec![Placed { instance_id: format!("{id}-0"), node_id: node.into() }];
+            let op =
+                Op::CreateDeployment { deployment_id: id.into(), spec: Box::new(spec), placements, standby: vec![] };
+            apply(&mut r, 0, op);
+        }
+        assert!(config_rolls(&r).is_empty(), "nothing changed since they were made");
+        put_config(&mut r, "two");
+        let rolls = config_rolls(&r);
+        assert_eq!(
+            rolls,
+            [Op::RollConfig { deployment_id: "rolls".into() }, Op::RollConfig { deployment_id: "unplaced".into() }]
+        );
+        for op in rolls {
+            apply(&mut r, 0, op);
+        }
+        let generation = |id: &str| r.deployment_record(id).map(|d| (d.generation, d.rollout.clone()));
+        assert_eq!(generation("rolls"), Some((2, ROLLOUT_IN_PROGRESS.to_string())));
+        assert_eq!(generation("unplaced"), Some((1, String::new())), "nothing ran: it starts with the new value");
+        assert_eq!(generation("stays"), Some((1, String::new())));
+        assert!(config_rolls(&r).is_empty(), "one roll per change");
+        let again = apply(&mut r, 0, Op::RollConfig { deployment_id: "rolls".into() });
+        assert_eq!(again, CommandResult::Changed { count: 0 }, "a repeated entry changes nothing");
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::state::{Placed, Registry, Takeover};
+use crate::state::{Placed, Registry, Takeover, deps};
 
 /// Instances per node, counted once for a whole batch of decisions.
 pub struct Scheduler<'a> {
@@ -129,13 +129,19 @@ impl<'a> Scheduler<'a> {
     }
 
     /// New homes for every instance assigned to a node in `from` (with `from` excluded), and
-    /// for every instance still waiting for a node. Only real moves are returned.
-    pub fn moves_off(&mut self, from: &BTreeSet<String>) -> Vec<Placed> {
+    /// for every instance still waiting for a node whose deployment's dependencies hold (at
+    /// `now_ms`, the leader's clock: how long it has waited decides a `timeoutMs`). An
+    /// instance moved off a dead node is not gated: gating applies at first start only. Only
+    /// real moves are returned.
+    pub fn moves_off(&mut self, from: &BTreeSet<String>, now_ms: u64) -> Vec<Placed> {
         self.excluded.extend(from.iter().cloned());
         let registry = self.registry;
         let mut moves = Vec::new();
         for a in registry.assignment_records().filter(|a| a.node_id.is_empty() || from.contains(&a.node_id)) {
             let Some(d) = registry.deployment_record(&a.deployment_id) else { continue };
+            if a.node_id.is_empty() && !deps::unmet(registry, &d.spec, now_ms.saturating_sub(a.updated_ms)).is_empty() {
+                continue;
+            }
             self.release(&a.deployment_id, &a.node_id);
             let node_id = self.place(&a.deployment_id, &d.spec.placement.labels);
             if node_id != a.node_id {
@@ -220,7 +226,7 @@ mod tests {
         deploy(&mut r, "web", None, 2);
         deploy(&mut r, "late", Some("y"), 1);
         node(&mut r, "c", true, "y");
-        let moves = Scheduler::new(&r, BTreeSet::new()).moves_off(&BTreeSet::from(["a".to_string()]));
+        let moves = Scheduler::new(&r, BTreeSet::new()).moves_off(&BTreeSet::from(["a".to_string()]), 0);
         assert_eq!(
             moves,
             vec![
@@ -231,11 +237,67 @@ mod tests {
         );
         // Applied in the expiry entry: the node is dead and its instance elsewhere, together.
         apply(&mut r, Op::ExpireNodes { nodes: vec![("a".into(), 1_000)], moves, takeovers: Vec::new() });
-        let web = r.deployment("web").unwrap();
+        let web = r.deployment("web", 0).unwrap();
         let homes: Vec<(&str, &str)> = web.instances.iter().map(|i| (i.node_id.as_str(), i.phase.as_str())).collect();
         assert_eq!(homes, vec![("c", "Assigned"), ("b", "Assigned")]);
         assert!(!r.node_record("a").unwrap().alive);
         assert!(r.assignments_of("a").is_empty());
+    }
+
+    /// Every node rebooted: nothing could take the instances, so they wait without a node.
+    /// When nodes are back, each is placed only once what it depends on is healthy.
+    #[test]
+    fn waiting_instances_are_placed_in_dependency_order() {
+        let mut r = Registry::default();
+        let service = |name: &str| Some(plum_types::ServiceSpec { name: name.into(), ..Default::default() });
+        for (name, deps) in [("db", vec![]), ("api", vec!["db"])] {
+            let depends_on =
+                deps.iter().map(|d| plum_types::Dependency { service: d.to_string(), ..Default::default() }).collect();
+            let spec = DeploymentRequest {
+                name: name.into(),
+                replicas: 1,
+                service: service(name),
+                depends_on,
+                ..Default::default()
+            };
+            let placements = vec![Placed { instance_id: format!("{name}-0"), node_id: String::new() }];
+            apply(
+                &mut r,
+                Op::CreateDeployment { deployment_id: name.into(), spec: Box::new(spec), placements, standby: vec![] },
+            );
+        }
+        node(&mut r, "a", true, "x");
+        let moves = Scheduler::new(&r, BTreeSet::new()).moves_off(&BTreeSet::new(), 5_000);
+        assert_eq!(moves, vec![Placed { instance_id: "db-0".into(), node_id: "a".into() }], "api waits for db");
+        apply(&mut r, Op::Reassign { moves });
+        let api = r.deployment("api", 5_000).unwrap();
+        assert_eq!(
+            (api.instances[0].phase.as_str(), api.instances[0].waiting_on.clone()),
+            ("Waiting", vec!["db: 0 of 1 healthy".to_string()])
+        );
+        assert_eq!(api.dependencies.as_deref(), Some("Waiting: db: 0 of 1 healthy"));
+        // db registers its endpoint (its agent found it ready): api's turn.
+        let endpoint = crate::state::EndpointRecord {
+            service_name: "db".into(),
+            port: 5432,
+            protocol: "tcp".into(),
+            version: String::new(),
+            labels: BTreeMap::new(),
+            healthy: true,
+            ip: String::new(),
+        };
+        let op = Op::RegisterInstance {
+            instance_id: "db-0".into(),
+            node_id: "a".into(),
+            ip: "10.0.0.1".into(),
+            endpoints: vec![endpoint],
+            ttl_ms: 0,
+            replace: false,
+            upstreams: vec![],
+        };
+        apply(&mut r, op);
+        let moves = Scheduler::new(&r, BTreeSet::new()).moves_off(&BTreeSet::new(), 6_000);
+        assert_eq!(moves, vec![Placed { instance_id: "api-0".into(), node_id: "a".into() }]);
     }
 
     #[test]

@@ -1181,6 +1181,7 @@ fn peer_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 endpoints: vec![endpoint],
                 ttl_ms: 0,
                 replace: false,
+                upstreams: vec![],
             }),
         ),
         ("/internal/v1/propose", op(Op::Batch { ops: vec![Op::DeregisterInstance { instance_id: "i9".into() }] })),

@@ -40,7 +40,8 @@ use plum_registry::state::{
     KvRecord, KvWrite, NodeRecord, Op, Placed, Registry, RegistryApp, RequestRecord, Takeover,
 };
 use plum_types::{
-    Artifact, DeploymentRequest, HealthReport, KvType, Placement, Readiness, ReschedulePause, ServiceSpec,
+    Artifact, ConfigRef, Dependency, DependencyCondition, DeploymentRequest, HealthReport, KvType, Placement,
+    Readiness, ReschedulePause, ServiceSpec,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -115,6 +116,22 @@ fn spec(name: &str, version: &str, replicas: u32, standby: u32) -> DeploymentReq
         fencing: Some("stop".into()),
         standby,
         request_id: Some("r1".into()),
+        depends_on: vec![Dependency {
+            service: "db".into(),
+            version: Some(">=1.2 <2".into()),
+            condition: DependencyCondition::Started,
+            min_healthy: 2,
+            timeout_ms: 60_000,
+            optional: true,
+        }],
+        restart: Some("on-failure".into()),
+        config_refs: vec![ConfigRef {
+            namespace: "prod".into(),
+            key: "web/url".into(),
+            env: Some("WEB_URL".into()),
+            file: Some("web.conf".into()),
+        }],
+        roll_on_config_change: true,
     }
 }
 
@@ -130,6 +147,7 @@ fn register(id: &str, node: &str, endpoints: Vec<EndpointRecord>) -> Op {
         endpoints,
         ttl_ms: 2_000,
         replace: false,
+        upstreams: vec!["db".into()],
     }
 }
 
@@ -213,8 +231,10 @@ fn seed_ops() -> Vec<Op> {
             replicas: 2,
             add: vec![placed("job-r2-s0", "n1")],
             remove: vec![],
+            force: false,
         },
         Op::Reassign { moves: vec![placed("job-r2-0", "n2")] },
+        Op::RollConfig { deployment_id: "web-r1".into() },
         Op::SetReschedulePause {
             pause: Some(ReschedulePause { since_ms: NOW, nodes: vec!["n3".into()], reason: "mass loss".into() }),
         },
@@ -239,7 +259,7 @@ fn extra_ops() -> Vec<Op> {
     vec![
         Op::ForgetInstances { instances: vec![("i2".into(), NOW)] },
         Op::DeleteNode { node_id: "n3".into() },
-        Op::DeleteDeployment { deployment_id: "job-r2".into() },
+        Op::DeleteDeployment { deployment_id: "job-r2".into(), force: true },
         Op::SetReschedulePause { pause: None },
         Op::RolloutStep {
             deployment_id: "web-r1".into(),
@@ -360,7 +380,7 @@ fn read_everything(r: &Registry) {
     for id in &nodes {
         let _ = (r.node(id), r.node_record(id), r.assignments_of(id));
     }
-    let _ = (r.nodes(), r.deployments(), r.reschedule_pause(), r.placement_index(), r.applied_index());
+    let _ = (r.nodes(), r.deployments(NOW), r.reschedule_pause(), r.placement_index(), r.applied_index());
     for service in r.services().into_iter().chain(["nope".to_string()]) {
         let _ = r.discover(&service, None, None);
         let _ = r.discover(&service, Some("1.2.0"), Some("http"));
@@ -374,7 +394,7 @@ fn read_everything(r: &Registry) {
         let _ = (r.kv_list(&ns, ""), r.kv_list(&ns, "c"), r.kv_change_index(&ns, ""));
     }
     for d in r.deployment_records() {
-        let _ = r.deployment(&d.deployment_id);
+        let _ = r.deployment(&d.deployment_id, NOW);
     }
     let _ = r.instance_records().count() + r.assignment_records().count();
 }

@@ -107,16 +107,25 @@ fn kv_write() -> impl Strategy<Value = KvWrite> {
 }
 
 fn registration() -> impl Strategy<Value = Op> {
-    (pick(INSTANCES), pick(NODE_REFS), pick(REGISTER_IPS), vec(endpoint(), 0..3), select(TTLS), any::<bool>()).prop_map(
-        |(instance_id, node_id, ip, endpoints, ttl_ms, replace)| Op::RegisterInstance {
+    let upstreams = vec(pick(SERVICES), 0..2);
+    (
+        pick(INSTANCES),
+        pick(NODE_REFS),
+        pick(REGISTER_IPS),
+        vec(endpoint(), 0..3),
+        select(TTLS),
+        any::<bool>(),
+        upstreams,
+    )
+        .prop_map(|(instance_id, node_id, ip, endpoints, ttl_ms, replace, upstreams)| Op::RegisterInstance {
             instance_id,
             node_id,
             ip,
             endpoints,
             ttl_ms,
             replace,
-        },
-    )
+            upstreams,
+        })
 }
 
 fn health_change() -> impl Strategy<Value = Op> {
@@ -252,6 +261,7 @@ struct ModelInstance {
     live: Liveness,
     registered_ms: u64,
     ttl_ms: u64,
+    upstreams: Vec<String>,
 }
 
 /// An endpoint's effective address: its own, or its instance's.
@@ -334,7 +344,7 @@ impl Model {
                 self.nodes.remove(node_id);
                 CommandResult::Done
             }
-            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, replace } => {
+            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, replace, upstreams } => {
                 let old = self.instances.get(instance_id);
                 // Empty node or address: the instance keeps what it had.
                 let or_old = |new: &String, old: Option<&String>| {
@@ -350,7 +360,11 @@ impl Model {
                     Some(o) if !*replace && o.live.alive => o
                         .endpoints
                         .iter()
-                        .filter(|e| !new.iter().any(|n| same_place(n, &with_address(e, &o.ip))))
+                        .filter(|e| {
+                            // Address-less: where the instance is (its new address if it had none).
+                            let at = if o.ip.is_empty() { &instance_ip } else { &o.ip };
+                            !new.iter().any(|n| same_place(n, &with_address(e, at)))
+                        })
                         .cloned()
                         .collect(),
                     _ => Vec::new(),
@@ -363,6 +377,12 @@ impl Model {
                     live: Liveness::touched(old.map(|i| &i.live), now),
                     registered_ms: old.map_or(now, |i| i.registered_ms),
                     ttl_ms: *ttl_ms,
+                    // None declared: the instance keeps what it declared before.
+                    upstreams: if upstreams.is_empty() {
+                        old.map(|i| i.upstreams.clone()).unwrap_or_default()
+                    } else {
+                        upstreams.clone()
+                    },
                 };
                 self.instances.insert(instance_id.clone(), instance);
                 CommandResult::Done
@@ -498,7 +518,8 @@ impl Model {
             | Op::SetReschedulePause { .. }
             | Op::UpdateDeployment { .. }
             | Op::ScaleDeployment { .. }
-            | Op::RolloutStep { .. } => {
+            | Op::RolloutStep { .. }
+            | Op::RollConfig { .. } => {
                 unreachable!("deployment commands are not generated")
             }
         }
@@ -649,6 +670,7 @@ impl View for Model {
             last_seen_ms: i.live.last_seen_ms,
             registered_ms: i.registered_ms,
             ttl_ms: i.ttl_ms,
+            upstreams: i.upstreams.clone(),
         })
     }
 

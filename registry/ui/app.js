@@ -9,12 +9,14 @@ import * as nodesPage from './nodes.js';
 import * as servicesPage from './services.js';
 import * as deploymentsPage from './deployments.js';
 import * as kvPage from './kv.js';
+import * as topologyPage from './topology.js';
 
 const PAGES = {
   cluster: { title: 'Cluster', module: clusterPage },
   nodes: { title: 'Nodes', module: nodesPage },
   services: { title: 'Services', module: servicesPage },
   deployments: { title: 'Deployments', module: deploymentsPage },
+  topology: { title: 'Topology', module: topologyPage },
   kv: { title: 'Config KV', module: kvPage },
 };
 

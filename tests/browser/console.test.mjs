@@ -32,7 +32,7 @@ const TOKEN_KEY = 'plum.console.token';
 const NODE_DEAD_DEADLINE_MS = 20000;
 /** The header polls `/v1/cluster` every 2 s. */
 const LEADER_DEADLINE_MS = 15000;
-const PAGES = ['cluster', 'nodes', 'services', 'deployments', 'kv'];
+const PAGES = ['cluster', 'nodes', 'services', 'deployments', 'topology', 'kv'];
 
 const env = Object.fromEntries(readFileSync(join(HOME, 'cluster.env'), 'utf8').split('\n')
   .filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
@@ -439,6 +439,27 @@ test('config KV page: namespaces, keys, compare-and-set edits, live through the 
   await eventually('a new key appears (watch)', 5000, async () => (await row('size'))?.[2] === 'int');
   await screenshot(page, 'kv');
   assertClean(tab, 'kv edits', [{ status: 409, url: /\/v1\/kv\/app\/key\/color$/ }]);
+});
+
+test('topology page: services as boxes, dependencies as arrows, each satisfied or not', async () => {
+  // Two instances that declare their upstreams when they register: one on echo (healthy), one
+  // on a service nothing provides.
+  const gateways = [['gw-1', 'echo'], ['gw-2', 'ghost']];
+  for (const [id, up] of gateways) {
+    await api('/v1/services/register', { method: 'POST', body: { instanceId: id, ip: '127.0.0.1', ttlMs: 600000,
+      endpoints: [{ serviceName: 'gateway', port: 9, protocol: 'http' }], upstreams: [up] } });
+  }
+  await checkPage('topology', async (page) => {
+    await page.waitForFunction(() => document.querySelectorAll('svg.topology line.edge').length === 2);
+    const r = await rows(page, 'Dependencies');
+    assert.deepEqual(r.map((c) => [c[0], c[1], c[2], c[4]]),
+      [['gateway', 'echo', 'registered', 'satisfied'], ['gateway', 'ghost', 'registered', 'unsatisfied']]);
+    assert.equal(await page.locator('svg.topology line.edge.ok').count(), 1, 'the satisfied edge is drawn as such');
+    assert.equal(await page.locator('svg.topology line.edge.bad').count(), 1, 'the unsatisfied edge is drawn as such');
+    const boxes = await page.evaluate(() => [...document.querySelectorAll('svg.topology .svc text.name')].map((t) => t.textContent).sort());
+    assert.deepEqual(boxes, ['echo', 'gateway', 'ghost']);
+  });
+  for (const [id] of gateways) await api(`/v1/services?instanceId=${id}`, { method: 'DELETE' });
 });
 
 test('an agent killed: the node shows dead, its instance moves, every page follows', async () => {

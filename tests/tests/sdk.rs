@@ -30,6 +30,7 @@ fn instance(id: &str, service: &str, port: u32) -> RegisterRequest {
         }],
         ttl_ms: None,
         replace: false,
+        upstreams: vec![],
     }
 }
 

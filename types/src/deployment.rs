@@ -48,6 +48,93 @@ pub struct Artifact {
     pub sha256: String,
 }
 
+/// What a dependency must reach before a dependent instance starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyCondition {
+    /// At least `minHealthy` healthy endpoints of the service are in discovery.
+    #[default]
+    Healthy,
+    /// At least `minHealthy` instances of it run (started, ready or not), or are registered.
+    Started,
+    /// At least `minHealthy` instances of the deployment that provides it exited with status 0
+    /// (one-shot jobs such as a schema migration; give them `restart: "on-failure"`).
+    Completed,
+}
+
+impl DependencyCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependencyCondition::Healthy => "healthy",
+            DependencyCondition::Started => "started",
+            DependencyCondition::Completed => "completed",
+        }
+    }
+}
+
+/// One entry of a deployment's `dependsOn`: its instances start only once this holds. Gating
+/// applies at start only: a dependency lost later does not stop or restart anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Dependency {
+    /// The service depended on: the `service.name` (else the `name`) of a deployment, or a
+    /// service registered by something agents do not run.
+    #[serde(deserialize_with = "null_as_default")]
+    pub service: String,
+    /// Only endpoints of these versions count: exact, or a semver range (`>=1.2 <2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub condition: DependencyCondition,
+    /// How many healthy (started, completed) instances it takes; default 1.
+    pub min_healthy: u32,
+    /// How long a dependent instance waits before the deployment reports the dependency as
+    /// failed (it keeps waiting); an optional dependency is then given up on and the instance
+    /// starts. 0: no limit.
+    #[serde(deserialize_with = "null_as_default")]
+    pub timeout_ms: u64,
+    /// Start without it once it timed out, or at once when nothing provides the service.
+    #[serde(deserialize_with = "null_as_default")]
+    pub optional: bool,
+}
+
+impl Default for Dependency {
+    fn default() -> Dependency {
+        Dependency {
+            service: String::new(),
+            version: None,
+            condition: DependencyCondition::Healthy,
+            min_healthy: 1,
+            timeout_ms: 0,
+            optional: false,
+        }
+    }
+}
+
+/// A config key a deployment's instances get (`configRefs`): as an environment variable, or as
+/// a file the agent writes (and rewrites when the key changes) under the instance's config
+/// directory, `$PLUM_CONFIG_DIR`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConfigRef {
+    #[serde(deserialize_with = "null_as_default")]
+    pub namespace: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A relative path without `..`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl ConfigRef {
+    /// `namespace/key`, as `waitingOn` and logs name it.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.namespace, self.key)
+    }
+}
+
 /// `POST /v1/deployments`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -84,6 +171,20 @@ pub struct DeploymentRequest {
     /// Makes a retried create return the deployment the first attempt made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Services that must hold (be healthy, started or completed) before an instance starts.
+    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// When the agent starts an exited instance again: `"always"` (default), `"on-failure"`
+    /// (not after exit status 0: the instance is `Completed`), `"never"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// Config keys its instances get. An instance starts only once every key exists.
+    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    pub config_refs: Vec<ConfigRef>,
+    /// When a referenced key changes, replace the instances one at a time (each ready before
+    /// the next; the first failure stops it), so each starts with the new values.
+    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "std::ops::Not::not")]
+    pub roll_on_config_change: bool,
 }
 
 /// One assigned instance of a deployment, as `GET /v1/deployments/{id}` shows it.
@@ -108,6 +209,9 @@ pub struct InstanceInfo {
     /// A warm standby: running and ready, not in discovery.
     #[serde(default)]
     pub standby: bool,
+    /// In phase `Waiting`: the dependencies that do not hold yet, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<String>,
 }
 
 /// `GET /v1/deployments/{id}`, and the items of `GET /v1/deployments`.
@@ -132,6 +236,10 @@ pub struct DeploymentInfo {
     /// back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<DeploymentRequest>,
+    /// With `dependsOn`: `Waiting: <why>` while instances wait for a dependency, `Failed:
+    /// <why>` once one is past its `timeoutMs` (they keep waiting), `Ready` when none waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<String>,
 }
 
 /// An item of `GET /v1/assignments?nodeId=` (the shape Plum's Go agent polls).

@@ -118,3 +118,66 @@ pub struct KvKeys {
     pub namespace: String,
     pub keys: Vec<String>,
 }
+
+/// One version of a key, as `GET /v1/kv/{ns}/key/{key}/history` lists it (newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KvVersion {
+    /// The key's version after this write (a deletion: the version it deleted).
+    pub version: u64,
+    /// Log index of this write: unique, also across a key deleted and made again.
+    pub mod_index: u64,
+    /// Empty for a deletion.
+    pub value: String,
+    #[serde(rename = "type")]
+    pub kind: KvType,
+    /// Unix milliseconds.
+    pub updated_ms: u64,
+    pub deleted: bool,
+}
+
+/// `GET /v1/kv/{ns}/key/{key}/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KvHistory {
+    pub namespace: String,
+    pub key: String,
+    pub versions: Vec<KvVersion>,
+}
+
+/// `POST /v1/kv/{ns}/key/{key}/rollback`: write the value the key had at `modIndex` (or at
+/// the newest `version` of that number) again, as a new version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KvRollbackRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `POST /v1/kv/{ns}/copy`: copy the keys under `prefix` into namespace `to` (an environment
+/// promoted to the next: `dev` to `prod`), in one write. `overwrite: false` leaves keys `to`
+/// already has. Resending it is harmless: keys already at the value are not written again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KvCopyRequest {
+    #[serde(deserialize_with = "null_as_default")]
+    pub to: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub prefix: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub overwrite: bool,
+}
+
+/// The answer to a copy: which keys were written, and which `to` already had and kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KvCopied {
+    pub from: String,
+    pub to: String,
+    pub copied: Vec<String>,
+    pub kept: Vec<String>,
+}

@@ -22,6 +22,10 @@ pub struct RegisterRequest {
     /// endpoints are keyed by (service, ip, port, protocol) and those not named stay.
     #[serde(deserialize_with = "null_as_default", skip_serializing_if = "std::ops::Not::not")]
     pub replace: bool,
+    /// Services this instance depends on (for services not run by agents, which have no
+    /// `dependsOn`): edges of `GET /v1/topology`. Empty: keep what it declared before.
+    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<String>,
 }
 
 /// `POST /v1/services/heartbeat`: `{"instanceId"}`, `{"instanceId","health":[...]}` or

@@ -25,7 +25,7 @@ impl VersionFilter {
         if !is_range {
             return Ok(VersionFilter::Exact(input.to_string()));
         }
-        VersionReq::parse(trimmed)
+        VersionReq::parse(&comma_separated(trimmed))
             .map(VersionFilter::Range)
             .map_err(|e| VersionFilterError { input: input.to_string(), reason: e.to_string() })
     }
@@ -38,6 +38,21 @@ impl VersionFilter {
             VersionFilter::Range(req) => Version::parse(version.trim_start_matches('v')).is_ok_and(|v| req.matches(&v)),
         }
     }
+}
+
+/// `>=1.2 <2` (npm's and Compose users' spelling: comparators separated by spaces) as the
+/// `semver` crate reads it, `>=1.2, <2`. A space after an operator (`>= 1.2`) stays.
+fn comma_separated(range: &str) -> String {
+    let mut out = String::new();
+    for token in range.split_whitespace() {
+        let starts_comparator = token.starts_with(['^', '~', '>', '<', '=', '*']);
+        let after_version = out.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '*');
+        if !out.is_empty() {
+            out.push_str(if starts_comparator && after_version { ", " } else { " " });
+        }
+        out.push_str(token);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -58,6 +73,12 @@ mod tests {
         assert!(!caret.matches("2.0.0") && !caret.matches("1.1.9") && !caret.matches("latest"));
         let both = VersionFilter::parse(">=1.0, <2.0").unwrap();
         assert!(both.matches("1.5.0") && !both.matches("2.0.0"));
+        let spaced = VersionFilter::parse(">=1.2 <2").unwrap();
+        assert!(
+            spaced.matches("1.2.0") && spaced.matches("1.9.9") && !spaced.matches("2.0.0") && !spaced.matches("1.1.0")
+        );
+        let operator_apart = VersionFilter::parse(">= 1.2, < 2").unwrap();
+        assert!(operator_apart.matches("1.3.0") && !operator_apart.matches("2.1.0"));
         assert!(VersionFilter::parse("*").unwrap().matches("0.1.0"));
     }
 

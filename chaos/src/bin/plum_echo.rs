@@ -1,6 +1,6 @@
 //! `plum-echo`: a small HTTP service to deploy on Plum in the demo, the tests and the
 //! benchmarks. `GET /health` answers `ok`; any other GET answers who served it (instance, node,
-//! version) and the path. Listens on 127.0.0.1:`$PORT` (the agent passes a free port), or
+//! version), the path, and `$ECHO_CONFIG` (a config key given to it as that variable, or null). Listens on 127.0.0.1:`$PORT` (the agent passes a free port), or
 //! `--port N`.
 
 use std::net::SocketAddr;
@@ -15,6 +15,7 @@ struct Identity {
     instance: String,
     node: String,
     version: String,
+    config: Option<String>,
 }
 
 fn env(name: &str) -> String {
@@ -27,6 +28,7 @@ async fn echo(State(who): State<Identity>, req: Request) -> axum::Json<Value> {
         "node": who.node,
         "version": who.version,
         "path": req.uri().path(),
+        "config": who.config,
     }))
 }
 
@@ -39,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         instance: env("PLUM_INSTANCE_ID"),
         node: env("PLUM_NODE_ID"),
         version: std::env::var("PLUM_VERSION").unwrap_or_else(|_| "dev".into()),
+        config: std::env::var("ECHO_CONFIG").ok(),
     };
     let app = Router::new().route("/health", get(|| async { "ok" })).fallback(get(echo)).with_state(who);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use plum_types::{DeploymentRequest, InstanceStatusReport};
+use plum_types::{DeploymentRequest, InstanceStatusReport, VersionFilter};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -20,13 +20,83 @@ use super::extract::{JsonBody, Query};
 use super::validate::{self, MAX_ID, MAX_SHORT};
 use super::{INDEX_HEADER, Shared, body_and_parts, on_leader, scope, watch_timeout, with_index};
 use crate::auth::Caller;
+use crate::cluster::unix_now_ms;
 use crate::scheduler::Scheduler;
 use crate::state::limits::MAX_REPLICAS;
-use crate::state::{CommandResult, InstanceReport, Op, Placed};
+use crate::state::{CommandResult, InstanceReport, Op, Placed, deps};
 
 /// Arguments and environment entries a deployment may carry.
 const MAX_ARGS: usize = 256;
 const MAX_ARG: usize = 4096;
+/// Dependencies a deployment may declare, and the longest `timeoutMs` (a day).
+const MAX_DEPENDENCIES: usize = 64;
+const MAX_DEPENDENCY_TIMEOUT_MS: u64 = 86_400_000;
+
+/// `dependsOn`, `configRefs` and `restart`: 400 when not acceptable.
+fn check_dependencies(spec: &DeploymentRequest) -> Result<(), ApiError> {
+    if spec.depends_on.len() > MAX_DEPENDENCIES {
+        return Err(ApiError::bad(format!("more than {MAX_DEPENDENCIES} entries in `dependsOn`")));
+    }
+    for (i, d) in spec.depends_on.iter().enumerate() {
+        validate::name(&format!("dependsOn[{i}].service"), &d.service, MAX_ID)?;
+        if let Some(v) = &d.version {
+            validate::text(&format!("dependsOn[{i}].version"), v, MAX_SHORT)?;
+            VersionFilter::parse(v).map_err(|e| ApiError::bad(format!("dependsOn[{i}].version: {e}")))?;
+        }
+        if d.min_healthy as usize > MAX_REPLICAS {
+            return Err(ApiError::bad(format!("dependsOn[{i}].minHealthy above {MAX_REPLICAS}")));
+        }
+        if d.timeout_ms > MAX_DEPENDENCY_TIMEOUT_MS {
+            return Err(ApiError::bad(format!("dependsOn[{i}].timeoutMs above {MAX_DEPENDENCY_TIMEOUT_MS}")));
+        }
+    }
+    if spec.config_refs.len() > MAX_DEPENDENCIES {
+        return Err(ApiError::bad(format!("more than {MAX_DEPENDENCIES} entries in `configRefs`")));
+    }
+    for (i, c) in spec.config_refs.iter().enumerate() {
+        validate::name(&format!("configRefs[{i}].namespace"), &c.namespace, MAX_ID)?;
+        validate::name(&format!("configRefs[{i}].key"), &c.key, MAX_ID)?;
+        if c.env.is_none() && c.file.is_none() {
+            return Err(ApiError::bad(format!("configRefs[{i}] needs `env` or `file`")));
+        }
+        if let Some(var) = &c.env {
+            let mut chars = var.chars();
+            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || var.len() > MAX_SHORT {
+                return Err(ApiError::bad(format!("configRefs[{i}].env `{var}` is not an environment variable name")));
+            }
+        }
+        if let Some(file) = &c.file {
+            validate::text(&format!("configRefs[{i}].file"), file, MAX_SHORT)?;
+            let plain = std::path::Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if file.is_empty() || !plain {
+                return Err(ApiError::bad(format!(
+                    "configRefs[{i}].file `{file}` must be a relative path without `..`"
+                )));
+            }
+        }
+    }
+    if let Some(r) = spec.restart.as_deref().filter(|r| !matches!(*r, "always" | "on-failure" | "never")) {
+        return Err(ApiError::bad(format!("`restart` must be \"always\", \"on-failure\" or \"never\", not `{r}`")));
+    }
+    Ok(())
+}
+
+/// What an apply refused, as the API answers it: `Busy` and `Needed` 409, `Invalid` 400.
+fn refused(result: CommandResult) -> Result<CommandResult, ApiError> {
+    match result {
+        CommandResult::Busy { reason } => Err(ApiError::Conflict { message: reason, detail: None }),
+        CommandResult::Invalid { reason } => Err(ApiError::BadRequest(reason)),
+        CommandResult::Needed { service, by } => Err(ApiError::Conflict {
+            message: format!(
+                "deployments {} depend on service `{service}`: stopping it would break them (add ?force=true to do it anyway)",
+                by.join(", ")
+            ),
+            detail: Some(json!({ "service": service, "dependents": by })),
+        }),
+        other => Ok(other),
+    }
+}
 
 /// Checks a deployment request: 400 and nothing proposed when it is not acceptable.
 fn check(spec: &DeploymentRequest) -> Result<(), ApiError> {
@@ -73,6 +143,7 @@ fn check(spec: &DeploymentRequest) -> Result<(), ApiError> {
     if let Some(id) = &spec.request_id {
         validate::name("requestId", id, MAX_SHORT)?;
     }
+    check_dependencies(spec)?;
     // Ids must stay addressable: the deployment id is `name-requestId` and its instances add a
     // suffix (`-standby-7`, `-g12-3`); every id of the API is at most MAX_ID characters.
     let id_len = spec.name.len() + 1 + spec.request_id.as_ref().map_or(8, String::len);
@@ -111,25 +182,41 @@ pub async fn create(State(state): State<Shared>, req: Request) -> Result<Respons
         return Ok(resp);
     }
     let deployment_id = deployment_id(&spec);
+    let cycle = state.cluster.with_registry(|r| deps::cycle_with(r, &deployment_id, &spec));
+    if let Some(cycle) = cycle {
+        return Err(ApiError::bad(format!("dependency cycle: {}", cycle.join(" -> "))));
+    }
     let (placements, standby): (Vec<Placed>, Vec<Placed>) = state.cluster.with_registry(|r| {
+        // Dependencies that do not hold yet: every instance waits without a node; the leader
+        // places them once they hold (`liveness::duties`).
+        let gated = !deps::unmet(r, &spec, 0).is_empty();
         let mut scheduler = Scheduler::new(r, BTreeSet::new());
-        let mut place =
-            |id: String| Placed { node_id: scheduler.place(&deployment_id, &spec.placement.labels), instance_id: id };
+        let mut place = |id: String| Placed {
+            node_id: if gated { String::new() } else { scheduler.place(&deployment_id, &spec.placement.labels) },
+            instance_id: id,
+        };
         let active = (0..spec.replicas).map(|i| place(format!("{deployment_id}-{i}"))).collect();
         let standby = (0..spec.standby).map(|i| place(format!("{deployment_id}-standby-{i}"))).collect();
         (active, standby)
     });
     let op = Op::CreateDeployment { deployment_id: deployment_id.clone(), spec: Box::new(spec), placements, standby };
     let applied = state.cluster.write(op).await?;
-    let info = state.cluster.with_registry(|r| r.deployment(&deployment_id));
+    refused(applied.result)?;
+    let info = state.cluster.with_registry(|r| r.deployment(&deployment_id, unix_now_ms()));
     let info = info.ok_or_else(|| ApiError::NotFound(format!("deployment `{deployment_id}` vanished")))?;
     Ok(with_index(applied.index, (StatusCode::CREATED, Json(info))))
 }
 
 /// `PATCH /v1/deployments/{id}`: the fields given replace the current ones. A new `replicas`
 /// scales at once; a change of what runs (version, command, args, env, artifact, service)
-/// starts a rolling update (409 while one is in progress).
-pub async fn update(State(state): State<Shared>, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+/// starts a rolling update (409 while one is in progress). Scaling to 0 replicas is refused
+/// (409) while other deployments need its service, unless `?force=true`.
+pub async fn update(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    query: Query,
+    req: Request,
+) -> Result<Response, ApiError> {
     let (headers, path, bytes) = body_and_parts(req).await?;
     let patch: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
@@ -149,18 +236,22 @@ pub async fn update(State(state): State<Shared>, Path(id): Path<String>, req: Re
     let spec: DeploymentRequest =
         serde_json::from_value(merged).map_err(|e| ApiError::bad(format!("invalid deployment: {e}")))?;
     check(&spec)?;
-    if spec.replicas != current.replicas {
-        let op = state.cluster.with_registry(|r| scale_op(r, &id, &spec));
-        state.cluster.write(op).await?;
-    }
     let runs = |s: &DeploymentRequest| DeploymentRequest { replicas: 0, ..s.clone() };
     if runs(&spec) != runs(&current) {
-        let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec) };
-        if let CommandResult::Busy { reason } = state.cluster.write(op).await?.result {
-            return Err(ApiError::Conflict { message: reason, detail: None });
+        let cycle = state.cluster.with_registry(|r| deps::cycle_with(r, &id, &spec));
+        if let Some(cycle) = cycle {
+            return Err(ApiError::bad(format!("dependency cycle: {}", cycle.join(" -> "))));
         }
     }
-    state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id)).await
+    if spec.replicas != current.replicas {
+        let op = state.cluster.with_registry(|r| scale_op(r, &id, &spec, query.flag("force")));
+        refused(state.cluster.write(op).await?.result)?;
+    }
+    if runs(&spec) != runs(&current) {
+        let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec) };
+        refused(state.cluster.write(op).await?.result)?;
+    }
+    state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id, unix_now_ms())).await
 }
 
 /// `POST /v1/deployments/{id}/rollback`: a rolling update back to the spec the last one replaced
@@ -184,16 +275,14 @@ pub async fn rollback(State(state): State<Shared>, Path(id): Path<String>, req: 
         return Err(conflict(format!("deployment `{id}` already runs the spec it would roll back to")));
     }
     let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec) };
-    if let CommandResult::Busy { reason } = state.cluster.write(op).await?.result {
-        return Err(conflict(reason));
-    }
+    refused(state.cluster.write(op).await?.result)?;
     tracing::info!(deployment = %id, "rolling back to the previous spec");
-    state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id)).await
+    state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id, unix_now_ms())).await
 }
 
 /// Instances to add (placed here, on the leader) or remove (the last ones by id) to reach
 /// `spec.replicas`.
-fn scale_op(r: &crate::state::Registry, id: &str, spec: &DeploymentRequest) -> Op {
+fn scale_op(r: &crate::state::Registry, id: &str, spec: &DeploymentRequest, force: bool) -> Op {
     let mut ids: Vec<String> =
         r.assignment_records().filter(|a| a.deployment_id == id).map(|a| a.instance_id.clone()).collect();
     ids.sort();
@@ -210,15 +299,15 @@ fn scale_op(r: &crate::state::Registry, id: &str, spec: &DeploymentRequest) -> O
         }
         add.push(Placed { instance_id, node_id: scheduler.place(id, &spec.placement.labels) });
     }
-    Op::ScaleDeployment { deployment_id: id.to_string(), replicas: spec.replicas, add, remove }
+    Op::ScaleDeployment { deployment_id: id.to_string(), replicas: spec.replicas, add, remove, force }
 }
 
 pub async fn list(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
-    state.read(&query, |r| r.deployments()).await
+    state.read(&query, |r| r.deployments(unix_now_ms())).await
 }
 
 pub async fn get_one(State(state): State<Shared>, query: Query, Path(id): Path<String>) -> Result<Response, ApiError> {
-    state.read_found(&query, &format!("deployment `{id}`"), |r| r.deployment(&id)).await
+    state.read_found(&query, &format!("deployment `{id}`"), |r| r.deployment(&id, unix_now_ms())).await
 }
 
 pub async fn remove(
@@ -229,8 +318,9 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     validate::name("deploymentId", &id, MAX_ID)?;
-    let applied = state.write(&headers, &query, &uri, Op::DeleteDeployment { deployment_id: id.clone() }).await?;
-    match applied.result {
+    let op = Op::DeleteDeployment { deployment_id: id.clone(), force: query.flag("force") };
+    let applied = state.write(&headers, &query, &uri, op).await?;
+    match refused(applied.result)? {
         CommandResult::NotFound => Err(ApiError::NotFound(format!("deployment `{id}` not found"))),
         _ => Ok(StatusCode::NO_CONTENT.into_response()),
     }

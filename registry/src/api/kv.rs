@@ -5,7 +5,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use plum_types::{KvBatchRequest, KvBatchResponse, KvKeys, KvNamespaces, KvPutRequest, KvWritten};
+use plum_types::{
+    KvBatchRequest, KvBatchResponse, KvCopied, KvCopyRequest, KvHistory, KvKeys, KvNamespaces, KvPutRequest,
+    KvRollbackRequest, KvWritten,
+};
 
 use super::error::ApiError;
 use super::extract::{JsonBody, Query};
@@ -40,6 +43,91 @@ pub async fn get(
     }
 }
 
+/// `GET /v1/kv/{ns}/key/{key}/history`: the key's recent versions, newest first (also of a
+/// key deleted since; 404 when it never had one this replica keeps).
+pub async fn history(
+    State(state): State<Shared>,
+    query: Query,
+    Path((ns, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_place(&ns, Some(&key))?;
+    let index = state.read_point(&query).await?;
+    let versions = state.cluster.with_registry(|r| r.kv_history(&ns, &key));
+    if versions.is_empty() {
+        return Err(ApiError::NotFound(format!("key `{ns}/{key}` has no history")));
+    }
+    Ok(with_index(index, Json(KvHistory { namespace: ns, key, versions })))
+}
+
+/// `POST /v1/kv/{ns}/key/{key}/rollback` `{"modIndex"}` or `{"version"}`: writes the value the
+/// key had then as a new version, provided the key is still at the version this replica saw
+/// (else `409` with `currentVersion`: look again, and retry). Watches and config rolls see it as
+/// any other change.
+pub async fn rollback(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path((ns, key)): Path<(String, String)>,
+    JsonBody(req): JsonBody<KvRollbackRequest>,
+) -> Result<Response, ApiError> {
+    check_place(&ns, Some(&key))?;
+    if let Some(id) = &req.request_id {
+        validate::text("requestId", id, MAX_ID)?;
+    }
+    let (versions, current) =
+        state.cluster.with_registry(|r| (r.kv_history(&ns, &key), r.kv_get(&ns, &key).map_or(0, |i| i.version)));
+    let target = match (req.mod_index, req.version) {
+        (Some(at), _) => versions.into_iter().find(|v| v.mod_index == at),
+        (None, Some(version)) => versions.into_iter().find(|v| v.version == version && !v.deleted),
+        (None, None) => return Err(ApiError::bad("`modIndex` or `version` is required")),
+    };
+    let target = target.ok_or_else(|| ApiError::NotFound(format!("no such version of `{ns}/{key}` in its history")))?;
+    if target.deleted {
+        return Err(ApiError::bad("that version is a deletion: delete the key instead"));
+    }
+    let write = KvWrite { key: key.clone(), value: target.value, kind: target.kind };
+    let op = Op::KvPut { ns: ns.clone(), write, expect_version: Some(current), request_id: req.request_id };
+    written(ns, key, state.write(&headers, &query, &uri, op).await?.result)
+}
+
+/// `POST /v1/kv/{ns}/copy` `{"to", "prefix", "overwrite"}`: the keys under `prefix` written into
+/// namespace `to` in one entry (promote `dev` to `prod`). Keys `to` has already are kept unless
+/// `overwrite`; the answer lists both. The source is read linearizably.
+pub async fn copy(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Query,
+    uri: Uri,
+    Path(ns): Path<String>,
+    JsonBody(req): JsonBody<KvCopyRequest>,
+) -> Result<Json<KvCopied>, ApiError> {
+    check_place(&ns, None)?;
+    check_place(&req.to, None)?;
+    validate::text("prefix", &req.prefix, MAX_ID)?;
+    if req.to == ns {
+        return Err(ApiError::bad("`to` must be another namespace"));
+    }
+    state.read_point(&Query::parse("consistent=true")).await?;
+    let (from, into) = state.cluster.with_registry(|r| (r.kv_list(&ns, &req.prefix), r.kv_list(&req.to, &req.prefix)));
+    let (mut copied, mut kept, mut writes) = (Vec::new(), Vec::new(), Vec::new());
+    for item in from {
+        if !req.overwrite && into.iter().any(|t| t.key == item.key) {
+            kept.push(item.key);
+            continue;
+        }
+        copied.push(item.key.clone());
+        writes.push(KvWrite { key: item.key, value: item.value, kind: item.kind });
+    }
+    if writes.len() > MAX_BATCH {
+        return Err(ApiError::bad(format!("more than {MAX_BATCH} keys to copy: copy by narrower prefixes")));
+    }
+    if !writes.is_empty() {
+        state.write(&headers, &query, &uri, Op::KvBatch { ns: req.to.clone(), writes }).await?;
+    }
+    Ok(Json(KvCopied { from: ns, to: req.to, copied, kept }))
+}
+
 pub async fn put(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -54,8 +142,12 @@ pub async fn put(
         validate::text("requestId", id, MAX_ID)?;
     }
     let op = Op::KvPut { ns: ns.clone(), write, expect_version: req.expect_version, request_id: req.request_id };
-    let applied = state.write(&headers, &query, &uri, op).await?;
-    match applied.result {
+    written(ns, key, state.write(&headers, &query, &uri, op).await?.result)
+}
+
+/// The answer to a single KV write.
+fn written(ns: String, key: String, result: CommandResult) -> Result<Response, ApiError> {
+    match result {
         CommandResult::KvWritten { record } => {
             Ok(Json(KvWritten { namespace: ns, key, value: record.value, kind: record.kind, version: record.version })
                 .into_response())

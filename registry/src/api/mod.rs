@@ -19,6 +19,7 @@ mod peer_guard;
 mod scope;
 mod services;
 mod tokens;
+mod topology;
 mod ui;
 mod validate;
 mod wire;
@@ -206,6 +207,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/services/heartbeat/batch", post(services::heartbeat_batch))
         .route("/v1/services", delete(services::deregister))
         .route("/v1/services/list", get(services::list))
+        .route("/v1/services/{name}/dependents", get(topology::dependents))
+        .route("/v1/topology", get(topology::topology))
         .route("/v1/discovery", get(discovery::all))
         .route("/v1/discovery/random", get(discovery::random))
         .route("/v1/discovery/one", get(discovery::one))
@@ -217,7 +220,10 @@ pub fn router(state: Shared) -> Router {
             "/v1/kv/{ns}/batch",
             post(kv::batch).get(kv::get_literal).put(kv::put_literal).delete(kv::delete_literal),
         )
+        .route("/v1/kv/{ns}/copy", post(kv::copy).get(kv::get_literal).put(kv::put_literal).delete(kv::delete_literal))
         .route("/v1/kv/{ns}/key/{key}", get(kv::get).put(kv::put).delete(kv::remove))
+        .route("/v1/kv/{ns}/key/{key}/history", get(kv::history))
+        .route("/v1/kv/{ns}/key/{key}/rollback", post(kv::rollback))
         .route("/v1/kv/{ns}/{key}", get(kv::get).put(kv::put).delete(kv::remove))
         .route("/v1/deployments", get(deployments::list).post(deployments::create))
         .route("/v1/deployments/{id}", get(deployments::get_one).delete(deployments::remove).patch(deployments::update))

@@ -58,6 +58,12 @@ fn register_op(req: RegisterRequest, live: &LivenessConfig) -> Result<Op, ApiErr
     }
     validate::text("ip", &ip, MAX_ID)?;
     validate::text("nodeId", &node_id, MAX_ID)?;
+    if req.upstreams.len() > MAX_ENDPOINTS {
+        return Err(ApiError::bad(format!("more than {MAX_ENDPOINTS} upstreams")));
+    }
+    for (i, u) in req.upstreams.iter().enumerate() {
+        validate::name(&format!("upstreams[{i}]"), u, MAX_ID)?;
+    }
     let top_ip = req.ip.clone().unwrap_or_default();
     let endpoints =
         req.endpoints.iter().enumerate().map(|(i, e)| endpoint_record(i, e, &top_ip)).collect::<Result<Vec<_>, _>>()?;
@@ -68,6 +74,7 @@ fn register_op(req: RegisterRequest, live: &LivenessConfig) -> Result<Op, ApiErr
         endpoints,
         ttl_ms: live.bounded_ttl_ms(req.ttl_ms),
         replace: req.replace,
+        upstreams: req.upstreams,
     })
 }
 

@@ -60,6 +60,7 @@ static ASSETS: &[Asset] = &[
     asset!("services.js", JS),
     asset!("deployments.js", JS),
     asset!("kv.js", JS),
+    asset!("topology.js", JS),
     asset!("style.css", CSS),
 ];
 

@@ -142,7 +142,7 @@ async fn moves_for(
         }
         let mut scheduler = Scheduler::new(r, BTreeSet::new());
         let takeovers = scheduler.takeovers(dying);
-        ((scheduler.moves_off(dying), takeovers), None)
+        ((scheduler.moves_off(dying, unix_now_ms()), takeovers), None)
     });
     if let Some(pause) = pause {
         tracing::error!(id = cluster.id, nodes = ?pause.nodes, reason = %pause.reason, "mass loss of nodes");
@@ -233,7 +233,7 @@ async fn place_waiting(cluster: Arc<Cluster>) {
                 return (Vec::new(), false);
             }
             let mut scheduler = Scheduler::new(r, BTreeSet::new());
-            let mut moves = if homeless { scheduler.moves_off(&dead) } else { Vec::new() };
+            let mut moves = if homeless { scheduler.moves_off(&dead, unix_now_ms()) } else { Vec::new() };
             if moves.is_empty() {
                 moves = scheduler.spread_standbys();
             }

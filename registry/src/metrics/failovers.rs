@@ -166,7 +166,7 @@ impl Book {
                     .count() as u64;
             }
             // Instances removed before their replacement was ready: nothing more to wait for.
-            Op::DeleteDeployment { deployment_id } if !self.pending.is_empty() => {
+            Op::DeleteDeployment { deployment_id, .. } if !self.pending.is_empty() => {
                 let gone: Vec<String> = self
                     .pending
                     .keys()
@@ -389,7 +389,7 @@ mod tests {
         assert!(f.instances.iter().all(|i| i.state == MovedInstanceState::WaitingForNode && i.to_node.is_empty()));
         log.node(6_000, "b");
         log.apply(7_000, Op::Reassign { moves: vec![Placed { instance_id: "web-0".into(), node_id: "b".into() }] });
-        log.apply(7_500, Op::DeleteDeployment { deployment_id: "api".into() });
+        log.apply(7_500, Op::DeleteDeployment { deployment_id: "api".into(), force: false });
         let f = &recent(&log)[0];
         assert_eq!((f.instances[0].to_node.as_str(), f.instances[0].state), ("b", MovedInstanceState::Starting));
         assert_eq!(f.instances[1].state, MovedInstanceState::Abandoned);

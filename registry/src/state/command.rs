@@ -102,6 +102,9 @@ pub enum Op {
         ttl_ms: u64,
         #[serde(default)]
         replace: bool,
+        /// Declared upstream services; empty: keep the instance's.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        upstreams: Vec<String>,
     },
     /// An instance heartbeat that changes something: endpoint health, or its declared TTL.
     SetHealth {
@@ -129,8 +132,11 @@ pub enum Op {
         #[serde(default)]
         standby: Vec<Placed>,
     },
+    /// Refused (`Needed`) while other deployments need its service, unless `force`.
     DeleteDeployment {
         deployment_id: String,
+        #[serde(default)]
+        force: bool,
     },
     /// Instances moved to new nodes (they were waiting for one, or their node is dead).
     Reassign {
@@ -145,11 +151,14 @@ pub enum Op {
         spec: Box<DeploymentRequest>,
     },
     /// Replicas added (placed by the leader) or removed (ids chosen by the leader).
+    /// Scaling to 0 (a stop) is refused like a delete unless `force`.
     ScaleDeployment {
         deployment_id: String,
         replicas: u32,
         add: Vec<Placed>,
         remove: Vec<String>,
+        #[serde(default)]
+        force: bool,
     },
     /// One step of a rolling update: stop an instance of an older generation and/or start one
     /// of the current generation. `outcome`, when set, ends the update (`Done` or why it failed).
@@ -161,6 +170,10 @@ pub enum Op {
         /// The added instance is a warm standby (standbys are replaced last).
         #[serde(default)]
         add_standby: bool,
+    },
+    /// A config key the deployment references changed: roll it (`rollOnConfigChange`).
+    RollConfig {
+        deployment_id: String,
     },
     /// Pause rescheduling after a mass loss of nodes (`Some`), or resume it (`None`).
     SetReschedulePause {
@@ -233,12 +246,13 @@ impl fmt::Display for Command {
             Op::CreateDeployment { deployment_id, placements, .. } => {
                 write!(f, "create-deployment {deployment_id} ({} instances)", placements.len())
             }
-            Op::DeleteDeployment { deployment_id } => write!(f, "delete-deployment {deployment_id}"),
+            Op::DeleteDeployment { deployment_id, .. } => write!(f, "delete-deployment {deployment_id}"),
             Op::Reassign { moves } => write!(f, "reassign {} instances", moves.len()),
             Op::ReportInstance { report } => write!(f, "report {} {}", report.instance_id, report.phase),
             Op::SetReschedulePause { pause } => write!(f, "reschedule-paused {}", pause.is_some()),
             Op::UpdateDeployment { deployment_id, .. } => write!(f, "update-deployment {deployment_id}"),
             Op::ScaleDeployment { deployment_id, replicas, .. } => write!(f, "scale {deployment_id} to {replicas}"),
+            Op::RollConfig { deployment_id } => write!(f, "roll-config {deployment_id}"),
             Op::RolloutStep { deployment_id, .. } => write!(f, "rollout-step {deployment_id}"),
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),
@@ -280,5 +294,14 @@ pub enum CommandResult {
     /// Refused for now (e.g. a rolling update is in progress).
     Busy {
         reason: String,
+    },
+    /// Refused: the request is not acceptable against the current state (a dependency cycle).
+    Invalid {
+        reason: String,
+    },
+    /// Refused: these deployments declare a dependency on the service this would stop.
+    Needed {
+        service: String,
+        by: Vec<String>,
     },
 }

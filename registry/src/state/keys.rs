@@ -17,6 +17,8 @@ pub(crate) const TOKEN: &[u8] = b"T/";
 pub(crate) const TOKENS_BOOTSTRAPPED: &[u8] = b"B/";
 /// One row, present while rescheduling is paused.
 pub(crate) const RESCHEDULE_PAUSE: &[u8] = b"S/";
+/// Recent versions of KV keys, by namespace, key and the write's log index.
+pub(crate) const KV_HISTORY: &[u8] = b"H/";
 
 fn key(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -55,6 +57,17 @@ pub(crate) fn assignment(id: &str) -> Vec<u8> {
 
 pub(crate) fn token(id: &str) -> Vec<u8> {
     key(TOKEN, &[id])
+}
+
+/// The index is zero-padded so a key's versions sort by it.
+pub(crate) fn kv_history(ns: &str, k: &str, mod_index: u64) -> Vec<u8> {
+    key(KV_HISTORY, &[ns, k, &format!("{mod_index:020}")])
+}
+
+/// Splits a KV history row key's rest into namespace and key (the index is in the row).
+pub(crate) fn split_kv_history(rest: &[u8]) -> Option<(String, String)> {
+    let last = rest.iter().rposition(|b| *b == 0)?;
+    split_kv(&rest[..last])
 }
 
 pub(crate) fn kv_deleted(ns: &str) -> Vec<u8> {

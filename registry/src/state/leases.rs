@@ -98,6 +98,7 @@ impl Op {
             | Op::UpdateDeployment { .. }
             | Op::ScaleDeployment { .. }
             | Op::RolloutStep { .. }
+            | Op::RollConfig { .. }
             | Op::CreateToken { .. }
             | Op::RevokeToken { .. } => Vec::new(),
         }

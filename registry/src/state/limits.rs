@@ -81,10 +81,10 @@ impl Op {
                 check_moves(placements)?;
                 check_moves(standby)
             }
-            Op::DeleteDeployment { deployment_id } | Op::UpdateDeployment { deployment_id, .. } => {
-                check_name("deploymentId", deployment_id, MAX_ID)
-            }
-            Op::ScaleDeployment { deployment_id, add, remove, replicas } => {
+            Op::DeleteDeployment { deployment_id, .. }
+            | Op::UpdateDeployment { deployment_id, .. }
+            | Op::RollConfig { deployment_id } => check_name("deploymentId", deployment_id, MAX_ID),
+            Op::ScaleDeployment { deployment_id, add, remove, replicas, .. } => {
                 check_name("deploymentId", deployment_id, MAX_ID)?;
                 (*replicas as usize <= MAX_REPLICAS).then_some(()).ok_or("too many replicas")?;
                 remove.iter().try_for_each(|id| check_name("instanceId", id, MAX_ID))?;

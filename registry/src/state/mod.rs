@@ -7,6 +7,7 @@
 mod app;
 mod apply;
 mod command;
+pub mod deps;
 mod keys;
 mod leases;
 pub mod limits;

@@ -54,6 +54,9 @@ pub struct InstanceRecord {
     /// Declared heartbeat TTL (bounded by the controller); 0: the controller's default.
     #[serde(default)]
     pub ttl_ms: u64,
+    /// Services it declared it depends on (`upstreams` at registration).
+    #[serde(default)]
+    pub upstreams: Vec<String>,
 }
 
 impl EndpointRecord {
@@ -129,6 +132,10 @@ pub struct DeploymentRecord {
     /// updated before this was kept.
     #[serde(default)]
     pub rollback: Option<plum_types::DeploymentRequest>,
+    /// `namespace/key` -> log index of the value of each config key the current generation
+    /// started with (`deps::config_stamp`): a config roll starts when they differ.
+    #[serde(default)]
+    pub config_stamp: std::collections::BTreeMap<String, u64>,
 }
 
 /// One instance of a deployment and the node it is assigned to.

@@ -9,6 +9,9 @@ use super::records::{
 };
 use super::{keys, rows};
 
+/// Phase shown for an instance without a node whose deployment's dependencies do not hold.
+pub const WAITING: &str = "Waiting";
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Registry {
     pub(crate) nodes: BTreeMap<String, NodeRecord>,
@@ -21,6 +24,8 @@ pub struct Registry {
     pub(crate) kv: BTreeMap<String, BTreeMap<String, KvRecord>>,
     /// namespace -> log index of its last deletion (watches wake on it).
     pub(crate) kv_deleted: BTreeMap<String, u64>,
+    /// (namespace, key) -> its recent versions by log index, deletions included.
+    pub(crate) kv_history: BTreeMap<(String, String), BTreeMap<u64, plum_types::KvVersion>>,
     /// Recent request ids of KV writes, and the same ordered by time (derived) for expiry.
     pub(crate) requests: BTreeMap<String, RequestRecord>,
     pub(crate) requests_by_time: BTreeSet<(u64, String)>,
@@ -249,6 +254,12 @@ impl Registry {
             .collect()
     }
 
+    /// A key's recent versions, newest first (also of a key deleted since).
+    pub fn kv_history(&self, ns: &str, key: &str) -> Vec<plum_types::KvVersion> {
+        let versions = self.kv_history.get(&(ns.to_string(), key.to_string()));
+        versions.map(|v| v.values().rev().cloned().collect()).unwrap_or_default()
+    }
+
     pub fn kv_namespaces(&self) -> Vec<String> {
         self.kv.keys().cloned().collect()
     }
@@ -295,7 +306,10 @@ impl Registry {
         self.assignments.get(instance_id)
     }
 
-    fn deployment_info(&self, d: &DeploymentRecord) -> DeploymentInfo {
+    /// A deployment as reads show it. `now_ms` (the reading replica's clock) only decides
+    /// whether a waiting instance is past a dependency's `timeoutMs`.
+    fn deployment_info(&self, d: &DeploymentRecord, now_ms: u64) -> DeploymentInfo {
+        let mut waiting = super::deps::waiting(self, d, now_ms);
         let instances = self
             .assignments
             .values()
@@ -303,7 +317,11 @@ impl Registry {
             .map(|a| InstanceInfo {
                 instance_id: a.instance_id.clone(),
                 node_id: a.node_id.clone(),
-                phase: a.phase.clone(),
+                phase: if waiting.instances.contains_key(&a.instance_id) {
+                    WAITING.to_string()
+                } else {
+                    a.phase.clone()
+                },
                 port: a.port,
                 healthy: a.healthy,
                 restarts: a.restarts,
@@ -311,6 +329,7 @@ impl Registry {
                 updated_at: secs(a.updated_ms),
                 generation: a.generation,
                 standby: a.standby,
+                waiting_on: waiting.instances.remove(&a.instance_id).unwrap_or_default(),
             })
             .collect();
         DeploymentInfo {
@@ -322,15 +341,16 @@ impl Registry {
             rollout: d.rollout.clone(),
             reschedule_paused: self.reschedule_pause.as_ref().map(|p| p.reason.clone()),
             rollback_to: d.rollback.clone(),
+            dependencies: waiting.summary,
         }
     }
 
-    pub fn deployments(&self) -> Vec<DeploymentInfo> {
-        self.deployments.values().map(|d| self.deployment_info(d)).collect()
+    pub fn deployments(&self, now_ms: u64) -> Vec<DeploymentInfo> {
+        self.deployments.values().map(|d| self.deployment_info(d, now_ms)).collect()
     }
 
-    pub fn deployment(&self, id: &str) -> Option<DeploymentInfo> {
-        self.deployments.get(id).map(|d| self.deployment_info(d))
+    pub fn deployment(&self, id: &str, now_ms: u64) -> Option<DeploymentInfo> {
+        self.deployments.get(id).map(|d| self.deployment_info(d, now_ms))
     }
 
     /// What `node_id` should run, in the shape Plum's Go agent polls.
@@ -412,6 +432,11 @@ impl Registry {
                 reg.tokens.insert(rec.id.clone(), rec);
             } else if k == keys::TOKENS_BOOTSTRAPPED {
                 reg.tokens_bootstrapped = rows::decode(&v).map_err(bad)?;
+            } else if let Some(rest) = k.strip_prefix(keys::KV_HISTORY) {
+                let (ns, key) =
+                    keys::split_kv_history(rest).ok_or_else(|| "malformed kv history row key".to_string())?;
+                let rec: plum_types::KvVersion = rows::decode(&v).map_err(bad)?;
+                reg.kv_history.entry((ns, key)).or_default().insert(rec.mod_index, rec);
             } else if let Some(rest) = k.strip_prefix(keys::KV_DELETED) {
                 let ns = String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?;
                 let index: u64 = rows::decode(&v).map_err(bad)?;

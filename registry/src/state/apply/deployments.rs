@@ -5,6 +5,7 @@ use plum_raft_store::DataWrites;
 use plum_types::DeploymentRequest;
 
 use crate::state::command::{CommandResult, InstanceReport, Placed, Takeover};
+use crate::state::deps;
 use crate::state::keys;
 use crate::state::records::{AssignmentRecord, DeploymentRecord};
 use crate::state::rows;
@@ -47,6 +48,9 @@ impl Registry {
         if self.deployments.contains_key(deployment_id) {
             return created;
         }
+        if let Some(refused) = self.cycle_refusal(deployment_id, spec) {
+            return refused;
+        }
         let rec = DeploymentRecord {
             deployment_id: deployment_id.to_string(),
             spec: spec.clone(),
@@ -55,6 +59,7 @@ impl Registry {
             previous: None,
             rollout: String::new(),
             rollback: None,
+            config_stamp: deps::config_stamp(self, spec),
         };
         writes.put(keys::deployment(deployment_id), rows::encode(&rec));
         self.deployments.insert(deployment_id.to_string(), rec);
@@ -67,6 +72,23 @@ impl Registry {
         }
         self.placement_changed(index, writes);
         created
+    }
+
+    /// A dependency cycle `spec` would close is refused by the entry itself: checked on the
+    /// leader's view before proposing too, but two racing requests could each pass that.
+    fn cycle_refusal(&self, deployment_id: &str, spec: &DeploymentRequest) -> Option<CommandResult> {
+        let cycle = deps::cycle_with(self, deployment_id, spec)?;
+        Some(CommandResult::Invalid { reason: format!("dependency cycle: {}", cycle.join(" -> ")) })
+    }
+
+    /// Deployments that need `deployment_id`'s service, unless `force`: the refusal of a stop.
+    fn needed_refusal(&self, deployment_id: &str, force: bool) -> Option<CommandResult> {
+        let by = deps::needed_by(self, deployment_id);
+        if force || by.is_empty() {
+            return None;
+        }
+        let service = self.deployments.get(deployment_id).map(|d| deps::provides(&d.spec).to_string())?;
+        Some(CommandResult::Needed { service, by })
     }
 
     fn mark_standby(&mut self, instance_id: &str, writes: &mut DataWrites) {
@@ -142,27 +164,66 @@ impl Registry {
         if old.rollout == ROLLOUT_IN_PROGRESS {
             return CommandResult::Busy { reason: "a rolling update is in progress".into() };
         }
+        if let Some(refused) = self.cycle_refusal(deployment_id, spec) {
+            return refused;
+        }
         let rec = DeploymentRecord {
             spec: DeploymentRequest { replicas: old.spec.replicas, ..spec.clone() },
             previous: Some(old.spec.clone()),
             rollback: Some(old.spec.clone()),
             generation: old.generation.max(1) + 1,
             rollout: ROLLOUT_IN_PROGRESS.to_string(),
+            config_stamp: deps::config_stamp(self, spec),
             ..old.clone()
         };
         self.put_deployment(rec, writes);
         CommandResult::Done
     }
 
+    /// A config key the deployment references changed since its current generation started:
+    /// the next generation, same spec, rolled like an update (one instance at a time). Nothing
+    /// when the keys are as recorded (a repeated entry), `Busy` while an update runs.
+    pub(super) fn roll_config(&mut self, deployment_id: &str, writes: &mut DataWrites) -> CommandResult {
+        let Some(old) = self.deployments.get(deployment_id) else { return CommandResult::NotFound };
+        let stamp = deps::config_stamp(self, &old.spec);
+        if stamp == old.config_stamp {
+            return CommandResult::Changed { count: 0 };
+        }
+        if old.rollout == ROLLOUT_IN_PROGRESS {
+            return CommandResult::Busy { reason: "a rolling update is in progress".into() };
+        }
+        let started = self.assignments.values().any(|a| a.deployment_id == deployment_id && !a.node_id.is_empty());
+        if !started {
+            // Nothing runs yet: its instances read the new values when they start.
+            let rec = DeploymentRecord { config_stamp: stamp, ..old.clone() };
+            self.put_deployment(rec, writes);
+            return CommandResult::Changed { count: 0 };
+        }
+        let rec = DeploymentRecord {
+            previous: Some(old.spec.clone()),
+            generation: old.generation.max(1) + 1,
+            rollout: ROLLOUT_IN_PROGRESS.to_string(),
+            config_stamp: stamp,
+            ..old.clone()
+        };
+        self.put_deployment(rec, writes);
+        CommandResult::Changed { count: 1 }
+    }
+
     pub(super) fn scale_deployment(
         &mut self,
         deployment_id: &str,
-        replicas: u32,
+        (replicas, force): (u32, bool),
         change: (&[Placed], &[String]),
         index: u64,
         now: u64,
         writes: &mut DataWrites,
     ) -> CommandResult {
+        if replicas == 0
+            && let Some(refused) = self.needed_refusal(deployment_id, force)
+        {
+            return refused;
+        }
         let Some(old) = self.deployments.get(deployment_id) else { return CommandResult::NotFound };
         let generation = old.generation.max(1);
         let rec = DeploymentRecord { spec: DeploymentRequest { replicas, ..old.spec.clone() }, ..old.clone() };
@@ -222,9 +283,13 @@ impl Registry {
     pub(super) fn delete_deployment(
         &mut self,
         deployment_id: &str,
+        force: bool,
         index: u64,
         writes: &mut DataWrites,
     ) -> CommandResult {
+        if let Some(refused) = self.needed_refusal(deployment_id, force) {
+            return refused;
+        }
         if self.deployments.remove(deployment_id).is_none() {
             return CommandResult::NotFound;
         }

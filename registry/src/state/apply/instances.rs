@@ -16,6 +16,7 @@ pub(super) struct Registration<'a> {
     pub endpoints: &'a [EndpointRecord],
     pub ttl_ms: u64,
     pub replace: bool,
+    pub upstreams: &'a [String],
 }
 
 /// Endpoints after a registration: the new ones, plus (unless replacing, or the instance was
@@ -33,8 +34,12 @@ fn merged_endpoints(old: Option<&InstanceRecord>, reg: &Registration<'_>, instan
         })
         .collect();
     let Some(old) = old.filter(|o| o.alive && !reg.replace) else { return new };
+    // An old endpoint without an address is where its instance is; an instance that had none
+    // either takes this registration's, as reads then show it (else a retried registration
+    // would drop an endpoint the first one kept).
+    let old_ip = if old.ip.is_empty() { instance_ip } else { old.ip.as_str() };
     let mut out: Vec<EndpointRecord> =
-        old.endpoints.iter().filter(|e| !new.iter().any(|n| n.same_place(e, &old.ip))).cloned().collect();
+        old.endpoints.iter().filter(|e| !new.iter().any(|n| n.same_place(e, old_ip))).cloned().collect();
     out.extend(new);
     out
 }
@@ -61,6 +66,11 @@ impl Registry {
             last_seen_ms: old.map(|i| i.last_seen_ms.max(now)).unwrap_or(now),
             registered_ms: old.map(|i| i.registered_ms).unwrap_or(now),
             ttl_ms: reg.ttl_ms,
+            upstreams: if reg.upstreams.is_empty() {
+                old.map(|o| o.upstreams.clone()).unwrap_or_default()
+            } else {
+                reg.upstreams.to_vec()
+            },
         };
         self.put_instance(rec, writes);
         CommandResult::Done

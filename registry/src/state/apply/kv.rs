@@ -14,6 +14,8 @@ use crate::state::view::Registry;
 pub const REQUEST_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// At most this many request ids are remembered; beyond it the oldest are forgotten early.
 pub const MAX_REMEMBERED_REQUESTS: usize = 100_000;
+/// Versions of each key kept (deletions count): what history, diff and rollback reach.
+pub const KV_HISTORY_KEEP: usize = 10;
 
 impl Registry {
     #[allow(clippy::too_many_arguments)]
@@ -55,14 +57,24 @@ impl Registry {
         ns: &str,
         key: &str,
         expect_version: Option<u64>,
-        index: u64,
+        (index, now): (u64, u64),
         writes: &mut DataWrites,
     ) -> CommandResult {
-        let current = self.kv.get(ns).and_then(|m| m.get(key)).map(|r| r.version).unwrap_or(0);
+        let existing = self.kv.get(ns).and_then(|m| m.get(key));
+        let current = existing.map(|r| r.version).unwrap_or(0);
         if expect_version.is_some_and(|v| v != current) {
             return CommandResult::KvConflict { current };
         }
-        if current > 0 {
+        if let Some(old) = existing {
+            let deleted = plum_types::KvVersion {
+                version: old.version,
+                mod_index: index,
+                value: String::new(),
+                kind: old.kind,
+                updated_ms: now,
+                deleted: true,
+            };
+            self.record_version(ns, key, deleted, writes);
             if let Some(map) = self.kv.get_mut(ns) {
                 map.remove(key);
                 if map.is_empty() {
@@ -149,6 +161,80 @@ impl Registry {
             KvRecord { value: w.value.clone(), kind: w.kind, updated_ms: now, version, create_index, mod_index: index };
         writes.put(keys::kv(ns, &w.key), rows::encode(&record));
         map.insert(w.key.clone(), record.clone());
+        let version = plum_types::KvVersion {
+            version,
+            mod_index: index,
+            value: w.value.clone(),
+            kind: w.kind,
+            updated_ms: now,
+            deleted: false,
+        };
+        self.record_version(ns, &w.key, version, writes);
         record
+    }
+
+    /// Keeps `v` in the key's history, forgetting its oldest versions beyond the limit.
+    fn record_version(&mut self, ns: &str, key: &str, v: plum_types::KvVersion, writes: &mut DataWrites) {
+        writes.put(keys::kv_history(ns, key, v.mod_index), rows::encode(&v));
+        let versions = self.kv_history.entry((ns.to_string(), key.to_string())).or_default();
+        versions.insert(v.mod_index, v);
+        while versions.len() > KV_HISTORY_KEEP {
+            let Some((oldest, _)) = versions.pop_first() else { break };
+            writes.delete(keys::kv_history(ns, key, oldest));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use plum_raft_store::{DataOp, DataWrites};
+    use plum_types::KvType;
+
+    use crate::state::{Command, KvWrite, Op, Registry};
+
+    use super::KV_HISTORY_KEEP;
+
+    /// Applies `ops` one per index, keeping every row written as RocksDB would.
+    fn run(ops: Vec<Op>) -> (Registry, BTreeMap<Vec<u8>, Vec<u8>>) {
+        let mut r = Registry::default();
+        let mut rows = BTreeMap::new();
+        for op in ops {
+            let index = r.applied_index() + 1;
+            let mut writes = DataWrites::default();
+            r.apply(index, &Command { now_ms: 1_000 * index, op }, &mut writes);
+            for w in writes.into_ops() {
+                match w {
+                    DataOp::Put(k, v) => rows.insert(k, v),
+                    DataOp::Delete(k) => rows.remove(&k),
+                };
+            }
+        }
+        (r, rows)
+    }
+
+    fn put(value: &str) -> Op {
+        let write = KvWrite { key: "url".into(), value: value.into(), kind: KvType::String };
+        Op::KvPut { ns: "prod".into(), write, expect_version: None, request_id: None }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_versions_and_deletions_and_survives_a_rebuild() {
+        let mut ops: Vec<Op> = (1..=12).map(|n| put(&format!("v{n}"))).collect();
+        ops.push(Op::KvDelete { ns: "prod".into(), key: "url".into(), expect_version: None });
+        ops.push(put("again"));
+        let (r, rows) = run(ops);
+        let history = r.kv_history("prod", "url");
+        assert_eq!(history.len(), KV_HISTORY_KEEP);
+        let newest: Vec<(u64, &str, bool)> =
+            history.iter().take(3).map(|v| (v.version, v.value.as_str(), v.deleted)).collect();
+        assert_eq!(newest, [(1, "again", false), (12, "", true), (12, "v12", false)]);
+        assert_eq!(history.last().map(|v| v.value.as_str()), Some("v5"), "older ones forgotten");
+        let mod_indexes: Vec<u64> = history.iter().map(|v| v.mod_index).collect();
+        assert!(mod_indexes.windows(2).all(|w| w[0] > w[1]), "newest first, unique: {mod_indexes:?}");
+        let mut from_rows = rows.into_iter();
+        let rebuilt = Registry::from_rows(r.applied_index(), &mut from_rows).expect("rows decode");
+        assert_eq!(rebuilt.kv_history("prod", "url"), history, "forgotten versions left no rows behind");
     }
 }

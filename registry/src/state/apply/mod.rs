@@ -55,9 +55,16 @@ impl Registry {
             }
             Op::ExpireInstances { instances } => self.expire_instances(instances, writes),
             Op::DeleteNode { node_id } => self.delete_node(node_id, writes),
-            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, replace } => {
-                let reg =
-                    instances::Registration { instance_id, node_id, ip, endpoints, ttl_ms: *ttl_ms, replace: *replace };
+            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, replace, upstreams } => {
+                let reg = instances::Registration {
+                    instance_id,
+                    node_id,
+                    ip,
+                    endpoints,
+                    ttl_ms: *ttl_ms,
+                    replace: *replace,
+                    upstreams,
+                };
                 self.register_instance(reg, now, writes)
             }
             Op::SetHealth { instance_id, reports, ttl_ms } => {
@@ -68,13 +75,16 @@ impl Registry {
             Op::CreateDeployment { deployment_id, spec, placements, standby } => {
                 self.create_deployment(deployment_id, spec, (placements, standby), index, now, writes)
             }
-            Op::DeleteDeployment { deployment_id } => self.delete_deployment(deployment_id, index, writes),
+            Op::DeleteDeployment { deployment_id, force } => {
+                self.delete_deployment(deployment_id, *force, index, writes)
+            }
             Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, index, now, writes) },
             Op::ReportInstance { report } => self.report_instance(report, now, writes),
             Op::SetReschedulePause { pause } => self.set_reschedule_pause(pause, writes),
             Op::UpdateDeployment { deployment_id, spec } => self.update_deployment(deployment_id, spec, writes),
-            Op::ScaleDeployment { deployment_id, replicas, add, remove } => {
-                self.scale_deployment(deployment_id, *replicas, (add, remove), index, now, writes)
+            Op::RollConfig { deployment_id } => self.roll_config(deployment_id, writes),
+            Op::ScaleDeployment { deployment_id, replicas, add, remove, force } => {
+                self.scale_deployment(deployment_id, (*replicas, *force), (add, remove), index, now, writes)
             }
             Op::RolloutStep { deployment_id, remove, add, outcome, add_standby } => {
                 let step = (remove.as_deref(), add.as_ref(), outcome.as_deref());
@@ -83,7 +93,7 @@ impl Registry {
             Op::KvPut { ns, write, expect_version, request_id } => {
                 self.kv_put(ns, write, *expect_version, request_id.as_deref(), index, now, writes)
             }
-            Op::KvDelete { ns, key, expect_version } => self.kv_delete(ns, key, *expect_version, index, writes),
+            Op::KvDelete { ns, key, expect_version } => self.kv_delete(ns, key, *expect_version, (index, now), writes),
             Op::KvBatch { ns, writes: items } => self.kv_batch(ns, items, index, now, writes),
             Op::CreateToken { token, bootstrap } => self.create_token(token, *bootstrap, writes),
             Op::RevokeToken { id } => self.revoke_token(id, writes),

@@ -101,11 +101,31 @@ pub enum Command {
     /// One deployment and its instances.
     Deployment { id: String },
     /// Change how many instances a deployment runs.
-    Scale { id: String, replicas: u32 },
+    Scale {
+        id: String,
+        replicas: u32,
+        /// Scale to 0 even though other deployments depend on its service.
+        #[arg(long)]
+        force: bool,
+    },
     /// Rolling update: change what a deployment runs (version, command, args, env, artifact).
     Rollout(RolloutArgs),
     /// Delete a deployment (its instances are stopped).
-    Undeploy { id: String },
+    Undeploy {
+        id: String,
+        /// Delete it even though other deployments depend on its service.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Services and who depends on whom (declared `dependsOn` and registered upstreams), each
+    /// edge with whether it holds now.
+    Topology {
+        /// Graphviz DOT instead of tables (`plumctl topology --dot | dot -Tsvg > plum.svg`).
+        #[arg(long)]
+        dot: bool,
+    },
+    /// What breaks if a service stops: the services and deployments that depend on it.
+    Dependents { service: String },
     /// Config key-value store.
     #[command(subcommand)]
     Kv(KvCmd),
@@ -216,6 +236,13 @@ pub struct DeployArgs {
     /// Makes a retried deploy return the first one's deployment [default: generated].
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Start only once this service holds: `SERVICE` (healthy) or `SERVICE:healthy|started|completed`;
+    /// repeatable. Version ranges, counts and timeouts: a spec file's `dependsOn`.
+    #[arg(long = "depends-on", value_name = "SERVICE[:CONDITION]")]
+    pub depends_on: Vec<String>,
+    /// Start an exited instance again: `always` (default), `on-failure`, `never`.
+    #[arg(long, value_parser = ["always", "on-failure", "never"])]
+    pub restart: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +304,38 @@ pub enum KvCmd {
         namespace: String,
         #[arg(long)]
         prefix: Option<String>,
+    },
+    /// A key's recent versions, newest first (deletions included).
+    History { namespace: String, key: String },
+    /// What changed between two versions of a key [default: the last two].
+    Diff {
+        namespace: String,
+        key: String,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Write an earlier version of a key again, as a new version.
+    Rollback {
+        namespace: String,
+        key: String,
+        /// The version to restore (see `kv history`).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Or the exact write, by its log index (also after the key was deleted and made again).
+        #[arg(long)]
+        mod_index: Option<u64>,
+    },
+    /// Copy a namespace's keys (or those under a prefix) into another: promote `dev` to `prod`.
+    Copy {
+        from: String,
+        to: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Replace keys the target already has [default: keep them].
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 

@@ -86,6 +86,17 @@ pub fn build_spec(args: &DeployArgs, file_text: Option<&str>) -> Result<Value> {
     set(&mut spec, "standby", args.standby);
     set(&mut spec, "fencing", args.fencing.as_ref());
     set(&mut spec, "requestId", args.request_id.as_ref());
+    set(&mut spec, "restart", args.restart.as_ref());
+    if !args.depends_on.is_empty() {
+        let list = spec.entry("dependsOn").or_insert_with(|| json!([]));
+        let Some(list) = list.as_array_mut() else {
+            return Err(CtlError::Usage("`dependsOn` in the spec file must be a list".into()));
+        };
+        for d in &args.depends_on {
+            let (service, condition) = d.split_once(':').unwrap_or((d.as_str(), "healthy"));
+            list.push(json!({ "service": service, "condition": condition }));
+        }
+    }
     let has_request_id = spec.get("requestId").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
     if !has_request_id {
         spec.insert("requestId".into(), json!(format!("{:08x}", rand::random::<u32>())));
@@ -200,7 +211,15 @@ fn print_deployment(ctx: &Ctx, info: &DeploymentInfo) -> Result<()> {
     if let Some(reason) = &info.reschedule_paused {
         ctx.out.line(&ctx.out.paint(&format!("rescheduling paused: {reason}"), Paint::Yellow))?;
     }
-    ctx.out.table(&instances_table(&info.instances))
+    if let Some(deps) = &info.dependencies {
+        let paint = if deps == "Ready" { Paint::Green } else { Paint::Yellow };
+        ctx.out.line(&ctx.out.paint(&format!("dependencies: {deps}"), paint))?;
+    }
+    ctx.out.table(&instances_table(&info.instances))?;
+    for i in info.instances.iter().filter(|i| !i.waiting_on.is_empty()) {
+        ctx.out.line(&format!("{} waits on: {}", i.instance_id, i.waiting_on.join(", ")))?;
+    }
+    Ok(())
 }
 
 pub fn instances_table(instances: &[InstanceInfo]) -> Table {
@@ -229,9 +248,10 @@ pub fn instances_table(instances: &[InstanceInfo]) -> Table {
     table
 }
 
-pub async fn scale(ctx: &Ctx, id: &str, replicas: u32) -> Result<()> {
+pub async fn scale(ctx: &Ctx, id: &str, replicas: u32, force: bool) -> Result<()> {
     let patch = json!({ "replicas": replicas });
-    let reply = ctx.api.send(Method::Patch, &format!("/v1/deployments/{}", encode(id)), Some(&patch)).await?;
+    let path = format!("/v1/deployments/{}{}", encode(id), if force { "?force=true" } else { "" });
+    let reply = ctx.api.send(Method::Patch, &path, Some(&patch)).await?;
     if ctx.out.json {
         return ctx.out.json_value(&reply.body);
     }
@@ -296,8 +316,9 @@ fn progress(info: &DeploymentInfo) -> String {
     format!("{ready}/{} instances of generation {} ready", info.spec.replicas, info.generation)
 }
 
-pub async fn remove(ctx: &Ctx, id: &str) -> Result<()> {
-    let reply = ctx.api.send(Method::Delete, &format!("/v1/deployments/{}", encode(id)), None::<&()>).await?;
+pub async fn remove(ctx: &Ctx, id: &str, force: bool) -> Result<()> {
+    let path = format!("/v1/deployments/{}{}", encode(id), if force { "?force=true" } else { "" });
+    let reply = ctx.api.send(Method::Delete, &path, None::<&()>).await?;
     if ctx.out.json {
         return ctx.out.json_value(&reply.body);
     }
@@ -417,6 +438,7 @@ mod tests {
             updated_at: 0,
             generation: 1,
             standby: true,
+            waiting_on: vec![],
         };
         let text = instances_table(&[i]).render(false);
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();

@@ -4,7 +4,9 @@ mod catalog;
 mod cluster;
 mod deploy;
 mod kv;
+mod kv_history;
 mod tokens;
+mod topology;
 mod watch;
 
 use std::time::Duration;
@@ -53,9 +55,11 @@ async fn dispatch(ctx: Ctx, command: Command) -> Result<()> {
         Command::Deploy(args) => deploy::create(&ctx, &args).await,
         Command::Deployments => deploy::list(&ctx).await,
         Command::Deployment { id } => deploy::show(&ctx, &id).await,
-        Command::Scale { id, replicas } => deploy::scale(&ctx, &id, replicas).await,
+        Command::Scale { id, replicas, force } => deploy::scale(&ctx, &id, replicas, force).await,
         Command::Rollout(args) => deploy::rollout(&ctx, &args).await,
-        Command::Undeploy { id } => deploy::remove(&ctx, &id).await,
+        Command::Undeploy { id, force } => deploy::remove(&ctx, &id, force).await,
+        Command::Topology { dot } => topology::topology(&ctx, dot).await,
+        Command::Dependents { service } => topology::dependents(&ctx, &service).await,
         Command::Kv(cmd) => match cmd {
             KvCmd::Get { namespace, key, value, consistent } => {
                 kv::get(&ctx, &namespace, &key, value, consistent).await
@@ -68,6 +72,14 @@ async fn dispatch(ctx: Ctx, command: Command) -> Result<()> {
                 kv::ls(&ctx, &namespace, prefix.as_deref(), consistent).await
             }
             KvCmd::Watch { namespace, prefix } => until_ctrl_c(kv::watch(&ctx, &namespace, prefix.as_deref())).await,
+            KvCmd::History { namespace, key } => kv_history::history(&ctx, &namespace, &key).await,
+            KvCmd::Diff { namespace, key, from, to } => kv_history::diff(&ctx, &namespace, &key, from, to).await,
+            KvCmd::Rollback { namespace, key, version, mod_index } => {
+                kv_history::rollback(&ctx, &namespace, &key, version, mod_index).await
+            }
+            KvCmd::Copy { from, to, prefix, overwrite } => {
+                kv_history::copy(&ctx, &from, &to, prefix.as_deref(), overwrite).await
+            }
         },
         Command::Watch(WatchCmd::Services { service, interval }) => {
             until_ctrl_c(watch::services(&ctx, service.as_deref(), Duration::from_secs_f64(interval))).await
