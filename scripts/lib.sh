@@ -176,6 +176,11 @@ ensure_test_deps() {
     export PLUM_PY_VENV="${PLUM_PY_VENV:-$HOME/.cache/plum-py-venv}"
     [ -x "$PLUM_PY_VENV/bin/python" ] || python3 -m venv "$PLUM_PY_VENV"
     "$PLUM_PY_VENV/bin/pip" install -q --upgrade "$ROOT/sdk/python[test]"
+    # The oldest httpx2 the SDK accepts (2.14, the last that installs on Python 3.10, which this
+    # machine lacks): the SDK's tests run against it too.
+    export PLUM_PY_FLOOR_VENV="${PLUM_PY_FLOOR_VENV:-$HOME/.cache/plum-py-venv-floor}"
+    [ -x "$PLUM_PY_FLOOR_VENV/bin/python" ] || python3 -m venv "$PLUM_PY_FLOOR_VENV"
+    "$PLUM_PY_FLOOR_VENV/bin/pip" install -q --upgrade "$ROOT/sdk/python[test]" "httpx2==2.14.0"
   fi
   if [ "${PLUM_SKIP_JAVA:-0}" != 1 ]; then
     ensure_pkgs "the Java SDK" openjdk-17-jdk-headless maven junit5 libjackson2-databind-java \

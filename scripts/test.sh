@@ -22,7 +22,14 @@ export PLUM_CONTROLLER_BIN="$TARGET_DIR/debug/plum-controller"
 if [ "${PLUM_SKIP_PYTHON:-0}" != 1 ]; then
   py="${PLUM_PY_VENV:-$HOME/.cache/plum-py-venv}/bin/python"
   [ -x "$py" ] || { echo "no Python SDK venv at $py (.ci/run makes it: python3 -m venv, pip install './sdk/python[test]')" >&2; exit 1; }
+  # Python 3.10 is the floor the SDK promises: vermin checks no language or standard library
+  # feature above it is used, and the tests run once more on the oldest httpx2 it accepts
+  # (fake-controller scenarios only there: the cluster ones ran above).
+  "$(dirname "$py")/vermin" --no-tips --violations -t=3.10- sdk/python/src sdk/python/tests sdk/python/examples \
+    sdk/python/bench sdk/conformance
   PYTHONDONTWRITEBYTECODE=1 timeout 900 "$py" -m pytest -q -p no:cacheprovider sdk/python
+  PLUM_CONFORMANCE_CLUSTER=0 PYTHONDONTWRITEBYTECODE=1 timeout 900 \
+    "${PLUM_PY_FLOOR_VENV:-$HOME/.cache/plum-py-venv-floor}/bin/python" -m pytest -q -p no:cacheprovider sdk/python
 fi
 # The Java SDK: unit tests and the conformance suite through its blocking and async API (~2 min),
 # offline from Debian's Maven repository. PLUM_SKIP_JAVA=1 skips it.

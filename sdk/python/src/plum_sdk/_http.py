@@ -134,7 +134,7 @@ class AsyncTransport:
         try:
             if sys.version_info >= (3, 11):
                 # Unlike wait_for on 3.10/3.11, never swallows a cancellation of the caller.
-                async with asyncio.timeout(a.timeout):
+                async with asyncio.timeout(a.timeout):  # novermin (3.11+ only, checked above)
                     return await self._exchange(a, status)
             return await asyncio.wait_for(self._exchange(a, status), a.timeout)
         except asyncio.TimeoutError:
