@@ -235,6 +235,7 @@ fn seed_ops() -> Vec<Op> {
         },
         Op::Reassign { moves: vec![placed("job-r2-0", "n2")] },
         Op::RollConfig { deployment_id: "web-r1".into() },
+        Op::ObserveEdges { edges: vec![("web".into(), "db".into())] },
         Op::SetReschedulePause {
             pause: Some(ReschedulePause { since_ms: NOW, nodes: vec!["n3".into()], reason: "mass loss".into() }),
         },

@@ -519,7 +519,8 @@ impl Model {
             | Op::UpdateDeployment { .. }
             | Op::ScaleDeployment { .. }
             | Op::RolloutStep { .. }
-            | Op::RollConfig { .. } => {
+            | Op::RollConfig { .. }
+            | Op::ObserveEdges { .. } => {
                 unreachable!("deployment commands are not generated")
             }
         }

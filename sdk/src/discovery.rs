@@ -33,11 +33,18 @@ pub struct DiscoveryOptions {
     /// Serve the last known endpoints for at most this long after the cluster was last heard
     /// from (`None`: for ever).
     pub max_staleness: Option<Duration>,
+    /// The service this process serves, if it serves one: sent with lookups (`clientService`)
+    /// so the cluster's topology shows which services it depends on (observed edges).
+    pub client_service: Option<String>,
 }
 
 impl Default for DiscoveryOptions {
     fn default() -> Self {
-        DiscoveryOptions { watch_wait: Duration::from_secs(10), max_staleness: Some(Duration::from_secs(300)) }
+        DiscoveryOptions {
+            watch_wait: Duration::from_secs(10),
+            max_staleness: Some(Duration::from_secs(300)),
+            client_service: None,
+        }
     }
 }
 
@@ -153,7 +160,8 @@ impl Discovery {
 
     /// Fetches `service` once and starts its watch.
     async fn start(self: &Arc<Self>, service: &str) -> Result<Snapshot, ClientError> {
-        let (endpoints, index) = fetch(&self.c, service, Fetch::Once).await?;
+        let client = self.options.client_service.as_deref();
+        let (endpoints, index) = fetch(&self.c, service, client, Fetch::Once).await?;
         let snapshot = Snapshot {
             endpoints: endpoints.into(),
             index: index.unwrap_or(0),
@@ -187,15 +195,25 @@ enum Fetch {
 }
 
 /// One discovery request: the endpoints and the `x-plum-index` of the answer, if it had one.
-async fn fetch(c: &Controllers, service: &str, kind: Fetch) -> Result<(Vec<Endpoint>, Option<u64>), ClientError> {
+/// `client`: the service this process serves (`clientService`).
+async fn fetch(
+    c: &Controllers,
+    service: &str,
+    client: Option<&str>,
+    kind: Fetch,
+) -> Result<(Vec<Endpoint>, Option<u64>), ClientError> {
+    let mut pairs: Vec<(&str, &str)> = vec![("service", service)];
+    pairs.extend(client.map(|c| ("clientService", c)));
+    let (index, ms);
     let req = match kind {
-        Fetch::Once => Request::get(format!("/v1/discovery?{}", query(&[("service", service)]))),
+        Fetch::Once => Request::get(format!("/v1/discovery?{}", query(&pairs))),
         Fetch::Consistent => {
-            Request::get(format!("/v1/discovery?{}", query(&[("service", service), ("consistent", "true")])))
+            pairs.push(("consistent", "true"));
+            Request::get(format!("/v1/discovery?{}", query(&pairs)))
         }
         Fetch::Watch { after, wait } => {
-            let (index, ms) = (after.to_string(), wait.as_millis().to_string());
-            let pairs = [("service", service), ("watch", "true"), ("index", &index), ("timeoutMs", &ms)];
+            (index, ms) = (after.to_string(), wait.as_millis().to_string());
+            pairs.extend([("watch", "true"), ("index", index.as_str()), ("timeoutMs", ms.as_str())]);
             Request::get(format!("/v1/discovery?{}", query(&pairs))).max_rounds(1)
         }
     };
@@ -251,21 +269,21 @@ async fn keep_fresh(cache: Weak<Discovery>, service: String, tx: watch::Sender<S
     let mut refused = false;
     loop {
         let Some(d) = cache.upgrade() else { return };
-        let (c, wait) = (d.c.clone(), d.options.watch_wait);
+        let (c, wait, client) = (d.c.clone(), d.options.watch_wait, d.options.client_service.clone());
         drop(d);
         let after = tx.borrow().index;
         // What to apply (`None`: nothing), and whether to pause before the next poll (the
         // answer was an empty or an older one: such answers may come at once, do not spin on
         // them); or why the cluster could not be heard.
         let outcome = async {
-            let (endpoints, index) = fetch(&c, &service, Fetch::Watch { after, wait }).await?;
+            let (endpoints, index) = fetch(&c, &service, client.as_deref(), Fetch::Watch { after, wait }).await?;
             let verdict = merge(&tx.borrow(), &endpoints, index);
             Ok::<_, ClientError>(match verdict {
                 Merge::Apply => (Some((endpoints, index)), false),
                 Merge::Older => (None, true),
                 Merge::Confirm => {
                     // Only the linearizable read's answer is applied (unless it is older too).
-                    let (endpoints, index) = fetch(&c, &service, Fetch::Consistent).await?;
+                    let (endpoints, index) = fetch(&c, &service, client.as_deref(), Fetch::Consistent).await?;
                     let verdict = merge(&tx.borrow(), &endpoints, index);
                     ((verdict != Merge::Older).then_some((endpoints, index)), true)
                 }
@@ -335,8 +353,11 @@ mod tests {
     #[test]
     fn staleness_is_reported_and_bounded() {
         let c = Arc::new(Controllers::new(vec!["http://127.0.0.1:9".into()]));
-        let options =
-            DiscoveryOptions { watch_wait: Duration::from_secs(1), max_staleness: Some(Duration::from_secs(5)) };
+        let options = DiscoveryOptions {
+            watch_wait: Duration::from_secs(1),
+            max_staleness: Some(Duration::from_secs(5)),
+            client_service: None,
+        };
         let d = Discovery { c, options, services: RwLock::new(HashMap::new()) };
         let fresh = Snapshot {
             endpoints: vec![ep("1", "http", "a")].into(),

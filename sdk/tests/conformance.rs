@@ -232,7 +232,11 @@ fn client_options(defaults: &Value, scenario: &Value, token: Option<String>) -> 
         token,
         ..Options::default()
     };
-    let discovery = DiscoveryOptions { watch_wait: ms("watchWaitMs"), max_staleness: Some(ms("maxStalenessMs")) };
+    let discovery = DiscoveryOptions {
+        watch_wait: ms("watchWaitMs"),
+        max_staleness: Some(ms("maxStalenessMs")),
+        client_service: None,
+    };
     ClientOptions { transport, discovery }
 }
 

@@ -164,3 +164,79 @@ async fn a_three_tier_stack_starts_in_dependency_order_and_guards_its_dependenci
     let api: Value = cluster.get_json(leader, "/v1/deployments/api-r1").await.unwrap();
     assert_eq!(api["instances"][0]["phase"], "Running", "{api}");
 }
+
+/// Observed edges: a client that names the service it serves (the Rust SDK's
+/// `client_service`) while it looks another up appears in the topology of every replica; an
+/// instance's `upstreams` at registration is a registered edge; a bad name is a 400 that
+/// records nothing.
+#[tokio::test]
+async fn clients_that_name_their_service_draw_observed_edges() {
+    use std::sync::Arc;
+
+    use plum_sdk::client::ClientOptions;
+    use plum_sdk::discovery::DiscoveryOptions;
+    use plum_sdk::{Client, Controllers};
+
+    let cluster = TestCluster::start(3, &[]);
+    let leader = cluster.wait_leader(GENEROUS).await;
+    let register = json!({"instanceId": "db-1", "ip": "127.0.0.1", "ttlMs": 600000,
+        "endpoints": [{"serviceName": "db", "port": 5432, "protocol": "tcp"}]});
+    let (status, body) = cluster.call(leader, Method::POST, "/v1/services/register", Some(register)).await.unwrap();
+    assert_eq!(status, 204, "{body}");
+    let gateway = json!({"instanceId": "gw-1", "ip": "127.0.0.1", "ttlMs": 600000, "upstreams": ["web"],
+        "endpoints": [{"serviceName": "gateway", "port": 80, "protocol": "http"}]});
+    let (status, body) = cluster.call(leader, Method::POST, "/v1/services/register", Some(gateway)).await.unwrap();
+    assert_eq!(status, 204, "{body}");
+
+    let urls: Vec<String> = cluster.ids().into_iter().map(|id| cluster.url(id)).collect();
+    let discovery = DiscoveryOptions { client_service: Some("web".into()), ..DiscoveryOptions::default() };
+    let options = ClientOptions { discovery, ..ClientOptions::default() };
+    let sdk = Client::over(Arc::new(Controllers::with_options(urls, options.transport.clone())), options);
+    let found = sdk.discover("db", &plum_sdk::discovery::Query::default()).await.expect("lookup");
+    assert_eq!(found.endpoints.len(), 1);
+
+    let edges = |t: &Value| -> Vec<(String, String, String, bool)> {
+        t["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["from"].as_str().unwrap().into(),
+                    e["to"].as_str().unwrap().into(),
+                    e["kind"].as_str().unwrap().into(),
+                    e["satisfied"] == true,
+                )
+            })
+            .collect()
+    };
+    let want = vec![
+        ("gateway".to_string(), "web".to_string(), "registered".to_string(), false),
+        ("web".to_string(), "db".to_string(), "observed".to_string(), true),
+    ];
+    for id in cluster.ids() {
+        wait_until(GENEROUS, "the observed edge on every replica", || async {
+            let t: Value = cluster.get_json(id, "/v1/topology").await.unwrap_or_default();
+            edges(&t) == want
+        })
+        .await;
+    }
+    let dependents: Value = cluster.get_json(leader, "/v1/services/db/dependents").await.unwrap();
+    assert_eq!(
+        (&dependents["direct"], &dependents["transitive"]),
+        (&json!(["web"]), &json!(["gateway", "web"])),
+        "{dependents}"
+    );
+
+    let (status, body) =
+        cluster.call(leader, Method::GET, "/v1/discovery?service=db&clientService=bad%00name", None).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = cluster
+        .call(leader, Method::GET, "/v1/discovery?service=db&clientService=api&version=%3E%3Dnot", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "a bad version: {body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t: Value = cluster.get_json(leader, "/v1/topology?consistent=true").await.unwrap();
+    assert_eq!(edges(&t), want, "refused lookups recorded nothing");
+}

@@ -119,6 +119,7 @@ async fn discovery_watch_delivers_changes_and_serves_stale_endpoints_when_the_cl
         discovery: DiscoveryOptions {
             watch_wait: Duration::from_secs(2),
             max_staleness: Some(Duration::from_secs(120)),
+            client_service: None,
         },
     };
     let sdk = client(&cluster, options);

@@ -24,11 +24,19 @@ struct Filter {
 }
 
 impl Filter {
-    fn parse(query: &Query) -> Result<Filter, ApiError> {
+    /// The filter, and the service the client serves when it says (`clientService`): an
+    /// observed dependency.
+    fn parse(state: &Shared, query: &Query) -> Result<Filter, ApiError> {
         let service = query.get("service").ok_or_else(|| ApiError::bad("query parameter `service` is required"))?;
         let version_text = query.get("version").map(str::to_string);
         let version =
             version_text.as_deref().map(VersionFilter::parse).transpose().map_err(|e| ApiError::bad(e.to_string()))?;
+        // Last: a request refused for another reason records nothing.
+        if let Some(client) = query.get("clientService") {
+            super::validate::name("clientService", client, super::validate::MAX_ID)?;
+            super::validate::name("service", service, super::validate::MAX_ID)?;
+            super::observed::saw(state, client, service);
+        }
         Ok(Filter {
             service: service.to_string(),
             version_text,
@@ -60,7 +68,7 @@ impl Filter {
 }
 
 async fn endpoints(state: &Shared, query: &Query) -> Result<(Filter, Vec<Endpoint>, u64), ApiError> {
-    let filter = Filter::parse(query)?;
+    let filter = Filter::parse(state, query)?;
     let index = state.read_point(query).await?;
     let eps = state.cluster.with_registry(|r| filter.select(r));
     Ok((filter, eps, index))
@@ -72,7 +80,7 @@ async fn endpoints(state: &Shared, query: &Query) -> Result<(Filter, Vec<Endpoin
 /// by passing back the index it got each time.
 pub async fn all(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
     let limit = query.number("limit")?;
-    let filter = Filter::parse(&query)?;
+    let filter = Filter::parse(&state, &query)?;
     let mut index = state.read_point(&query).await?;
     let service = filter.service.clone();
     let mut change = state.cluster.with_registry(|r| r.discovery_change_index(Some(&service)));

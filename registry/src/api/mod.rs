@@ -15,6 +15,7 @@ mod failovers;
 mod internal;
 mod kv;
 mod nodes;
+mod observed;
 mod peer_guard;
 mod scope;
 mod services;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// `strategy=lazy`: the endpoint last handed out per (service, version, protocol).
     lazy_choice: Mutex<HashMap<String, Endpoint>>,
+    /// Observed dependencies being proposed (`observed.rs`).
+    observations: observed::Observations,
 }
 
 pub type Shared = Arc<AppState>;
@@ -67,7 +70,15 @@ impl AppState {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> AppState {
         let registrations = crate::cluster::coalesce::Coalescer::start(cluster.clone());
-        AppState { cluster, registrations, tracker, batcher, metrics, lazy_choice: Mutex::new(HashMap::new()) }
+        AppState {
+            cluster,
+            registrations,
+            tracker,
+            batcher,
+            metrics,
+            lazy_choice: Mutex::new(HashMap::new()),
+            observations: observed::Observations::default(),
+        }
     }
 
     /// Commits `op`, unless the client asked to be redirected to the leader instead.

@@ -9,10 +9,11 @@ use super::Shared;
 use super::error::ApiError;
 use super::extract::Query;
 use super::validate::{self, MAX_ID};
+use crate::cluster::unix_now_ms;
 use crate::state::deps;
 
 pub async fn topology(State(state): State<Shared>, query: Query) -> Result<Response, ApiError> {
-    state.read(&query, deps::topology).await
+    state.read(&query, |r| deps::topology(r, unix_now_ms())).await
 }
 
 pub async fn dependents(
@@ -21,5 +22,5 @@ pub async fn dependents(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     validate::name("service", &name, MAX_ID)?;
-    state.read(&query, |r| deps::dependents(r, &name)).await
+    state.read(&query, |r| deps::dependents(r, &name, unix_now_ms())).await
 }

@@ -171,6 +171,11 @@ pub enum Op {
         #[serde(default)]
         add_standby: bool,
     },
+    /// Clients serving `.0` discovered `.1` (reported with `clientService`): observed edges of
+    /// the topology, stamped with the entry's time.
+    ObserveEdges {
+        edges: Vec<(String, String)>,
+    },
     /// A config key the deployment references changed: roll it (`rollOnConfigChange`).
     RollConfig {
         deployment_id: String,
@@ -253,6 +258,7 @@ impl fmt::Display for Command {
             Op::UpdateDeployment { deployment_id, .. } => write!(f, "update-deployment {deployment_id}"),
             Op::ScaleDeployment { deployment_id, replicas, .. } => write!(f, "scale {deployment_id} to {replicas}"),
             Op::RollConfig { deployment_id } => write!(f, "roll-config {deployment_id}"),
+            Op::ObserveEdges { edges } => write!(f, "observe {} edges", edges.len()),
             Op::RolloutStep { deployment_id, .. } => write!(f, "rollout-step {deployment_id}"),
             Op::KvPut { ns, write, .. } => write!(f, "kv-put {ns}/{}", write.key),
             Op::KvDelete { ns, key, .. } => write!(f, "kv-delete {ns}/{key}"),

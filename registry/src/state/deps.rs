@@ -202,9 +202,11 @@ fn holds_now(r: &Registry, dep: &Dependency) -> (bool, String) {
     (have >= want, format!("{}{version}: {have} of {want} {}", dep.service, dep.condition.as_str()))
 }
 
-/// The whole graph: services as nodes; declared edges (`dependsOn`) and registered ones (an
-/// instance's `upstreams`, from each service it serves), each with whether it holds now.
-pub fn topology(r: &Registry) -> Topology {
+/// The whole graph: services as nodes; declared edges (`dependsOn`), registered ones (an
+/// instance's `upstreams`, from each service it serves) and observed ones (clients that named
+/// their service on discovery requests within the last hour, by `now_ms`), each with whether it
+/// holds now.
+pub fn topology(r: &Registry, now_ms: u64) -> Topology {
     let mut services: BTreeMap<String, TopologyService> = BTreeMap::new();
     let mut edges: BTreeMap<(String, String, &str), TopologyEdge> = BTreeMap::new();
     for d in r.deployment_records() {
@@ -242,6 +244,20 @@ pub fn topology(r: &Registry) -> Topology {
             }
         }
     }
+    let recent = r.observed_edges().filter(|(_, _, at)| now_ms.saturating_sub(*at) <= super::OBSERVED_TTL_MS);
+    for (from, to, at) in recent {
+        let (satisfied, detail) = holds_now(r, &Dependency { service: to.to_string(), ..Dependency::default() });
+        let edge = TopologyEdge {
+            from: from.to_string(),
+            to: to.to_string(),
+            kind: "observed".into(),
+            condition: DependencyCondition::Healthy.as_str().into(),
+            optional: false,
+            satisfied,
+            detail: format!("{detail}; discovered {} s ago", now_ms.saturating_sub(at) / 1000),
+        };
+        edges.entry((from.to_string(), to.to_string(), "observed")).or_insert(edge);
+    }
     let named = r.services().into_iter().chain(edges.values().flat_map(|e| [e.from.clone(), e.to.clone()]));
     for name in named {
         services.entry(name).or_default();
@@ -254,9 +270,9 @@ pub fn topology(r: &Registry) -> Topology {
 }
 
 /// What breaks if `service` stops: services depending on it directly and through any chain
-/// (declared and registered edges), and the deployments that provide those.
-pub fn dependents(r: &Registry, service: &str) -> Dependents {
-    let topology = topology(r);
+/// (declared, registered and observed edges), and the deployments that provide those.
+pub fn dependents(r: &Registry, service: &str, now_ms: u64) -> Dependents {
+    let topology = topology(r, now_ms);
     let depends_on = |s: &str| -> BTreeSet<String> {
         topology.edges.iter().filter(|e| e.to == s && e.from != s).map(|e| e.from.clone()).collect()
     };
@@ -368,15 +384,15 @@ mod tests {
         create(&mut r, "db", &[]);
         create(&mut r, "api", &["db"]);
         create(&mut r, "web", &["api"]);
-        let d = dependents(&r, "db");
+        let d = dependents(&r, "db", 0);
         assert_eq!(
             (d.direct, d.transitive, d.deployments),
             (vec!["api".into()], vec!["api".into(), "web".into()], vec!["api".into(), "web".into()])
         );
-        assert!(dependents(&r, "web").transitive.is_empty());
+        assert!(dependents(&r, "web", 0).transitive.is_empty());
         assert_eq!(needed_by(&r, "db"), ["api"]);
         assert!(needed_by(&r, "web").is_empty());
-        let t = topology(&r);
+        let t = topology(&r, 0);
         let names: Vec<&str> = t.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["api", "db", "web"]);
         let edges: Vec<(&str, &str, bool)> =

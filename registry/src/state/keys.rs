@@ -19,6 +19,8 @@ pub(crate) const TOKENS_BOOTSTRAPPED: &[u8] = b"B/";
 pub(crate) const RESCHEDULE_PAUSE: &[u8] = b"S/";
 /// Recent versions of KV keys, by namespace, key and the write's log index.
 pub(crate) const KV_HISTORY: &[u8] = b"H/";
+/// Observed dependencies: client service, then the service it discovered; the value is when.
+pub(crate) const OBSERVED: &[u8] = b"O/";
 
 fn key(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -68,6 +70,10 @@ pub(crate) fn kv_history(ns: &str, k: &str, mod_index: u64) -> Vec<u8> {
 pub(crate) fn split_kv_history(rest: &[u8]) -> Option<(String, String)> {
     let last = rest.iter().rposition(|b| *b == 0)?;
     split_kv(&rest[..last])
+}
+
+pub(crate) fn observed(from: &str, to: &str) -> Vec<u8> {
+    key(OBSERVED, &[from, to])
 }
 
 pub(crate) fn kv_deleted(ns: &str) -> Vec<u8> {

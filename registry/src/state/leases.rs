@@ -99,6 +99,7 @@ impl Op {
             | Op::ScaleDeployment { .. }
             | Op::RolloutStep { .. }
             | Op::RollConfig { .. }
+            | Op::ObserveEdges { .. }
             | Op::CreateToken { .. }
             | Op::RevokeToken { .. } => Vec::new(),
         }

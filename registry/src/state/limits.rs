@@ -74,6 +74,13 @@ impl Op {
                 check_moves(moves)
             }
             Op::Reassign { moves } => check_moves(moves),
+            Op::ObserveEdges { edges } => {
+                (edges.len() <= MAX_BATCH).then_some(()).ok_or("too many edges")?;
+                edges.iter().try_for_each(|(from, to)| {
+                    check_name("clientService", from, MAX_ID)?;
+                    check_name("service", to, MAX_ID)
+                })
+            }
             Op::CreateDeployment { deployment_id, spec, placements, standby } => {
                 check_name("deploymentId", deployment_id, MAX_ID)?;
                 check_name("name", &spec.name, MAX_ID)?;

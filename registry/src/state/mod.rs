@@ -16,7 +16,10 @@ mod rows;
 mod view;
 
 pub use app::{ApplyObserver, RegistryApp};
-pub use apply::{ASSIGNED, MAX_REMEMBERED_REQUESTS, PENDING, REQUEST_WINDOW_MS, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS};
+pub use apply::{
+    ASSIGNED, MAX_OBSERVED, MAX_REMEMBERED_REQUESTS, OBSERVED_TTL_MS, PENDING, REQUEST_WINDOW_MS, ROLLOUT_DONE,
+    ROLLOUT_IN_PROGRESS,
+};
 pub use command::{Command, CommandResult, InstanceReport, KvWrite, Op, Placed, Takeover};
 pub use leases::{Lease, LeaseKind, LeaseObserver};
 pub use records::{

@@ -24,6 +24,8 @@ pub struct Registry {
     pub(crate) kv: BTreeMap<String, BTreeMap<String, KvRecord>>,
     /// namespace -> log index of its last deletion (watches wake on it).
     pub(crate) kv_deleted: BTreeMap<String, u64>,
+    /// (client service, service it discovered) -> when last reported (leader time, ms).
+    pub(crate) observed: BTreeMap<(String, String), u64>,
     /// (namespace, key) -> its recent versions by log index, deletions included.
     pub(crate) kv_history: BTreeMap<(String, String), BTreeMap<u64, plum_types::KvVersion>>,
     /// Recent request ids of KV writes, and the same ordered by time (derived) for expiry.
@@ -254,6 +256,16 @@ impl Registry {
             .collect()
     }
 
+    /// When a client serving `from` was last reported discovering `to` (ms), if ever.
+    pub fn observed_at(&self, from: &str, to: &str) -> Option<u64> {
+        self.observed.get(&(from.to_string(), to.to_string())).copied()
+    }
+
+    /// Every observed (from, to) pair and when it was last reported.
+    pub fn observed_edges(&self) -> impl Iterator<Item = (&str, &str, u64)> {
+        self.observed.iter().map(|((from, to), at)| (from.as_str(), to.as_str(), *at))
+    }
+
     /// A key's recent versions, newest first (also of a key deleted since).
     pub fn kv_history(&self, ns: &str, key: &str) -> Vec<plum_types::KvVersion> {
         let versions = self.kv_history.get(&(ns.to_string(), key.to_string()));
@@ -432,6 +444,9 @@ impl Registry {
                 reg.tokens.insert(rec.id.clone(), rec);
             } else if k == keys::TOKENS_BOOTSTRAPPED {
                 reg.tokens_bootstrapped = rows::decode(&v).map_err(bad)?;
+            } else if let Some(rest) = k.strip_prefix(keys::OBSERVED) {
+                let pair = keys::split_kv(rest).ok_or_else(|| "malformed observed row key".to_string())?;
+                reg.observed.insert(pair, rows::decode(&v).map_err(bad)?);
             } else if let Some(rest) = k.strip_prefix(keys::KV_HISTORY) {
                 let (ns, key) =
                     keys::split_kv_history(rest).ok_or_else(|| "malformed kv history row key".to_string())?;

@@ -177,3 +177,15 @@ def test_the_token_is_sent_and_never_shown() -> None:
         TransportState(URLS, Options(token="bad token"))
     with pytest.raises(ConfigError):
         TransportState(["a:1"], Options())
+
+
+def test_discovery_names_the_service_the_client_serves_and_registration_its_upstreams() -> None:
+    from plum_sdk.discovery import fetch_request
+    from plum_sdk.registration import Instance
+
+    assert "clientService=web" in fetch_request("db", None, 0, client_service="web").path
+    assert "clientService=web" in fetch_request("db", 3, 1.0, client_service="web").path
+    assert "clientService" not in fetch_request("db", None, 0).path
+    body = Instance("i-1", "web", 80, upstreams=("db", "cache")).body(10.0)
+    assert body["upstreams"] == ["db", "cache"]
+    assert "upstreams" not in Instance("i-2", "web", 80).body(10.0)

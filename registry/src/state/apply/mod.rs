@@ -6,6 +6,7 @@ mod instances;
 mod kv;
 mod leases;
 mod nodes;
+mod observed;
 mod tokens;
 
 use plum_raft_store::DataWrites;
@@ -18,6 +19,7 @@ use super::view::Registry;
 
 pub use deployments::{ASSIGNED, PENDING, ROLLOUT_DONE, ROLLOUT_IN_PROGRESS};
 pub use kv::{MAX_REMEMBERED_REQUESTS, REQUEST_WINDOW_MS};
+pub use observed::{MAX_OBSERVED, OBSERVED_TTL_MS};
 
 impl Registry {
     /// Whether `instance_id` is assigned to a node that is alive.
@@ -83,6 +85,7 @@ impl Registry {
             Op::SetReschedulePause { pause } => self.set_reschedule_pause(pause, writes),
             Op::UpdateDeployment { deployment_id, spec } => self.update_deployment(deployment_id, spec, writes),
             Op::RollConfig { deployment_id } => self.roll_config(deployment_id, writes),
+            Op::ObserveEdges { edges } => self.observe_edges(edges, now, writes),
             Op::ScaleDeployment { deployment_id, replicas, add, remove, force } => {
                 self.scale_deployment(deployment_id, (*replicas, *force), (add, remove), index, now, writes)
             }

@@ -35,6 +35,9 @@ class DiscoveryOptions:
     max_staleness: float | None = 300.0
     """Serve the last known endpoints at most this long after the cluster last confirmed them
     (``None``: for ever)."""
+    client_service: str | None = None
+    """The service this process serves, if any: sent with lookups (``clientService``) so the
+    cluster's topology shows what it depends on (observed edges)."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,11 @@ class Discovered:
 _BACKOFF = Backoff(base=0.05, max=2.0)
 
 
-def fetch_request(service: str, after: int | None, wait: float, consistent: bool = False) -> Request:
+def fetch_request(service: str, after: int | None, wait: float, consistent: bool = False,
+                  client_service: str | None = None) -> Request:
     pairs = {"service": service}
+    if client_service:
+        pairs["clientService"] = client_service
     if consistent:
         pairs["consistent"] = "true"
     if after is None:
@@ -138,7 +144,8 @@ class Discovery:
             s = self._snapshots.get(service)
         if s is not None:
             return s
-        endpoints, index = read_endpoints(self._t.send(fetch_request(service, None, 0)))
+        first = fetch_request(service, None, 0, client_service=self.options.client_service)
+        endpoints, index = read_endpoints(self._t.send(first))
         with self._lock:
             if service in self._snapshots:  # another caller started it meanwhile
                 return self._snapshots[service]
@@ -160,7 +167,8 @@ class Discovery:
             s = self.cached(service)
             assert s is not None
             try:
-                endpoints, index = read_endpoints(self._t.send(fetch_request(service, s.index, self.options.watch_wait)))
+                endpoints, index = read_endpoints(self._t.send(fetch_request(service, s.index, self.options.watch_wait,
+                                                  client_service=self.options.client_service)))
                 s2, check = merge(s, endpoints, index, time.monotonic())
                 if check:
                     endpoints, index = read_endpoints(self._t.send(fetch_request(service, None, 0, consistent=True)))
@@ -226,7 +234,8 @@ class AsyncDiscovery:
         fut: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         self._starting[service] = fut
         try:
-            endpoints, index = read_endpoints(await self._t.send(fetch_request(service, None, 0)))
+            first = fetch_request(service, None, 0, client_service=self.options.client_service)
+            endpoints, index = read_endpoints(await self._t.send(first))
             s = Snapshot(tuple(endpoints), index or 0, time.monotonic())
             self._snapshots[service] = s
             self._tasks[service] = asyncio.create_task(self._keep_fresh(service), name=f"plum-discovery-{service}")
@@ -244,7 +253,8 @@ class AsyncDiscovery:
         while not self._closed:
             s = self._snapshots[service]
             try:
-                answer = await self._t.send(fetch_request(service, s.index, self.options.watch_wait))
+                answer = await self._t.send(fetch_request(service, s.index, self.options.watch_wait,
+                                                  client_service=self.options.client_service))
                 endpoints, index = read_endpoints(answer)
                 s2, check = merge(s, endpoints, index, time.monotonic())
                 if check:

@@ -37,6 +37,8 @@ class Instance:
     labels: dict[str, str] = field(default_factory=dict)
     ttl: float | None = None
     """Seconds; the registrar's TTL when ``None``."""
+    upstreams: tuple[str, ...] = ()
+    """Services this instance depends on: edges of the cluster's topology (``GET /v1/topology``)."""
 
     def body(self, default_ttl: float) -> dict[str, Any]:
         b: dict[str, Any] = {
@@ -47,6 +49,8 @@ class Instance:
         }
         if self.node_id:
             b["nodeId"] = self.node_id
+        if self.upstreams:
+            b["upstreams"] = list(self.upstreams)
         return b
 
 

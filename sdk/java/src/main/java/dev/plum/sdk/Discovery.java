@@ -94,7 +94,12 @@ public final class Discovery implements AutoCloseable {
     }
 
     static ApiRequest fetchRequest(String service, long after, Duration wait, boolean consistent) {
-        String q = "service=" + Kv.seg(service) + (consistent ? "&consistent=true" : "");
+        return fetchRequest(service, after, wait, consistent, null);
+    }
+
+    static ApiRequest fetchRequest(String service, long after, Duration wait, boolean consistent, String clientService) {
+        String q = "service=" + Kv.seg(service) + (consistent ? "&consistent=true" : "")
+                + (clientService == null || clientService.isEmpty() ? "" : "&clientService=" + Kv.seg(clientService));
         if (after < 0) {
             return ApiRequest.get("/v1/discovery?" + q).withAttemptTimeout(Duration.ofSeconds(3))
                     .withDeadline(Duration.ofSeconds(6));
@@ -150,7 +155,8 @@ public final class Discovery implements AutoCloseable {
         }
         Snapshot s = snapshots.get(service);
         CompletableFuture<Snapshot> got = s != null ? CompletableFuture.completedFuture(s)
-                : t.sendAsync(fetchRequest(service, -1, Duration.ZERO, false)).thenApply(a -> install(service, a));
+                : t.sendAsync(fetchRequest(service, -1, Duration.ZERO, false, options.clientService()))
+                        .thenApply(a -> install(service, a));
         return got.thenApply(snap -> filter(judge(service, snap, options, System.nanoTime()), query));
     }
 
@@ -162,7 +168,7 @@ public final class Discovery implements AutoCloseable {
         if (s != null) {
             return s;
         }
-        return install(service, t.send(fetchRequest(service, -1, Duration.ZERO, false)));
+        return install(service, t.send(fetchRequest(service, -1, Duration.ZERO, false, options.clientService())));
     }
 
     private Snapshot install(String service, Answer a) {
@@ -189,7 +195,7 @@ public final class Discovery implements AutoCloseable {
         while (!closed) {
             Snapshot s = snapshots.get(service);
             try {
-                Answer a = t.send(fetchRequest(service, s.index, options.watchWait(), false));
+                Answer a = t.send(fetchRequest(service, s.index, options.watchWait(), false, options.clientService()));
                 Merged m = merge(s, readEndpoints(a), a.index(), System.nanoTime());
                 Snapshot s2 = m.snapshot;
                 if (m.needsConfirm) {

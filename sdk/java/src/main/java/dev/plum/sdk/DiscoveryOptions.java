@@ -6,6 +6,7 @@ import java.time.Duration;
 public final class DiscoveryOptions {
     private final Duration watchWait;
     private final Duration maxStaleness;
+    private final String clientService;
 
     /**
      * @param watchWait    how long the server holds one watch request open when nothing changes
@@ -13,8 +14,22 @@ public final class DiscoveryOptions {
      *                     confirmed them ({@code null}: for ever)
      */
     public DiscoveryOptions(Duration watchWait, Duration maxStaleness) {
+        this(watchWait, maxStaleness, null);
+    }
+
+    /**
+     * @param clientService the service this process serves ({@code null}: none), sent with lookups
+     *                      ({@code clientService}) so the cluster's topology shows what it depends on
+     */
+    public DiscoveryOptions(Duration watchWait, Duration maxStaleness, String clientService) {
         this.watchWait = watchWait;
         this.maxStaleness = maxStaleness;
+        this.clientService = clientService;
+    }
+
+    /** The same settings, naming the service this process serves. */
+    public DiscoveryOptions withClientService(String clientService) {
+        return new DiscoveryOptions(watchWait, maxStaleness, clientService);
     }
 
     /** A 10 s watch wait, 5 min maximum staleness. */
@@ -28,5 +43,9 @@ public final class DiscoveryOptions {
 
     public Duration maxStaleness() {
         return maxStaleness;
+    }
+
+    public String clientService() {
+        return clientService;
     }
 }

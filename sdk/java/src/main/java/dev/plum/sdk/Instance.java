@@ -2,6 +2,7 @@ package dev.plum.sdk;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -16,9 +17,10 @@ public final class Instance {
     final String version;
     final Map<String, String> labels;
     final Duration ttl;
+    final List<String> upstreams;
 
     private Instance(String instanceId, String service, int port, String ip, String nodeId, String protocol,
-                     String version, Map<String, String> labels, Duration ttl) {
+                     String version, Map<String, String> labels, Duration ttl, List<String> upstreams) {
         this.instanceId = instanceId;
         this.service = service;
         this.port = port;
@@ -28,38 +30,44 @@ public final class Instance {
         this.version = version;
         this.labels = Map.copyOf(labels);
         this.ttl = ttl;
+        this.upstreams = List.copyOf(upstreams);
     }
 
     /** An HTTP endpoint on 127.0.0.1, no version, no labels, the registrar's TTL. */
     public static Instance of(String instanceId, String service, int port) {
-        return new Instance(instanceId, service, port, "127.0.0.1", null, "http", "", Map.of(), null);
+        return new Instance(instanceId, service, port, "127.0.0.1", null, "http", "", Map.of(), null, List.of());
     }
 
     public Instance ip(String ip) {
-        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl);
+        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl, upstreams);
     }
 
     public Instance nodeId(String nodeId) {
-        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl);
+        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl, upstreams);
     }
 
     public Instance protocol(String protocol) {
-        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl);
+        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl, upstreams);
     }
 
     public Instance version(String version) {
-        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl);
+        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl, upstreams);
     }
 
     public Instance label(String key, String value) {
         Map<String, String> l = new TreeMap<>(labels);
         l.put(key, value);
-        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, l, ttl);
+        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, l, ttl, upstreams);
     }
 
     /** The TTL this instance declares (the registrar's when not set). */
     public Instance ttl(Duration ttl) {
-        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl);
+        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl, upstreams);
+    }
+
+    /** Services this instance depends on: edges of the cluster's topology ({@code GET /v1/topology}). */
+    public Instance upstreams(String... services) {
+        return new Instance(instanceId, service, port, ip, nodeId, protocol, version, labels, ttl, List.of(services));
     }
 
     public String instanceId() {
@@ -75,6 +83,9 @@ public final class Instance {
         b.put("ttlMs", (ttl != null ? ttl : defaultTtl).toMillis());
         if (nodeId != null && !nodeId.isEmpty()) {
             b.put("nodeId", nodeId);
+        }
+        if (!upstreams.isEmpty()) {
+            upstreams.forEach(b.putArray("upstreams")::add);
         }
         return b;
     }

@@ -207,4 +207,14 @@ class CoreTest {
         assertFalse(opts().toBuilder().token("s3cr3t").build().toString().contains("s3cr3t"), "the token is never shown");
         assertEquals(List.of("http://a:1", "https://b:2"), PlumClient.parseControllers("a:1, https://b:2/"));
     }
+
+    @Test
+    void discoveryNamesTheServiceTheClientServesAndRegistrationItsUpstreams() {
+        assertTrue(Discovery.fetchRequest("db", -1, Duration.ZERO, false, "web").path().contains("&clientService=web"));
+        assertTrue(Discovery.fetchRequest("db", 3, Duration.ofSeconds(1), false, "web").path().contains("&clientService=web"));
+        assertFalse(Discovery.fetchRequest("db", -1, Duration.ZERO, false).path().contains("clientService"));
+        var body = Instance.of("i-1", "web", 80).upstreams("db", "cache").body(Duration.ofSeconds(10));
+        assertEquals("[\"db\",\"cache\"]", body.get("upstreams").toString());
+        assertNull(Instance.of("i-2", "web", 80).body(Duration.ofSeconds(10)).get("upstreams"));
+    }
 }
