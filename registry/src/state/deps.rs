@@ -441,4 +441,21 @@ mod tests {
         let v2 = Dependency { version: Some(">=2 <3".into()), ..dep };
         assert_eq!(unmet_dependencies(&r, &[v2], 0)[0].why, "db >=2 <3: 0 of 1 healthy", "the version range filters");
     }
+
+    #[test]
+    fn a_deployment_says_why_it_waits_and_that_a_dependency_timed_out() {
+        let mut r = Registry::default();
+        let mut api = spec("api", &[]);
+        api.depends_on = vec![Dependency { service: "db".into(), timeout_ms: 5_000, ..Dependency::default() }];
+        let placements = vec![Placed { instance_id: "api-0".into(), node_id: String::new() }];
+        let op = Op::CreateDeployment { deployment_id: "api".into(), spec: Box::new(api), placements, standby: vec![] };
+        apply(&mut r, op);
+        let created = r.deployment_record("api").unwrap().created_ms;
+        let early = waiting(&r, r.deployment_record("api").unwrap(), created + 1_000);
+        assert_eq!(early.summary.as_deref(), Some("Waiting: db: 0 of 1 healthy"));
+        assert_eq!(early.instances["api-0"], ["db: 0 of 1 healthy"]);
+        let late = waiting(&r, r.deployment_record("api").unwrap(), created + 6_000);
+        assert_eq!(late.summary.as_deref(), Some("Failed: db: 0 of 1 healthy (past its timeoutMs; still waiting)"));
+        assert!(late.instances.contains_key("api-0"), "it keeps waiting");
+    }
 }
