@@ -163,7 +163,7 @@ mod tests {
         apply(&mut r, 0, op);
         let v2 = DeploymentRequest { version: "2".into(), ..spec };
         assert_eq!(
-            apply(&mut r, 0, Op::UpdateDeployment { deployment_id: "d".into(), spec: Box::new(v2) }),
+            apply(&mut r, 0, Op::UpdateDeployment { deployment_id: "d".into(), spec: Box::new(v2), in_place: false }),
             CommandResult::Done
         );
         r
@@ -258,5 +258,12 @@ mod tests {
         assert!(config_rolls(&r).is_empty(), "one roll per change");
         let again = apply(&mut r, 0, Op::RollConfig { deployment_id: "rolls".into() });
         assert_eq!(again, CommandResult::Changed { count: 0 }, "a repeated entry changes nothing");
+        // Opting out is the controller's business: in place, also during the roll, nothing restarts.
+        let spec =
+            DeploymentRequest { roll_on_config_change: false, ..r.deployment_record("rolls").unwrap().spec.clone() };
+        let op = Op::UpdateDeployment { deployment_id: "rolls".into(), spec: Box::new(spec), in_place: true };
+        assert_eq!(apply(&mut r, 0, op), CommandResult::Done);
+        let d = r.deployment_record("rolls").unwrap();
+        assert_eq!((d.generation, d.spec.roll_on_config_change, d.spec.replicas), (2, false, 1));
     }
 }

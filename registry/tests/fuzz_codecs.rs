@@ -218,7 +218,16 @@ fn seed_ops() -> Vec<Op> {
         },
         report("web-r1-0", "Running"),
         report("web-r1-1", "Starting"),
-        Op::UpdateDeployment { deployment_id: "web-r1".into(), spec: Box::new(spec("web", "2.0.0", 2, 1)) },
+        Op::UpdateDeployment {
+            deployment_id: "web-r1".into(),
+            spec: Box::new(spec("web", "2.0.0", 2, 1)),
+            in_place: false,
+        },
+        Op::UpdateDeployment {
+            deployment_id: "job-r2".into(),
+            spec: Box::new(spec("job", "1.0.0", 1, 0)),
+            in_place: true,
+        },
         Op::RolloutStep {
             deployment_id: "web-r1".into(),
             remove: None,

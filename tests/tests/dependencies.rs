@@ -127,6 +127,23 @@ async fn a_three_tier_stack_starts_in_dependency_order_and_guards_its_dependenci
     let (status, body) = cluster.call(follower, Method::POST, "/v1/deployments", Some(bad)).await.unwrap();
     assert_eq!(status, 400, "unknown condition: {body}");
 
+    // Changing only what the controllers read restarts nothing.
+    let before: Value = cluster.get_json(leader, "/v1/deployments/api-r1").await.unwrap();
+    let patch =
+        json!({"dependsOn": [{"service": "db"}, {"service": "migrate", "condition": "completed", "optional": true}]});
+    let (status, after) = cluster.call(follower, Method::PATCH, "/v1/deployments/api-r1", Some(patch)).await.unwrap();
+    assert_eq!(status, 200, "{after}");
+    let ids = |d: &Value| -> Vec<String> {
+        d["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["instanceId"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!((&after["generation"], ids(&after)), (&before["generation"], ids(&before)), "{after}");
+    assert_eq!(after["spec"]["dependsOn"][1]["optional"], true, "{after}");
+
     // Deleting or stopping db while api depends on it: 409 naming the dependents.
     let (status, body) = cluster.call(follower, Method::DELETE, "/v1/deployments/db-r1", None).await.unwrap();
     assert_eq!(status, 409, "{body}");

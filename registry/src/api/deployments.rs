@@ -236,8 +236,9 @@ pub async fn update(
     let spec: DeploymentRequest =
         serde_json::from_value(merged).map_err(|e| ApiError::bad(format!("invalid deployment: {e}")))?;
     check(&spec)?;
-    let runs = |s: &DeploymentRequest| DeploymentRequest { replicas: 0, ..s.clone() };
-    if runs(&spec) != runs(&current) {
+    let unscaled = |s: &DeploymentRequest| DeploymentRequest { replicas: 0, ..s.clone() };
+    let changed = unscaled(&spec) != unscaled(&current);
+    if changed {
         let cycle = state.cluster.with_registry(|r| deps::cycle_with(r, &id, &spec));
         if let Some(cycle) = cycle {
             return Err(ApiError::bad(format!("dependency cycle: {}", cycle.join(" -> "))));
@@ -247,8 +248,9 @@ pub async fn update(
         let op = state.cluster.with_registry(|r| scale_op(r, &id, &spec, query.flag("force")));
         refused(state.cluster.write(op).await?.result)?;
     }
-    if runs(&spec) != runs(&current) {
-        let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec) };
+    if changed {
+        let in_place = what_runs(&spec) == what_runs(&current);
+        let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec), in_place };
         refused(state.cluster.write(op).await?.result)?;
     }
     state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id, unix_now_ms())).await
@@ -274,10 +276,16 @@ pub async fn rollback(State(state): State<Shared>, Path(id): Path<String>, req: 
     if spec == current {
         return Err(conflict(format!("deployment `{id}` already runs the spec it would roll back to")));
     }
-    let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec) };
+    let op = Op::UpdateDeployment { deployment_id: id.clone(), spec: Box::new(spec), in_place: false };
     refused(state.cluster.write(op).await?.result)?;
     tracing::info!(deployment = %id, "rolling back to the previous spec");
     state.read_found(&Query::default(), &format!("deployment `{id}`"), |r| r.deployment(&id, unix_now_ms())).await
+}
+
+/// What an instance runs with: a change in it starts a rolling update. The rest (`replicas`,
+/// `dependsOn`, `rollOnConfigChange`) only the controllers read: it changes in place.
+fn what_runs(s: &DeploymentRequest) -> DeploymentRequest {
+    DeploymentRequest { replicas: 0, depends_on: Vec::new(), roll_on_config_change: false, ..s.clone() }
 }
 
 /// Instances to add (placed here, on the leader) or remove (the last ones by id) to reach

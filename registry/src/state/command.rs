@@ -145,10 +145,14 @@ pub enum Op {
     ReportInstance {
         report: InstanceReport,
     },
-    /// A new spec (what runs) for a deployment: starts a rolling update to it.
+    /// A new spec (what runs) for a deployment: starts a rolling update to it. `in_place`: only
+    /// what the controller alone reads changed (`dependsOn`, `rollOnConfigChange`): the spec
+    /// is replaced, nothing restarts.
     UpdateDeployment {
         deployment_id: String,
         spec: Box<DeploymentRequest>,
+        #[serde(default)]
+        in_place: bool,
     },
     /// Replicas added (placed by the leader) or removed (ids chosen by the leader).
     /// Scaling to 0 (a stop) is refused like a delete unless `force`.

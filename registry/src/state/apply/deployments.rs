@@ -153,19 +153,29 @@ impl Registry {
     }
 
     /// A new spec: the next generation; a rolling update to it starts (the leader drives it).
-    /// Refused while another one is in progress.
+    /// Refused while another one is in progress. `in_place`: the spec is replaced and nothing
+    /// restarts (only controller-side fields changed).
     pub(super) fn update_deployment(
         &mut self,
         deployment_id: &str,
         spec: &DeploymentRequest,
+        in_place: bool,
         writes: &mut DataWrites,
     ) -> CommandResult {
         let Some(old) = self.deployments.get(deployment_id) else { return CommandResult::NotFound };
-        if old.rollout == ROLLOUT_IN_PROGRESS {
-            return CommandResult::Busy { reason: "a rolling update is in progress".into() };
-        }
         if let Some(refused) = self.cycle_refusal(deployment_id, spec) {
             return refused;
+        }
+        if in_place {
+            let rec = DeploymentRecord {
+                spec: DeploymentRequest { replicas: old.spec.replicas, ..spec.clone() },
+                ..old.clone()
+            };
+            self.put_deployment(rec, writes);
+            return CommandResult::Done;
+        }
+        if old.rollout == ROLLOUT_IN_PROGRESS {
+            return CommandResult::Busy { reason: "a rolling update is in progress".into() };
         }
         let rec = DeploymentRecord {
             spec: DeploymentRequest { replicas: old.spec.replicas, ..spec.clone() },

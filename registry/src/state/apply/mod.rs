@@ -83,7 +83,9 @@ impl Registry {
             Op::Reassign { moves } => CommandResult::Changed { count: self.reassign(moves, index, now, writes) },
             Op::ReportInstance { report } => self.report_instance(report, now, writes),
             Op::SetReschedulePause { pause } => self.set_reschedule_pause(pause, writes),
-            Op::UpdateDeployment { deployment_id, spec } => self.update_deployment(deployment_id, spec, writes),
+            Op::UpdateDeployment { deployment_id, spec, in_place } => {
+                self.update_deployment(deployment_id, spec, *in_place, writes)
+            }
             Op::RollConfig { deployment_id } => self.roll_config(deployment_id, writes),
             Op::ObserveEdges { edges } => self.observe_edges(edges, now, writes),
             Op::ScaleDeployment { deployment_id, replicas, add, remove, force } => {
