@@ -89,7 +89,7 @@ fn refused(result: CommandResult) -> Result<CommandResult, ApiError> {
         CommandResult::Invalid { reason } => Err(ApiError::BadRequest(reason)),
         CommandResult::Needed { service, by } => Err(ApiError::Conflict {
             message: format!(
-                "deployments {} depend on service `{service}`: stopping it would break them (add ?force=true to do it anyway)",
+                "deployments {} depend on service `{service}`: stopping it would break them (`force=true` does it anyway)",
                 by.join(", ")
             ),
             detail: Some(json!({ "service": service, "dependents": by })),

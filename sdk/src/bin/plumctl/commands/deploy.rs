@@ -251,7 +251,7 @@ pub fn instances_table(instances: &[InstanceInfo]) -> Table {
 pub async fn scale(ctx: &Ctx, id: &str, replicas: u32, force: bool) -> Result<()> {
     let patch = json!({ "replicas": replicas });
     let path = format!("/v1/deployments/{}{}", encode(id), if force { "?force=true" } else { "" });
-    let reply = ctx.api.send(Method::Patch, &path, Some(&patch)).await?;
+    let reply = ctx.api.send(Method::Patch, &path, Some(&patch)).await.map_err(force_hint)?;
     if ctx.out.json {
         return ctx.out.json_value(&reply.body);
     }
@@ -316,9 +316,19 @@ fn progress(info: &DeploymentInfo) -> String {
     format!("{ready}/{} instances of generation {} ready", info.spec.replicas, info.generation)
 }
 
+/// A stop refused because others depend on the deployment: say how to do it anyway.
+fn force_hint(e: CtlError) -> CtlError {
+    match e {
+        CtlError::Conflict(m) if m.contains("depend on service") => {
+            CtlError::Conflict(format!("{m}; plumctl: --force"))
+        }
+        e => e,
+    }
+}
+
 pub async fn remove(ctx: &Ctx, id: &str, force: bool) -> Result<()> {
     let path = format!("/v1/deployments/{}{}", encode(id), if force { "?force=true" } else { "" });
-    let reply = ctx.api.send(Method::Delete, &path, None::<&()>).await?;
+    let reply = ctx.api.send(Method::Delete, &path, None::<&()>).await.map_err(force_hint)?;
     if ctx.out.json {
         return ctx.out.json_value(&reply.body);
     }
