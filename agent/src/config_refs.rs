@@ -44,15 +44,28 @@ fn file_path(dir: &Path, file: &str) -> Result<PathBuf, ConfigError> {
     Ok(dir.join(rel))
 }
 
-/// Written beside and renamed over, so an instance never reads half a file.
+/// Written to a fresh file beside it (a name of its own, created exclusively: never through a
+/// link the instance planted), readable by the agent's user only (config may hold secrets),
+/// then renamed over, so an instance never reads half a file.
 fn write_file(path: &Path, value: &str) -> Result<(), ConfigError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let fail = |source| ConfigError::Write { path: path.display().to_string(), source };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(fail)?;
+    let parent = path.parent().ok_or_else(|| fail(std::io::ErrorKind::InvalidInput.into()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(fail)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    let tmp = path.with_extension("plum-tmp");
-    std::fs::write(&tmp, value).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    written.map_err(fail)
 }
 
 /// Reads every referenced key (linearizably: an instance started by a config roll must see
@@ -158,5 +171,24 @@ mod tests {
         let names: Vec<_> =
             std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["app.conf"], "no temporary file left");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn files_that_differ_only_in_extension_do_not_share_a_temporary_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (json, yaml) = (tmp.path().join("app.json"), tmp.path().join("app.yaml"));
+        std::thread::scope(|s| {
+            for _ in 0..50 {
+                s.spawn(|| write_file(&json, "{}").unwrap());
+                s.spawn(|| write_file(&yaml, "a: 1").unwrap());
+            }
+        });
+        assert_eq!(
+            (std::fs::read_to_string(&json).unwrap(), std::fs::read_to_string(&yaml).unwrap()),
+            ("{}".into(), "a: 1".into())
+        );
     }
 }

@@ -65,9 +65,11 @@ fn record(config: &AgentConfig, id: &str, leftover: Leftover) {
     }
 }
 
+/// The instance is stopped for good: its records and its config files go.
 fn forget(config: &AgentConfig, id: &str) {
     let _ = std::fs::remove_file(record_path(config, id, "pid"));
     let _ = std::fs::remove_file(record_path(config, id, "json"));
+    let _ = std::fs::remove_dir_all(config_refs::dir(&config.data_dir, id));
 }
 
 /// The instances a previous run left that still run (same pid, same start time). Records of
@@ -130,6 +132,11 @@ pub async fn run(
             if let Some(r) = running.get(&id) {
                 // A standby that took over (or an instance that became one).
                 r.standby.send_if_modified(|s| std::mem::replace(s, item.standby) != item.standby);
+                continue;
+            }
+            if item.desired != "Running" {
+                // Completed (a one-shot job that exited 0 and is not restarted): not started
+                // again, also not by a restarted agent or on another node.
                 continue;
             }
             let (stop, stopped) = oneshot::channel();

@@ -35,7 +35,9 @@ pub fn next_steps(r: &Registry, now_ms: u64) -> Vec<Op> {
             active.iter().partition(|a| a.generation >= generation);
         let old_standby = standbys.iter().find(|a| a.generation < generation);
         let fresh = mine.iter().filter(|a| a.generation >= generation);
-        let waiting: Vec<_> = fresh.filter(|a| !(a.phase == "Running" && a.healthy)).collect();
+        // Ready: running and healthy, or (a one-shot job) completed.
+        let waiting: Vec<_> =
+            fresh.filter(|a| !(a.phase == "Running" && a.healthy) && a.phase != deps::COMPLETED).collect();
         let step = |remove: Option<String>, add: Option<Placed>, outcome: Option<String>, add_standby: bool| {
             Op::RolloutStep { deployment_id: d.deployment_id.clone(), remove, add, outcome, add_standby }
         };
@@ -85,7 +87,11 @@ pub fn next_steps(r: &Registry, now_ms: u64) -> Vec<Op> {
 pub fn config_rolls(r: &Registry) -> Vec<Op> {
     r.deployment_records()
         .filter(|d| d.spec.roll_on_config_change && d.rollout != ROLLOUT_IN_PROGRESS)
-        .filter(|d| deps::config_stamp(r, &d.spec) != d.config_stamp)
+        .filter(|d| {
+            // A referenced key that is gone would fail every new instance: no roll until it is back.
+            let stamp = deps::config_stamp(r, &d.spec);
+            stamp != d.config_stamp && stamp.values().all(|index| *index > 0)
+        })
         .map(|d| Op::RollConfig { deployment_id: d.deployment_id.clone() })
         .collect()
 }

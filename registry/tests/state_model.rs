@@ -377,8 +377,8 @@ impl Model {
                     live: Liveness::touched(old.map(|i| &i.live), now),
                     registered_ms: old.map_or(now, |i| i.registered_ms),
                     ttl_ms: *ttl_ms,
-                    // None declared: the instance keeps what it declared before.
-                    upstreams: if upstreams.is_empty() {
+                    // None declared: the instance keeps what it declared before (`replace`: none).
+                    upstreams: if upstreams.is_empty() && !*replace {
                         old.map(|i| i.upstreams.clone()).unwrap_or_default()
                     } else {
                         upstreams.clone()

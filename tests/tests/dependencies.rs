@@ -106,9 +106,14 @@ async fn a_three_tier_stack_starts_in_dependency_order_and_guards_its_dependenci
     let api_waits = seen.waiting_on.get("api").expect("api was seen waiting");
     assert!(api_waits.iter().any(|w| w.starts_with("db: ") || w.starts_with("migrate: ")), "{api_waits:?}");
 
-    // The one-shot job ran to completion and stays so (restart: on-failure).
+    // The one-shot job ran to completion and stays so (restart: on-failure); its node is told
+    // not to run it again (a restarted agent would otherwise).
     let migrate: Value = cluster.get_json(leader, "/v1/deployments/migrate-r1").await.unwrap();
     assert_eq!(migrate["instances"][0]["phase"], "Completed", "{migrate}");
+    let node = migrate["instances"][0]["nodeId"].as_str().unwrap().to_string();
+    let assigned: Value = cluster.get_json(leader, &format!("/v1/assignments?nodeId={node}")).await.unwrap();
+    let item = assigned["items"].as_array().unwrap().iter().find(|i| i["deploymentId"] == "migrate-r1").cloned();
+    assert_eq!(item.map(|i| i["desired"].clone()), Some(json!("Completed")), "{assigned}");
     let web: Value = cluster.get_json(leader, "/v1/deployments/web-r1").await.unwrap();
     assert_eq!(web["dependencies"], "Ready", "{web}");
 
@@ -253,6 +258,9 @@ async fn clients_that_name_their_service_draw_observed_edges() {
         .await
         .unwrap();
     assert_eq!(status, 400, "a bad version: {body}");
+    let (status, body) =
+        cluster.call(leader, Method::GET, "/v1/discovery?service=nosuch&clientService=web", None).await.unwrap();
+    assert_eq!((status, body), (200, json!([])), "a lookup of a service nobody knows");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t: Value = cluster.get_json(leader, "/v1/topology?consistent=true").await.unwrap();
     assert_eq!(edges(&t), want, "refused lookups recorded nothing");

@@ -23,7 +23,8 @@ pub struct RegisterRequest {
     #[serde(deserialize_with = "null_as_default", skip_serializing_if = "std::ops::Not::not")]
     pub replace: bool,
     /// Services this instance depends on (for services not run by agents, which have no
-    /// `dependsOn`): edges of `GET /v1/topology`. Empty: keep what it declared before.
+    /// `dependsOn`): edges of `GET /v1/topology`. Empty: keep what it declared before (with
+    /// `replace`: declare none).
     #[serde(deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<String>,
 }

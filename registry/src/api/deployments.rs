@@ -297,6 +297,8 @@ fn scale_op(r: &crate::state::Registry, id: &str, spec: &DeploymentRequest, forc
     let want = spec.replicas as usize;
     let remove: Vec<String> = ids.iter().skip(want).cloned().collect();
     let mut scheduler = Scheduler::new(r, BTreeSet::new());
+    // Added instances start like created ones: not before their dependencies and config hold.
+    let gated = !deps::unmet(r, spec, 0).is_empty();
     let mut add = Vec::new();
     let mut n = 0;
     while ids.len() + add.len() < want {
@@ -305,7 +307,8 @@ fn scale_op(r: &crate::state::Registry, id: &str, spec: &DeploymentRequest, forc
         if ids.contains(&instance_id) {
             continue;
         }
-        add.push(Placed { instance_id, node_id: scheduler.place(id, &spec.placement.labels) });
+        let node_id = if gated { String::new() } else { scheduler.place(id, &spec.placement.labels) };
+        add.push(Placed { instance_id, node_id });
     }
     Op::ScaleDeployment { deployment_id: id.to_string(), replicas: spec.replicas, add, remove, force }
 }

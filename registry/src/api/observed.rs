@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::cluster::unix_now_ms;
@@ -15,15 +16,37 @@ use crate::state::Op;
 /// inside the hour after which it is forgotten).
 const REFRESH_MS: u64 = 5 * 60 * 1000;
 
-/// Pairs this replica is proposing now: one write per pair at a time.
+/// Bounds on what clients can make a replica write: pairs being proposed at once, and new
+/// proposals per second (a client inventing names must not flood the log).
+const MAX_PENDING: usize = 256;
+const MAX_PER_SECOND: u32 = 20;
+
+/// Pairs this replica is proposing now (one write per pair at a time), and this second's count.
 #[derive(Default)]
 pub struct Observations {
     pending: Mutex<HashSet<(String, String)>>,
+    second: Mutex<Option<(Instant, u32)>>,
 }
 
 impl Observations {
     fn pending(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one of this second's proposals, if any is left.
+    fn budget(&self) -> bool {
+        let mut second = self.second.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match &mut *second {
+            Some((start, used)) if now.duration_since(*start) < Duration::from_secs(1) => {
+                *used += 1;
+                *used <= MAX_PER_SECOND
+            }
+            _ => {
+                *second = Some((now, 1));
+                true
+            }
+        }
     }
 }
 
@@ -33,13 +56,22 @@ pub fn saw(state: &Shared, from: &str, to: &str) {
         return;
     }
     let now = unix_now_ms();
-    let at = state.cluster.with_registry(|r| r.observed_at(from, to));
-    if at.is_some_and(|at| now.saturating_sub(at) < REFRESH_MS) {
+    // Only services the cluster knows (registered, or provided by a deployment): a lookup of
+    // a made-up name records nothing.
+    let (at, known) = state.cluster.with_registry(|r| {
+        let known = r.has_service(to) || r.deployment_records().any(|d| crate::state::deps::provides(&d.spec) == to);
+        (r.observed_at(from, to), known)
+    });
+    if !known || at.is_some_and(|at| now.saturating_sub(at) < REFRESH_MS) {
         return;
     }
     let pair = (from.to_string(), to.to_string());
-    if !state.observations.pending().insert(pair.clone()) {
-        return;
+    {
+        let mut pending = state.observations.pending();
+        if pending.len() >= MAX_PENDING || pending.contains(&pair) || !state.observations.budget() {
+            return;
+        }
+        pending.insert(pair.clone());
     }
     let state = state.clone();
     tokio::spawn(async move {

@@ -165,8 +165,11 @@ impl Book {
                     .filter(|(id, at)| before.lease(LeaseKind::Instance, id).is_some_and(|l| l.last_seen_ms <= *at))
                     .count() as u64;
             }
-            // Instances removed before their replacement was ready: nothing more to wait for.
-            Op::DeleteDeployment { deployment_id, .. } if !self.pending.is_empty() => {
+            // Instances removed before their replacement was ready: nothing more to wait for. A
+            // stop that apply refuses (others depend on it) removes nothing: the same rule here.
+            Op::DeleteDeployment { deployment_id, force }
+                if !self.pending.is_empty() && !refused_stop(before, deployment_id, *force) =>
+            {
                 let gone: Vec<String> = self
                     .pending
                     .keys()
@@ -175,7 +178,11 @@ impl Book {
                     .collect();
                 gone.iter().for_each(|id| self.abandon(id, now_ms));
             }
-            Op::ScaleDeployment { remove, .. } => remove.iter().for_each(|id| self.abandon(id, now_ms)),
+            Op::ScaleDeployment { deployment_id, replicas, remove, force, .. }
+                if !(*replicas == 0 && refused_stop(before, deployment_id, *force)) =>
+            {
+                remove.iter().for_each(|id| self.abandon(id, now_ms))
+            }
             Op::RolloutStep { remove: Some(id), .. } => self.abandon(id, now_ms),
             Op::Batch { ops } => ops.iter().for_each(|op| self.follow(op, now_ms, before, seen)),
             _ => {}
@@ -315,6 +322,11 @@ impl Book {
             self.abandon(&id, now_ms);
         }
     }
+}
+
+/// Whether apply refuses this stop of a deployment (`state::deps::needed_by`, as apply decides).
+fn refused_stop(before: &State, deployment_id: &str, force: bool) -> bool {
+    !force && !crate::state::deps::needed_by(before, deployment_id).is_empty()
 }
 
 #[cfg(test)]

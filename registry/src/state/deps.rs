@@ -209,6 +209,15 @@ fn holds_now(r: &Registry, dep: &Dependency) -> (bool, String) {
 pub fn topology(r: &Registry, now_ms: u64) -> Topology {
     let mut services: BTreeMap<String, TopologyService> = BTreeMap::new();
     let mut edges: BTreeMap<(String, String, &str), TopologyEdge> = BTreeMap::new();
+    // Registered and observed edges ask the same question of a service (one healthy
+    // endpoint?), often many times: answered once per service.
+    let mut healthy_memo: BTreeMap<String, (bool, String)> = BTreeMap::new();
+    let mut healthy = |to: &str| {
+        healthy_memo
+            .entry(to.to_string())
+            .or_insert_with(|| holds_now(r, &Dependency { service: to.to_string(), ..Dependency::default() }))
+            .clone()
+    };
     for d in r.deployment_records() {
         let from = provides(&d.spec).to_string();
         services.entry(from.clone()).or_default().deployments.push(d.deployment_id.clone());
@@ -230,7 +239,10 @@ pub fn topology(r: &Registry, now_ms: u64) -> Topology {
         let served: BTreeSet<&str> = inst.endpoints.iter().map(|e| e.service_name.as_str()).collect();
         for from in served {
             for to in &inst.upstreams {
-                let (satisfied, detail) = holds_now(r, &Dependency { service: to.clone(), ..Dependency::default() });
+                if edges.contains_key(&(from.to_string(), to.clone(), "registered")) {
+                    continue;
+                }
+                let (satisfied, detail) = healthy(to);
                 let edge = TopologyEdge {
                     from: from.to_string(),
                     to: to.clone(),
@@ -246,7 +258,7 @@ pub fn topology(r: &Registry, now_ms: u64) -> Topology {
     }
     let recent = r.observed_edges().filter(|(_, _, at)| now_ms.saturating_sub(*at) <= super::OBSERVED_TTL_MS);
     for (from, to, at) in recent {
-        let (satisfied, detail) = holds_now(r, &Dependency { service: to.to_string(), ..Dependency::default() });
+        let (satisfied, detail) = healthy(to);
         let edge = TopologyEdge {
             from: from.to_string(),
             to: to.to_string(),

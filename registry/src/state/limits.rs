@@ -113,11 +113,13 @@ impl Op {
             }
             Op::ExpireInstances { instances } | Op::ForgetInstances { instances } => ids("instanceId", instances),
             Op::DeleteNode { node_id } => check_name("nodeId", node_id, MAX_ID),
-            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, .. } => {
+            Op::RegisterInstance { instance_id, node_id, ip, endpoints, ttl_ms, upstreams, .. } => {
                 check_name("instanceId", instance_id, MAX_ID)?;
                 check_text("nodeId", node_id, MAX_ID)?;
                 check_text("ip", ip, MAX_ID)?;
                 check_ttl(*ttl_ms)?;
+                (upstreams.len() <= MAX_ENDPOINTS).then_some(()).ok_or("too many upstreams")?;
+                upstreams.iter().try_for_each(|u| check_name("upstream", u, MAX_ID))?;
                 (endpoints.len() <= MAX_ENDPOINTS).then_some(()).ok_or("too many endpoints")?;
                 endpoints.iter().try_for_each(|e| {
                     check_name("serviceName", &e.service_name, MAX_ID)?;

@@ -28,6 +28,9 @@ pub struct Registry {
     pub(crate) observed: BTreeMap<(String, String), u64>,
     /// (namespace, key) -> its recent versions by log index, deletions included.
     pub(crate) kv_history: BTreeMap<(String, String), BTreeMap<u64, plum_types::KvVersion>>,
+    /// (deleted at, namespace, key) of keys whose last version is a deletion, oldest first:
+    /// their history is forgotten after a while. Derived from `kv_history`.
+    pub(crate) kv_deleted_history: BTreeSet<(u64, String, String)>,
     /// Recent request ids of KV writes, and the same ordered by time (derived) for expiry.
     pub(crate) requests: BTreeMap<String, RequestRecord>,
     pub(crate) requests_by_time: BTreeSet<(u64, String)>,
@@ -224,6 +227,11 @@ impl Registry {
         out
     }
 
+    /// Whether any instance ever registered an endpoint of `service` (it is in the index).
+    pub fn has_service(&self, service: &str) -> bool {
+        self.by_service.contains_key(service)
+    }
+
     /// Names of services with at least one registered instance.
     pub fn services(&self) -> Vec<String> {
         self.by_service.keys().cloned().collect()
@@ -385,7 +393,8 @@ impl Registry {
                     instance_id: a.instance_id.clone(),
                     deployment_id: a.deployment_id.clone(),
                     node_id: a.node_id.clone(),
-                    desired: "Running".to_string(),
+                    // A job that completed is not run again (not by a restarted agent either).
+                    desired: if a.phase == super::deps::COMPLETED { "Completed" } else { "Running" }.to_string(),
                     artifact_url: spec.artifact.as_ref().map(|x| x.url.clone()).unwrap_or_default(),
                     start_cmd,
                     app_name: spec.name.clone(),
@@ -458,6 +467,11 @@ impl Registry {
                 reg.kv_deleted.insert(ns, index);
             } else {
                 return Err(format!("unknown row {}", String::from_utf8_lossy(&k)));
+            }
+        }
+        for ((ns, key), versions) in &reg.kv_history {
+            if let Some(last) = versions.values().next_back().filter(|v| v.deleted) {
+                reg.kv_deleted_history.insert((last.updated_ms, ns.clone(), key.clone()));
             }
         }
         Ok(reg)

@@ -196,7 +196,8 @@ impl Registry {
     pub(super) fn roll_config(&mut self, deployment_id: &str, writes: &mut DataWrites) -> CommandResult {
         let Some(old) = self.deployments.get(deployment_id) else { return CommandResult::NotFound };
         let stamp = deps::config_stamp(self, &old.spec);
-        if stamp == old.config_stamp {
+        if stamp == old.config_stamp || stamp.values().any(|index| *index == 0) {
+            // Nothing changed, or a key is gone (new instances could not start): no roll.
             return CommandResult::Changed { count: 0 };
         }
         if old.rollout == ROLLOUT_IN_PROGRESS {

@@ -66,7 +66,7 @@ impl Registry {
             last_seen_ms: old.map(|i| i.last_seen_ms.max(now)).unwrap_or(now),
             registered_ms: old.map(|i| i.registered_ms).unwrap_or(now),
             ttl_ms: reg.ttl_ms,
-            upstreams: if reg.upstreams.is_empty() {
+            upstreams: if reg.upstreams.is_empty() && !reg.replace {
                 old.map(|o| o.upstreams.clone()).unwrap_or_default()
             } else {
                 reg.upstreams.to_vec()

@@ -16,6 +16,10 @@ pub const REQUEST_WINDOW_MS: u64 = 10 * 60 * 1000;
 pub const MAX_REMEMBERED_REQUESTS: usize = 100_000;
 /// Versions of each key kept (deletions count): what history, diff and rollback reach.
 pub const KV_HISTORY_KEEP: usize = 10;
+/// How long a deleted key's history is kept (a client churning through unique keys must not
+/// grow it for ever), and for how many deleted keys at most.
+pub const DELETED_HISTORY_MS: u64 = 24 * 60 * 60 * 1000;
+pub const MAX_DELETED_HISTORIES: usize = 100_000;
 
 impl Registry {
     #[allow(clippy::too_many_arguments)]
@@ -75,6 +79,11 @@ impl Registry {
                 deleted: true,
             };
             self.record_version(ns, key, deleted, writes);
+            self.kv_deleted_history.insert((now, ns.to_string(), key.to_string()));
+            while self.kv_deleted_history.len() > MAX_DELETED_HISTORIES {
+                let Some((_, ns, key)) = self.kv_deleted_history.pop_first() else { break };
+                self.forget_history(&ns, &key, writes);
+            }
             if let Some(map) = self.kv.get_mut(ns) {
                 map.remove(key);
                 if map.is_empty() {
@@ -161,6 +170,11 @@ impl Registry {
             KvRecord { value: w.value.clone(), kind: w.kind, updated_ms: now, version, create_index, mod_index: index };
         writes.put(keys::kv(ns, &w.key), rows::encode(&record));
         map.insert(w.key.clone(), record.clone());
+        // Made again after a deletion: its history is a live key's again.
+        let slot = (ns.to_string(), w.key.clone());
+        if let Some(deleted) = self.kv_history.get(&slot).and_then(|v| v.values().next_back()).filter(|v| v.deleted) {
+            self.kv_deleted_history.remove(&(deleted.updated_ms, slot.0, slot.1));
+        }
         let version = plum_types::KvVersion {
             version,
             mod_index: index,
@@ -171,6 +185,22 @@ impl Registry {
         };
         self.record_version(ns, &w.key, version, writes);
         record
+    }
+
+    /// Forgets the history of keys deleted before `cutoff_ms` (leader time). Usually looks at
+    /// one entry and stops.
+    pub(super) fn forget_deleted_history_before(&mut self, cutoff_ms: u64, writes: &mut DataWrites) {
+        while self.kv_deleted_history.first().is_some_and(|(at, _, _)| *at < cutoff_ms) {
+            let Some((_, ns, key)) = self.kv_deleted_history.pop_first() else { break };
+            self.forget_history(&ns, &key, writes);
+        }
+    }
+
+    fn forget_history(&mut self, ns: &str, key: &str, writes: &mut DataWrites) {
+        for index in self.kv_history.remove(&(ns.to_string(), key.to_string())).into_iter().flat_map(|v| v.into_keys())
+        {
+            writes.delete(keys::kv_history(ns, key, index));
+        }
     }
 
     /// Keeps `v` in the key's history, forgetting its oldest versions beyond the limit.
@@ -236,5 +266,31 @@ mod tests {
         let mut from_rows = rows.into_iter();
         let rebuilt = Registry::from_rows(r.applied_index(), &mut from_rows).expect("rows decode");
         assert_eq!(rebuilt.kv_history("prod", "url"), history, "forgotten versions left no rows behind");
+    }
+
+    #[test]
+    fn a_deleted_keys_history_is_forgotten_after_a_day_unless_it_is_made_again() {
+        let del = |key: &str| Op::KvDelete { ns: "prod".into(), key: key.into(), expect_version: None };
+        let put_key = |key: &str| {
+            let write = KvWrite { key: key.into(), value: "v".into(), kind: KvType::String };
+            Op::KvPut { ns: "prod".into(), write, expect_version: None, request_id: None }
+        };
+        let (mut r, mut rows) = run(vec![put_key("gone"), del("gone"), put_key("back"), del("back"), put_key("back")]);
+        assert!(!r.kv_history("prod", "gone").is_empty(), "kept for a while after the deletion");
+        // A day later any entry forgets it; the key made again keeps its history.
+        let index = r.applied_index() + 1;
+        let mut writes = DataWrites::default();
+        let later = Command { now_ms: 10_000 + super::DELETED_HISTORY_MS, op: put("other") };
+        r.apply(index, &later, &mut writes);
+        for w in writes.into_ops() {
+            match w {
+                DataOp::Put(k, v) => rows.insert(k, v),
+                DataOp::Delete(k) => rows.remove(&k),
+            };
+        }
+        assert!(r.kv_history("prod", "gone").is_empty());
+        assert_eq!(r.kv_history("prod", "back").len(), 3, "written, deleted, written again");
+        let rebuilt = Registry::from_rows(r.applied_index(), &mut rows.into_iter()).expect("rows decode");
+        assert_eq!(rebuilt, r, "the rows hold exactly what the view does");
     }
 }

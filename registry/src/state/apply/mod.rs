@@ -33,6 +33,7 @@ impl Registry {
         self.applied_index = index;
         let now = cmd.now_ms;
         self.forget_requests_before(now.saturating_sub(REQUEST_WINDOW_MS), writes);
+        self.forget_deleted_history_before(now.saturating_sub(kv::DELETED_HISTORY_MS), writes);
         self.apply_op(&cmd.op, index, now, writes)
     }
 
