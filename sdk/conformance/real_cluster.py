@@ -294,6 +294,7 @@ class Control:
         self.started = time.monotonic()
         self.log: list[dict[str, Any]] = []
         self.pending: list[threading.Thread] = []
+        self.requested = 0
         self.stopping = threading.Event()
 
     def now_ms(self) -> int:
@@ -312,6 +313,8 @@ class Control:
         return entry
 
     def schedule(self, step: dict[str, Any]) -> None:
+        self.requested += 1
+
         def later() -> None:
             if not self.stopping.wait(step.get("afterMs", 0) / 1000):
                 self.run(step)
@@ -325,6 +328,8 @@ class Control:
             t.join(30)
         failures = [f"action {e['action']} failed: {e['error']}" for e in self.log if not e["ok"]]
         failures += [f"action still running after 30 s: {t.name}" for t in self.pending if t.is_alive()]
+        if len(self.log) != self.requested:
+            failures.append(f"{self.requested} actions requested, {len(self.log)} ran")
         for check in self.scenario.get("server", []):
             failures += self.check(check)
         return {"ok": not failures, "failures": failures}
@@ -387,6 +392,10 @@ def serve(control: Control, done: threading.Event) -> ThreadingHTTPServer:
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
+            # Said outright: a client that pooled the connection (Java's HttpClient did) would
+            # send its next request into a socket this HTTP/1.0 server already closed.
+            self.send_header("connection", "close")
+            self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
@@ -414,6 +423,7 @@ def serve(control: Control, done: threading.Event) -> ThreadingHTTPServer:
                 self.answer(400, {"error": f"bad action: {e}"})
                 return
             if step.get("wait"):
+                control.requested += 1
                 entry = control.run(step)
                 self.answer(200 if entry["ok"] else 500, entry)
             else:
