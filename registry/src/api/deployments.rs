@@ -182,10 +182,7 @@ pub async fn create(State(state): State<Shared>, req: Request) -> Result<Respons
         return Ok(resp);
     }
     let deployment_id = deployment_id(&spec);
-    let cycle = state.cluster.with_registry(|r| deps::cycle_with(r, &deployment_id, &spec));
-    if let Some(cycle) = cycle {
-        return Err(ApiError::bad(format!("dependency cycle: {}", cycle.join(" -> "))));
-    }
+    // A dependency cycle is refused by the entry itself (`Invalid`, a 400 below).
     let (placements, standby): (Vec<Placed>, Vec<Placed>) = state.cluster.with_registry(|r| {
         // Dependencies that do not hold yet: every instance waits without a node; the leader
         // places them once they hold (`liveness::duties`).
@@ -239,6 +236,7 @@ pub async fn update(
     let unscaled = |s: &DeploymentRequest| DeploymentRequest { replicas: 0, ..s.clone() };
     let changed = unscaled(&spec) != unscaled(&current);
     if changed {
+        // The entry refuses a cycle too, but only after the scale below would have committed.
         let cycle = state.cluster.with_registry(|r| deps::cycle_with(r, &id, &spec));
         if let Some(cycle) = cycle {
             return Err(ApiError::bad(format!("dependency cycle: {}", cycle.join(" -> "))));

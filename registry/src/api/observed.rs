@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::cluster::unix_now_ms;
-use crate::state::Op;
+use crate::state::{Op, deps};
 
 /// How old the replicated record of a pair may get before a lookup reports it again (well
 /// inside the hour after which it is forgotten).
@@ -58,10 +58,7 @@ pub fn saw(state: &Shared, from: &str, to: &str) {
     let now = unix_now_ms();
     // Only services the cluster knows (registered, or provided by a deployment): a lookup of
     // a made-up name records nothing.
-    let (at, known) = state.cluster.with_registry(|r| {
-        let known = r.has_service(to) || r.deployment_records().any(|d| crate::state::deps::provides(&d.spec) == to);
-        (r.observed_at(from, to), known)
-    });
+    let (at, known) = state.cluster.with_registry(|r| (r.observed_at(from, to), deps::known_service(r, to)));
     if !known || at.is_some_and(|at| now.saturating_sub(at) < REFRESH_MS) {
         return;
     }

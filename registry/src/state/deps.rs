@@ -111,7 +111,7 @@ pub struct Unmet {
 /// provides them), and its config keys that do not exist.
 pub fn unmet(r: &Registry, spec: &DeploymentRequest, waited_ms: u64) -> Vec<Unmet> {
     let mut out = unmet_dependencies(r, &spec.depends_on, waited_ms);
-    for c in spec.config_refs.iter().filter(|c| r.kv_get(&c.namespace, &c.key).is_none()) {
+    for c in spec.config_refs.iter().filter(|c| r.kv_mod_index(&c.namespace, &c.key).is_none()) {
         out.push(Unmet { service: c.name(), why: format!("config {}: missing", c.name()), timed_out: false });
     }
     out
@@ -120,33 +120,30 @@ pub fn unmet(r: &Registry, spec: &DeploymentRequest, waited_ms: u64) -> Vec<Unme
 /// The log index of the value each of `spec`'s config keys has now (0: absent), by
 /// `namespace/key`: what its instances started with, when recorded at their generation.
 pub fn config_stamp(r: &Registry, spec: &DeploymentRequest) -> BTreeMap<String, u64> {
-    let index = |c: &plum_types::ConfigRef| r.kv_get(&c.namespace, &c.key).map_or(0, |i| i.mod_index);
+    let index = |c: &plum_types::ConfigRef| r.kv_mod_index(&c.namespace, &c.key).unwrap_or(0);
     spec.config_refs.iter().map(|c| (c.name(), index(c))).collect()
 }
 
 fn unmet_dependencies(r: &Registry, deps: &[Dependency], waited_ms: u64) -> Vec<Unmet> {
     let mut out = Vec::new();
     for dep in deps {
-        let want = dep.min_healthy.max(1) as usize;
-        let have = count(r, dep);
-        if have >= want {
+        let (holds, why) = holds_now(r, dep);
+        if holds {
             continue;
         }
         let timed_out = dep.timeout_ms > 0 && waited_ms >= dep.timeout_ms;
-        if dep.optional && (timed_out || !provided(r, &dep.service)) {
+        if dep.optional && (timed_out || !known_service(r, &dep.service)) {
             continue;
         }
-        let version = dep.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
-        let why = format!("{}{version}: {have} of {want} {}", dep.service, dep.condition.as_str());
         out.push(Unmet { service: dep.service.clone(), why, timed_out });
     }
     out
 }
 
-/// Whether any deployment or registered instance provides `service`.
-fn provided(r: &Registry, service: &str) -> bool {
-    r.deployment_records().any(|d| provides(&d.spec) == service)
-        || r.instance_records().any(|i| i.endpoints.iter().any(|e| e.service_name == service))
+/// Whether the cluster knows `service`: a deployment provides it, or an instance registered
+/// an endpoint of it.
+pub fn known_service(r: &Registry, service: &str) -> bool {
+    r.has_service(service) || r.deployment_records().any(|d| provides(&d.spec) == service)
 }
 
 fn version_ok(filter: &Option<VersionFilter>, version: &str) -> bool {
@@ -235,40 +232,39 @@ pub fn topology(r: &Registry, now_ms: u64) -> Topology {
             edges.entry((from.clone(), dep.service.clone(), "declared")).or_insert(edge);
         }
     }
+    // Registered and observed edges: from a service to one it needs a healthy endpoint of.
+    let mut undeclared = |from: &str, to: &str, kind: &'static str, note: Option<String>| {
+        if edges.contains_key(&(from.to_string(), to.to_string(), kind)) {
+            return;
+        }
+        let (satisfied, detail) = healthy(to);
+        let detail = match note {
+            Some(note) => format!("{detail}; {note}"),
+            None => detail,
+        };
+        let edge = TopologyEdge {
+            from: from.to_string(),
+            to: to.to_string(),
+            kind: kind.into(),
+            condition: DependencyCondition::Healthy.as_str().into(),
+            optional: false,
+            satisfied,
+            detail,
+        };
+        edges.insert((from.to_string(), to.to_string(), kind), edge);
+    };
     for inst in r.instance_records().filter(|i| i.alive && !i.upstreams.is_empty()) {
         let served: BTreeSet<&str> = inst.endpoints.iter().map(|e| e.service_name.as_str()).collect();
         for from in served {
             for to in &inst.upstreams {
-                if edges.contains_key(&(from.to_string(), to.clone(), "registered")) {
-                    continue;
-                }
-                let (satisfied, detail) = healthy(to);
-                let edge = TopologyEdge {
-                    from: from.to_string(),
-                    to: to.clone(),
-                    kind: "registered".into(),
-                    condition: DependencyCondition::Healthy.as_str().into(),
-                    optional: false,
-                    satisfied,
-                    detail,
-                };
-                edges.entry((from.to_string(), to.clone(), "registered")).or_insert(edge);
+                undeclared(from, to, "registered", None);
             }
         }
     }
     let recent = r.observed_edges().filter(|(_, _, at)| now_ms.saturating_sub(*at) <= super::OBSERVED_TTL_MS);
     for (from, to, at) in recent {
-        let (satisfied, detail) = healthy(to);
-        let edge = TopologyEdge {
-            from: from.to_string(),
-            to: to.to_string(),
-            kind: "observed".into(),
-            condition: DependencyCondition::Healthy.as_str().into(),
-            optional: false,
-            satisfied,
-            detail: format!("{detail}; discovered {} s ago", now_ms.saturating_sub(at) / 1000),
-        };
-        edges.entry((from.to_string(), to.to_string(), "observed")).or_insert(edge);
+        let ago = format!("discovered {} s ago", now_ms.saturating_sub(at) / 1000);
+        undeclared(from, to, "observed", Some(ago));
     }
     let named = r.services().into_iter().chain(edges.values().flat_map(|e| [e.from.clone(), e.to.clone()]));
     for name in named {

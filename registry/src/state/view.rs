@@ -253,6 +253,11 @@ impl Registry {
         self.kv.get(ns)?.get(key).map(|r| Self::item(ns, key, r))
     }
 
+    /// The log index of a key's last write, if it exists (no copy of its value).
+    pub fn kv_mod_index(&self, ns: &str, key: &str) -> Option<u64> {
+        self.kv.get(ns)?.get(key).map(|r| r.mod_index)
+    }
+
     /// Keys of `ns` starting with `prefix`, sorted by key.
     pub fn kv_list(&self, ns: &str, prefix: &str) -> Vec<KvItem> {
         let Some(map) = self.kv.get(ns) else {

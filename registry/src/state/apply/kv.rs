@@ -79,11 +79,6 @@ impl Registry {
                 deleted: true,
             };
             self.record_version(ns, key, deleted, writes);
-            self.kv_deleted_history.insert((now, ns.to_string(), key.to_string()));
-            while self.kv_deleted_history.len() > MAX_DELETED_HISTORIES {
-                let Some((_, ns, key)) = self.kv_deleted_history.pop_first() else { break };
-                self.forget_history(&ns, &key, writes);
-            }
             if let Some(map) = self.kv.get_mut(ns) {
                 map.remove(key);
                 if map.is_empty() {
@@ -170,11 +165,6 @@ impl Registry {
             KvRecord { value: w.value.clone(), kind: w.kind, updated_ms: now, version, create_index, mod_index: index };
         writes.put(keys::kv(ns, &w.key), rows::encode(&record));
         map.insert(w.key.clone(), record.clone());
-        // Made again after a deletion: its history is a live key's again.
-        let slot = (ns.to_string(), w.key.clone());
-        if let Some(deleted) = self.kv_history.get(&slot).and_then(|v| v.values().next_back()).filter(|v| v.deleted) {
-            self.kv_deleted_history.remove(&(deleted.updated_ms, slot.0, slot.1));
-        }
         let version = plum_types::KvVersion {
             version,
             mod_index: index,
@@ -203,14 +193,28 @@ impl Registry {
         }
     }
 
-    /// Keeps `v` in the key's history, forgetting its oldest versions beyond the limit.
+    /// Keeps `v` in the key's history, forgetting its oldest versions beyond the limit, and
+    /// keeps the index of deleted keys' histories: a deletion enters it (bounded), a key made
+    /// again leaves it.
     fn record_version(&mut self, ns: &str, key: &str, v: plum_types::KvVersion, writes: &mut DataWrites) {
         writes.put(keys::kv_history(ns, key, v.mod_index), rows::encode(&v));
+        let deleted = v.deleted.then_some(v.updated_ms);
         let versions = self.kv_history.entry((ns.to_string(), key.to_string())).or_default();
+        let was_deleted = versions.values().next_back().filter(|last| last.deleted).map(|last| last.updated_ms);
         versions.insert(v.mod_index, v);
         while versions.len() > KV_HISTORY_KEEP {
             let Some((oldest, _)) = versions.pop_first() else { break };
             writes.delete(keys::kv_history(ns, key, oldest));
+        }
+        if let Some(at) = was_deleted {
+            self.kv_deleted_history.remove(&(at, ns.to_string(), key.to_string()));
+        }
+        if let Some(at) = deleted {
+            self.kv_deleted_history.insert((at, ns.to_string(), key.to_string()));
+            while self.kv_deleted_history.len() > MAX_DELETED_HISTORIES {
+                let Some((_, ns, key)) = self.kv_deleted_history.pop_first() else { break };
+                self.forget_history(&ns, &key, writes);
+            }
         }
     }
 }
